@@ -1,0 +1,29 @@
+# Two commands set everything up on a fresh machine (see README):
+#   make demo   - create .venv, install, run the main scenario
+#   make test   - create .venv, install with dev extras, run the test suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv demo test bench clean
+
+$(BIN)/asyncsim: pyproject.toml
+	$(PY) -m venv $(VENV)
+	# the CPU wheel first: a looser pin would pull a multi-GB CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/asyncsim
+
+demo: venv
+	$(BIN)/asyncsim run scenarios/very_heterogeneous.yaml
+
+test: venv
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) reports/runs .pytest_cache .hypothesis

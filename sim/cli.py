@@ -1,0 +1,162 @@
+"""The ``asyncsim`` command line. User errors are one line and exit code 2."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sim.scenario import Scenario, ScenarioError, load_scenario, parse_override
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Simulate asynchronous Local-SGD (Liu et al., 2024) with real PyTorch payloads.",
+)
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load(file: Path, method: Optional[str], sets: list[str]) -> Scenario:
+    try:
+        overrides = dict(parse_override(s) for s in sets)
+        return load_scenario(file, overrides=overrides, method=method)
+    except ScenarioError as exc:
+        fail(str(exc))
+        raise  # unreachable, for type checkers
+
+
+FILE_ARG = typer.Argument(..., help="scenario YAML file", show_default=False)
+METHOD_OPT = typer.Option(None, "--method", "-m", help="method preset to run instead of the file's")
+SET_OPT = typer.Option([], "--set", "-s", help="override a field: KEY=VALUE, e.g. schedule.H=100 (repeatable)")
+
+
+@app.command()
+def run(
+    file: Path = FILE_ARG,
+    method: Optional[str] = METHOD_OPT,
+    set_: list[str] = SET_OPT,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (computed afresh); default reports/runs/<name>-<method>-s<seed>-<digest>"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="override the scenario's seed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Simulate one scenario and write its run folder; prints the run hash."""
+    from sim.runner import run as run_scenario
+
+    sets = list(set_) + ([f"seed={seed}"] if seed is not None else [])
+    scenario = _load(file, method, sets)
+    bar = None if quiet else Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[metric]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
+    progress = None
+    if bar is not None:
+        bar.start()
+        task = bar.add_task(f"{scenario.name}/{scenario.method.preset}", total=scenario.schedule.t_max, metric="")
+
+        def progress(t_local: int, t_max: int, row: dict[str, Any] | None) -> None:
+            metric = ""
+            if row is not None:
+                key = "perplexity" if "perplexity" in row else "loss"
+                metric = f"{key} {row[key]:.4g}"
+            bar.update(task, completed=min(t_local, t_max), metric=metric)
+
+    try:
+        result = run_scenario(scenario, out=out, progress=progress)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.stop()
+        fail("interrupted; no run folder was written (earlier results are untouched)", code=130)
+        return
+    except (ValueError, RuntimeError, OSError) as exc:
+        if bar is not None:
+            bar.stop()
+        if isinstance(exc, ScenarioError) or type(exc).__name__ in {"DataError"}:
+            fail(str(exc))
+        raise
+    finally:
+        if bar is not None:
+            bar.stop()
+    s = result.summary
+    final = s["final"]
+    metrics = ", ".join(f"{k} {final[k]:.4f}" for k in ("perplexity", "loss", "accuracy") if k in final)
+    how = "reused existing run" if result.reused else "finished"
+    if s.get("status") == "diverged":
+        console.print(f"[red]diverged[/red]: {s['diverged']}")
+    console.print(
+        f"{how}: {s['method']} seed {s['seed']}: {metrics} after {final['t_local']} local steps, "
+        f"{s['simulated_seconds']:.1f} simulated s"
+    )
+    console.print(f"run folder: {result.folder}")
+    console.print(f"run hash: {result.run_hash}")
+
+
+@app.command()
+def validate(file: Path = FILE_ARG, method: Optional[str] = METHOD_OPT, set_: list[str] = SET_OPT) -> None:
+    """Check a scenario file; prints its resolved method and digest."""
+    sc = _load(file, method, set_)
+    m = sc.method
+    console.print(
+        f"ok: {file}: {sc.name}, trainer {sc.trainer.name}, k={sc.workers.k}, method {m.preset} "
+        f"({m.schedule}, outer {m.outer['name'] if m.outer else '-'}, fix {m.fix['name'] if m.fix else '-'}, "
+        f"DyLU {'on' if m.dylu else 'off'}), t_max {sc.schedule.t_max}, digest {sc.digest()[:12]}"
+    )
+
+
+@app.command()
+def methods() -> None:
+    """List the method presets."""
+    from sim.presets import DESCRIPTIONS, PRESETS
+
+    table = Table("preset", "schedule", "outer", "fix", "DyLU", "what")
+    for name, p in PRESETS.items():
+        table.add_row(
+            name,
+            p["schedule"],
+            (p["outer"] or {}).get("name", "-"),
+            (p["fix"] or {}).get("name", "-"),
+            "on" if p["dylu"] else "off",
+            DESCRIPTIONS[name],
+        )
+    console.print(table)
+
+
+@app.command()
+def profiles() -> None:
+    """List the shipped device fleets (device_profiles/)."""
+    from sim.profiles import PROFILE_DIR, Fleet, load_fleet_raw
+
+    table = Table("fleet", "devices (s/step)", "slowest/fastest", "description")
+    for path in sorted(PROFILE_DIR.glob("*.yaml")):
+        fleet = Fleet.model_validate(load_fleet_raw(path))
+        times = [d.step_time for d in fleet.devices]
+        table.add_row(
+            path.stem,
+            ", ".join(f"{t:.3g}" for t in times),
+            f"{max(times) / min(times):.2f}x",
+            " ".join(fleet.description.split())[:80],
+        )
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,304 @@
+"""The discrete-event core: Algorithm 2 (async), Algorithm 1 (sync) and the 1-worker baseline.
+
+Workers are SimPy processes that spend simulated time training; the server is
+a SimPy process holding a capacity-1 resource while it applies an update.
+What a job *computes* comes from the trainer; *when* it finishes comes from
+the device profile. Because a job's completion time is fixed when it is
+dispatched, the server can look ahead to the next completion, which is how
+Algorithm 5's ``get_worker`` is decided without peeking at real results.
+
+Ties in simulated time are broken by worker id: the server always takes the
+in-flight job with the smallest ``(completion time, worker)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import simpy
+import torch
+
+from sim.executors import JobFuture
+from sim.outer.base import OuterUpdate, PseudoGradient
+from sim.records import Recorder
+from sim.sampling import LRSchedule, ShardSampler, dylu_steps
+from sim.scenario import Scenario
+from trainers.base import JobSpec, Trainer
+
+#: purposes of the scenario's independent RNG streams (numpy SeedSequence keys)
+STREAM_TRAINER, STREAM_SHARDS, STREAM_JITTER = 0, 1, 2
+
+
+def stream(seed: int, purpose: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, purpose]))
+
+
+def trainer_seed(seed: int) -> int:
+    return int(np.random.SeedSequence([seed, STREAM_TRAINER]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+@dataclass
+class Job:
+    """One local round in flight."""
+
+    id: int
+    worker: int
+    spec: JobSpec
+    dispatch_version: int
+    dispatched_at: float
+    completes_at: float
+    future: JobFuture
+    done: simpy.Event
+    theta_at_dispatch: torch.Tensor | None  # only when the outer update needs it
+
+    @property
+    def order(self) -> tuple[float, int]:
+        return (self.completes_at, self.worker)
+
+
+ProgressFn = Callable[[int, int, dict[str, Any] | None], None]
+
+
+class Simulation:
+    """One run of one scenario. Call :meth:`run` once."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        trainer: Trainer,
+        outer: OuterUpdate | None,
+        executor: Any,
+        progress: ProgressFn | None = None,
+    ):
+        self.sc = scenario
+        self.trainer = trainer
+        self.outer = outer
+        self.executor = executor
+        self.progress = progress or (lambda t_local, t_max, row: None)
+        self.k = scenario.workers.k
+        self.devices = [scenario.workers.device(w) for w in range(self.k)]
+        self.max_speed = max(d.speed for d in self.devices)
+        self.env = simpy.Environment()
+        self.server = simpy.Resource(self.env, capacity=1)
+        self.inboxes = [simpy.Store(self.env) for _ in range(self.k)]
+        self.recorder = Recorder(scenario.method.preset, scenario.seed)
+        self.sampler = ShardSampler(trainer.shard_sizes(), stream(scenario.seed, STREAM_SHARDS))
+        self.jitter_rng = stream(scenario.seed, STREAM_JITTER)
+        single = scenario.method.schedule == "single"
+        num_shards = len(self.sampler.shard_sizes)
+        # Eq. 3's T: each shard's share of the budget (the baseline has one global schedule).
+        self.lr_schedule = LRSchedule(
+            lr_max=scenario.lr.max,
+            lr_min=scenario.lr.min,
+            warmup=scenario.lr.warmup,
+            total=max(scenario.schedule.t_max // (self.k if single else num_shards), 1),
+        )
+        self.lr_counters = [0] * (1 if single else num_shards)
+        self.theta = trainer.init_params()
+        self.version = 0  # server updates applied
+        self.t_local = 0
+        self.next_job_id = 0
+        self.in_flight: dict[int, Job] = {}
+        self.next_eval = 0
+        self.diverged: str | None = None
+
+    # -- bookkeeping ---------------------------------------------------------
+    def _event(self, kind: str, job: Job, **extra: Any) -> None:
+        self.recorder.event(
+            kind,
+            job=job.id,
+            worker=job.worker,
+            shard=job.spec.shard,
+            steps=job.spec.steps,
+            tau=self.env.now,
+            server_version=self.version,
+            dispatch_version=job.dispatch_version,
+            t_local=self.t_local,
+            **extra,
+        )
+
+    def _maybe_eval(self, force: bool = False) -> None:
+        if not force and self.t_local < self.next_eval:
+            return
+        row = self.recorder.metrics(
+            tau=self.env.now,
+            server_updates=self.version,
+            t_local=self.t_local,
+            values=self.trainer.evaluate(self.theta),
+        )
+        every = self.sc.eval.every
+        self.next_eval = (self.t_local // every + 1) * every
+        self.progress(self.t_local, self.sc.schedule.t_max, row)
+
+    def _job_steps(self, worker: int) -> int:
+        H = self.sc.schedule.H
+        if self.sc.method.dylu:
+            return dylu_steps(self.devices[worker].speed, self.max_speed, H)
+        return H
+
+    # -- dispatch (Algorithm 4) -------------------------------------------------
+    def _dispatch(self, workers: list[int], state: Any = None) -> None:
+        """Start a round on each worker, in worker order, all from the current theta."""
+        snapshot = self.theta.clone()  # one immutable copy shared by this batch
+        single = self.sc.method.schedule == "single"
+        multiplier = self.k if single else 1
+        for w in sorted(workers):
+            shard = self.sampler.sample()
+            steps = self._job_steps(w)
+            counter = 0 if single else shard
+            lrs = self.lr_schedule.plan(self.lr_counters[counter], steps)
+            self.lr_counters[counter] += steps
+            offset = self.sampler.dispatched[shard]
+            self.sampler.record(shard, steps * self.trainer.batch_size() * multiplier)
+            spec = JobSpec(
+                worker=w,
+                shard=shard,
+                lrs=lrs,
+                data_offset=offset,
+                batch_multiplier=multiplier,
+                threads=self.sc.compute.threads,
+                keep_optimizer_state=single,
+            )
+            if single:  # synchronous data parallel: every step waits for the slowest device
+                duration = max(d.round_time(steps, self.jitter_rng) for d in self.devices)
+            else:
+                duration = self.devices[w].round_time(steps, self.jitter_rng)
+            needs_theta = self.outer is not None and self.outer.needs_dispatch_theta
+            job = Job(
+                id=self.next_job_id,
+                worker=w,
+                spec=spec,
+                dispatch_version=self.version,
+                dispatched_at=self.env.now,
+                completes_at=self.env.now + duration,
+                future=self.executor.submit(self.trainer.local_train, snapshot, spec, state),
+                done=self.env.event(),
+                theta_at_dispatch=snapshot if needs_theta else None,
+            )
+            self.next_job_id += 1
+            self.in_flight[w] = job
+            self._event("dispatch", job)
+            self.inboxes[w].put(job)
+
+    def _worker(self, w: int) -> Iterator[simpy.Event]:
+        """A device: take a job, spend its simulated duration, report completion."""
+        while True:
+            job: Job = yield self.inboxes[w].get()
+            yield self.env.timeout(job.completes_at - self.env.now)
+            job.done.succeed()
+
+    def _earliest(self) -> Job | None:
+        return min(self.in_flight.values(), key=lambda j: j.order, default=None)
+
+    def _collect(self, job: Job) -> Any:
+        """Await a completed job's result and record its completion."""
+        result = job.future.result()
+        loss = float(result.train_loss)
+        if not (math.isfinite(loss) and bool(torch.isfinite(result.delta).all())):
+            self.diverged = f"non-finite loss or pseudo-gradient from worker {job.worker} at server update {self.version}"
+        self._event("complete", job, train_loss=loss)
+        del self.in_flight[job.worker]
+        return result
+
+    def _apply(self, job: Job, delta: torch.Tensor) -> Iterator[simpy.Event]:
+        """Sync one pseudo-gradient through the outer update (Algorithm 2, line 13)."""
+        assert self.outer is not None
+        with self.server.request() as req:
+            yield req
+            staleness = self.version - job.dispatch_version
+            applied = self.outer.step(
+                self.theta, PseudoGradient(delta=delta, staleness=staleness, theta_at_dispatch=job.theta_at_dispatch)
+            )
+            self.t_local += job.spec.steps
+            if applied:
+                self.version += 1
+            self._event("sync" if applied else "drop", job, staleness=staleness)
+
+    # -- the three schedules -------------------------------------------------
+    def _async_server(self) -> Iterator[simpy.Event]:
+        """Algorithm 2 with the grace period of Algorithm 5."""
+        grace = self.sc.schedule.grace_period
+        self._dispatch(list(range(self.k)))
+        tau_sync = math.inf
+        completed: list[int] = []
+        while self.t_local < self.sc.schedule.t_max and self.diverged is None:
+            job = self._earliest()
+            if job is not None and (tau_sync == math.inf or job.completes_at - tau_sync <= grace):
+                yield job.done
+                tau_sync = min(tau_sync, self.env.now)
+                result = self._collect(job)
+                if self.diverged:
+                    break
+                yield from self._apply(job, result.delta)
+                completed.append(job.worker)
+                self._maybe_eval()
+                continue
+            # Strict reading: a real server cannot see the future, so it waits for
+            # the window to close unless no job is left that could still arrive.
+            if self.sc.schedule.grace_wait == "window" and job is not None and tau_sync + grace > self.env.now:
+                yield self.env.timeout(tau_sync + grace - self.env.now)
+            tau_sync = math.inf
+            self._dispatch(completed)
+            completed = []
+
+    def _sync_server(self) -> Iterator[simpy.Event]:
+        """Algorithm 1: every worker starts from the same theta; one outer step on the mean."""
+        assert self.outer is not None
+        while self.t_local < self.sc.schedule.t_max and self.diverged is None:
+            self._dispatch(list(range(self.k)))
+            jobs = sorted(self.in_flight.values(), key=lambda j: j.order)
+            deltas: dict[int, torch.Tensor] = {}
+            for job in jobs:
+                yield job.done
+                deltas[job.worker] = self._collect(job).delta
+            if self.diverged:
+                break
+            mean = torch.stack([deltas[w] for w in sorted(deltas)]).sum(dim=0) / len(deltas)
+            with self.server.request() as req:
+                yield req
+                self.outer.step(self.theta, PseudoGradient(delta=mean))
+                for job in sorted(jobs, key=lambda j: j.worker):
+                    self.t_local += job.spec.steps
+                    self._event("sync", job, staleness=0)
+                self.version += 1
+            self._maybe_eval()
+
+    def _single_server(self) -> Iterator[simpy.Event]:
+        """The 1-worker k x batch baseline: continuous AdamW, theta <- worker's theta."""
+        state = None
+        while self.t_local < self.sc.schedule.t_max and self.diverged is None:
+            self._dispatch([0], state)
+            job = self.in_flight[0]
+            yield job.done
+            result = self._collect(job)
+            if self.diverged:
+                break
+            state = result.optimizer_state
+            with self.server.request() as req:
+                yield req
+                self.theta.sub_(result.delta)
+                self.t_local += job.spec.steps * self.k  # each step does k workers' worth of work
+                self.version += 1
+                self._event("sync", job, staleness=0)
+            self._maybe_eval()
+
+    # -- driver ----------------------------------------------------------------
+    def run(self) -> Recorder:
+        for w in range(self.k):
+            self.env.process(self._worker(w))
+        self._maybe_eval(force=True)
+        server = {"async": self._async_server, "sync": self._sync_server, "single": self._single_server}
+        proc = self.env.process(server[self.sc.method.schedule]())
+        self.env.run(until=proc)
+        for job in sorted(self.in_flight.values(), key=lambda j: j.worker):
+            cancel = getattr(job.future, "cancel", None)
+            if cancel is not None:
+                cancel()
+            self._event("discard", job)
+        self.in_flight.clear()
+        last = self.recorder.metric_rows[-1]
+        if last["t_local"] != self.t_local or last["server_updates"] != self.version:
+            self._maybe_eval(force=True)
+        return self.recorder

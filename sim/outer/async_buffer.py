@@ -1,0 +1,38 @@
+"""Async buffer, a FedBuff-like outer update (Nguyen et al., 2022).
+
+Pseudo-gradients accumulate first-in first-out; every N arrivals their
+average is applied with one Nesterov step (Eq. 4). Between those steps the
+server model does not move, unlike Delayed Nesterov.
+"""
+from __future__ import annotations
+
+import torch
+
+from sim.outer.base import OuterUpdate, PseudoGradient
+from sim.outer.nesterov import nesterov_step
+from sim.outer.registry import register
+
+
+@register("async_buffer")
+class AsyncBuffer(OuterUpdate):
+    def __init__(self, lr: float = 0.7, momentum: float = 0.9, N: int = 4):
+        if N < 1:
+            raise ValueError(f"N must be >= 1, got {N}")
+        self.lr, self.momentum, self.N = lr, momentum, N
+        self.count = 0
+        self.m: torch.Tensor | None = None
+        self.buffer: torch.Tensor | None = None
+
+    def step(self, theta: torch.Tensor, grad: PseudoGradient) -> bool:
+        if self.m is None or self.buffer is None:
+            self.m, self.buffer = torch.zeros_like(theta), torch.zeros_like(theta)
+        self.buffer.add_(grad.delta)
+        self.count += 1
+        if self.count == self.N:
+            nesterov_step(theta, self.m, self.buffer / self.N, self.lr, self.momentum)
+            self.buffer.zero_()
+            self.count = 0
+        return True
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {} if self.m is None else {"m": self.m, "buffer": self.buffer}

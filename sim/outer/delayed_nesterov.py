@@ -1,0 +1,44 @@
+"""Delayed Nesterov (the paper's Algorithm 3).
+
+Pseudo-gradients are applied with plain gradient descent (g/N, plus a
+fraction c of the old momentum) on every sync, and summed into a buffer;
+every N-th sync the momentum absorbs the buffer's average. With N = k,
+c = 0 and k simultaneous arrivals this equals one Nesterov step on the
+average (the paper's footnote 5), which is what makes it match DiLoCo.
+"""
+from __future__ import annotations
+
+import torch
+
+from sim.outer.base import OuterUpdate, PseudoGradient
+from sim.outer.registry import register
+
+
+@register("delayed_nesterov")
+class DelayedNesterov(OuterUpdate):
+    def __init__(self, lr: float = 0.7, momentum: float = 0.9, N: int = 4, c: float = 0.0):
+        if N < 1:
+            raise ValueError(f"N must be >= 1, got {N}")
+        if not 0.0 <= c <= 1.0 / N:
+            raise ValueError(f"c must lie in [0, 1/N] = [0, {1.0 / N:g}] (Algorithm 3), got {c}")
+        self.lr, self.momentum, self.N, self.c = lr, momentum, N, c
+        self.t = 0
+        self.m: torch.Tensor | None = None
+        self.buffer: torch.Tensor | None = None
+
+    def step(self, theta: torch.Tensor, grad: PseudoGradient) -> bool:
+        if self.m is None or self.buffer is None:
+            self.m, self.buffer = torch.zeros_like(theta), torch.zeros_like(theta)
+        g, beta, N, c = grad.delta, self.momentum, self.N, self.c
+        self.buffer.add_(g)
+        if (self.t + 1) % N == 0:
+            self.m.mul_(beta).add_(self.buffer, alpha=1.0 / N)
+            theta.sub_((1 - c * N + c) * beta * self.m + g / N, alpha=self.lr)
+            self.buffer.zero_()
+        else:
+            theta.sub_(c * beta * self.m + g / N, alpha=self.lr)
+        self.t += 1
+        return True
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {} if self.m is None else {"m": self.m, "buffer": self.buffer}

@@ -1,0 +1,52 @@
+"""Method presets: the paper's named methods as (schedule, outer update, fix, DyLU).
+
+A scenario names a preset and may override any part of it; the resolved
+scenario records the result, so a run folder always says exactly what ran.
+``N: k`` means "the number of workers" and is filled in at build time.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+NESTEROV = {"name": "nesterov", "lr": 0.7, "momentum": 0.9}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # One worker, k x batch: synchronous data-parallel SGD over the k devices.
+    # Its inner AdamW state persists across rounds; rounds only pace the evals.
+    "finetune_1w": {"schedule": "single", "outer": None, "fix": None, "dylu": False},
+    # Algorithm 1: barrier, one Nesterov step on the average pseudo-gradient.
+    "diloco": {"schedule": "sync", "outer": NESTEROV, "fix": None, "dylu": False},
+    "diloco_sgd": {"schedule": "sync", "outer": {"name": "sgd", "lr": 0.7}, "fix": None, "dylu": False},
+    # Algorithm 2 with each pseudo-gradient applied as it arrives.
+    "async_diloco": {"schedule": "async", "outer": NESTEROV, "fix": None, "dylu": False},
+    "async_sgd": {"schedule": "async", "outer": {"name": "sgd", "lr": 0.7}, "fix": None, "dylu": False},
+    "async_sgdm": {"schedule": "async", "outer": {"name": "sgdm", "lr": 0.7, "momentum": 0.9}, "fix": None, "dylu": False},
+    "async_adam": {"schedule": "async", "outer": {"name": "adam", "lr": 0.01}, "fix": None, "dylu": False},
+    "async_poly": {"schedule": "async", "outer": NESTEROV, "fix": {"name": "poly", "exponent": 0.5}, "dylu": False},
+    "async_polythres": {
+        "schedule": "async",
+        "outer": NESTEROV,
+        "fix": {"name": "polythres", "exponent": 0.5, "threshold": 10},
+        "dylu": False,
+    },
+    "async_delaycomp": {"schedule": "async", "outer": NESTEROV, "fix": {"name": "delay_comp", "lam": 0.5}, "dylu": False},
+    "async_buffer": {"schedule": "async", "outer": {**NESTEROV, "name": "async_buffer", "N": "k"}, "fix": None, "dylu": False},
+    "dn": {"schedule": "async", "outer": {**NESTEROV, "name": "delayed_nesterov", "N": "k", "c": 0.0}, "fix": None, "dylu": False},
+    "dn_dylu": {"schedule": "async", "outer": {**NESTEROV, "name": "delayed_nesterov", "N": "k", "c": 0.0}, "fix": None, "dylu": True},
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "finetune_1w": "1 worker, k x batch (sync data-parallel baseline)",
+    "diloco": "sync DiLoCo: AdamW inner, Nesterov outer (Alg. 1)",
+    "diloco_sgd": "sync DiLoCo with plain SGD outer (Fig. 6)",
+    "async_diloco": "async DiLoCo: Nesterov outer on each arrival (Alg. 2)",
+    "async_sgd": "async with plain SGD outer (Fig. 6)",
+    "async_sgdm": "async with SGD-momentum outer (Fig. 5)",
+    "async_adam": "async with Adam outer (Fig. 5)",
+    "async_poly": "async DiLoCo + Poly staleness weight (1+s)^-0.5",
+    "async_polythres": "async DiLoCo + Poly, drop staleness > 10",
+    "async_delaycomp": "async DiLoCo + delay compensation on pseudo-gradients",
+    "async_buffer": "async buffer (FedBuff-like): Nesterov on the average every N",
+    "dn": "Delayed Nesterov (Alg. 3)",
+    "dn_dylu": "Delayed Nesterov + Dynamic Local Updates (Eq. 6) - the paper's method",
+}

@@ -1,0 +1,84 @@
+"""Device profiles: how long a device takes for a local round.
+
+A profile gives a device's speed (steps per second, or seconds per step) and
+an optional per-round jitter: each round's duration is multiplied by a
+mean-one log-normal factor exp(sigma z - sigma^2 / 2), drawn from the run's
+jitter stream. Fleet files in ``device_profiles/`` list devices; a scenario
+with more workers than devices reuses the list cyclically.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: where the shipped fleet files live (a checkout or editable install)
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
+
+
+class Device(BaseModel):
+    """One device's speed model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "device"
+    steps_per_second: float | None = Field(None, gt=0, allow_inf_nan=False)
+    seconds_per_step: float | None = Field(None, gt=0, allow_inf_nan=False)
+    jitter: float = Field(0.0, ge=0, le=2, allow_inf_nan=False, description="log-normal sigma per round")
+
+    @model_validator(mode="after")
+    def _one_speed(self) -> "Device":
+        if (self.steps_per_second is None) == (self.seconds_per_step is None):
+            raise ValueError("give exactly one of steps_per_second or seconds_per_step")
+        return self
+
+    @property
+    def speed(self) -> float:
+        """v(w) in steps per second (Eq. 6)."""
+        return self.steps_per_second if self.steps_per_second is not None else 1.0 / self.seconds_per_step  # type: ignore[operator]
+
+    @property
+    def step_time(self) -> float:
+        return self.seconds_per_step if self.seconds_per_step is not None else 1.0 / self.steps_per_second  # type: ignore[operator]
+
+    def round_time(self, steps: int, rng: np.random.Generator) -> float:
+        """Simulated seconds for ``steps`` local steps on this device."""
+        factor = 1.0
+        if self.jitter > 0:
+            factor = math.exp(self.jitter * float(rng.standard_normal()) - 0.5 * self.jitter**2)
+        return steps * self.step_time * factor
+
+
+class Fleet(BaseModel):
+    """A named list of devices, as stored in ``device_profiles/NAME.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    devices: list[Device] = Field(min_length=1)
+
+
+def fleet_path(name: str, base: Path | None = None) -> Path:
+    """Resolve a fleet name or path: relative paths first against ``base`` (the scenario's folder)."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        p = Path(name)
+        if not p.is_absolute() and base is not None and (base / p).exists():
+            return base / p
+        return p
+    for folder in (Path.cwd() / "device_profiles", PROFILE_DIR):
+        if (folder / f"{name}.yaml").exists():
+            return folder / f"{name}.yaml"
+    return PROFILE_DIR / f"{name}.yaml"
+
+
+def load_fleet_raw(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def available_fleets() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))

@@ -1,0 +1,84 @@
+"""The paper's Section 3 and 5 rules: which shard, which learning rates, how many steps."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+def shard_weights(shard_sizes: Sequence[int], dispatched: Sequence[int]) -> np.ndarray:
+    """Unnormalised Eq. 2 weights, max(|D_i|/sum|D| - n_i/sum n, 0).
+
+    Computed in exact integer arithmetic (both fractions over a common
+    denominator), so shards exactly at their target share get weight 0, not
+    a rounding error's worth. When every weight is 0 (at the start, or all
+    shards exactly balanced) the weights fall back to the shard sizes.
+    """
+    total_size, total_n = sum(shard_sizes), sum(dispatched)
+    w = np.array([max(s * total_n - n * total_size, 0) for s, n in zip(shard_sizes, dispatched)], dtype=float)
+    if not w.any():
+        w = np.asarray(shard_sizes, dtype=float)
+    return w
+
+
+def is_under_sampled(shard: int, shard_sizes: Sequence[int], dispatched: Sequence[int]) -> bool:
+    """n_i / sum n <= |D_i| / sum |D| (vacuously true before anything is dispatched)."""
+    total_n = sum(dispatched)
+    return total_n == 0 or dispatched[shard] * sum(shard_sizes) <= shard_sizes[shard] * total_n
+
+
+class ShardSampler:
+    """Samples the next shard by Eq. 2 from its own RNG stream.
+
+    ``dispatched[i]`` is n_i: examples *dispatched* to shard i so far,
+    in-flight work included, so two idle workers are not both sent to the
+    same under-sampled shard.
+    """
+
+    def __init__(self, shard_sizes: Sequence[int], rng: np.random.Generator):
+        self.shard_sizes = list(shard_sizes)
+        self.dispatched = [0] * len(shard_sizes)
+        self.rng = rng
+
+    def sample(self) -> int:
+        w = shard_weights(self.shard_sizes, self.dispatched)
+        return int(self.rng.choice(len(w), p=w / w.sum()))
+
+    def record(self, shard: int, examples: int) -> None:
+        self.dispatched[shard] += examples
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """Eq. 3: linear warmup, then cosine decay from lr_max to lr_min over T steps.
+
+    The cosine ratio is clipped to [0, 1] and T - warmup is kept positive, so
+    a shard that overruns T keeps learning at lr_min > 0 (Section 3).
+    """
+
+    lr_max: float
+    lr_min: float
+    warmup: int
+    total: int  # T, the target number of steps for one shard
+
+    def __call__(self, t: int) -> float:
+        if t < self.warmup:
+            return t * self.lr_max / self.warmup
+        span = max(self.total - self.warmup, 1)
+        ratio = min(max((t - self.warmup) / span, 0.0), 1.0)
+        return self.lr_min + 0.5 * (self.lr_max - self.lr_min) * (1 + math.cos(ratio * math.pi))
+
+    def plan(self, start: int, steps: int) -> tuple[float, ...]:
+        """Learning rates of ``steps`` consecutive steps from counter ``start``."""
+        return tuple(self(start + h) for h in range(steps))
+
+
+def dylu_steps(speed: float, max_speed: float, H: int) -> int:
+    """Eq. 6: floor(v(w) / max v * H), clamped to at least one step.
+
+    The paper's floor reaches 0 for a device more than H times slower than
+    the fastest; such a worker would never contribute, so we give it 1 step.
+    """
+    return max(1, math.floor(speed / max_speed * H))

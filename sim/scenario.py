@@ -1,0 +1,327 @@
+"""Scenario files: YAML -> a validated, frozen :class:`Scenario`.
+
+Every problem with a file becomes one :class:`ScenarioError` line that names
+the file, the field and what was expected; the CLI prints it and exits 2.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sim.outer.registry import import_object
+from sim.presets import PRESETS
+from sim.profiles import Device, Fleet, fleet_path, load_fleet_raw
+from trainers import BUILTIN_TRAINERS
+
+TRAINER_METHODS = ("init_params", "shard_sizes", "batch_size", "local_train", "evaluate")
+
+
+class ScenarioError(ValueError):
+    """A user error in a scenario: the message is one line, ready to print."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainerSpec(_Strict):
+    name: str = "toy"
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkersSpec(_Strict):
+    k: int = Field(gt=0, le=100_000)
+    devices: tuple[Device, ...] = Field(min_length=1)
+    fleet: str | None = None  # the fleet file the devices came from, for the record
+
+    def device(self, worker: int) -> Device:
+        return self.devices[worker % len(self.devices)]
+
+
+class MethodSpec(_Strict):
+    preset: str
+    schedule: Literal["async", "sync", "single"]
+    outer: dict[str, Any] | None
+    fix: dict[str, Any] | None
+    dylu: bool
+
+
+class ScheduleSpec(_Strict):
+    H: int = Field(50, gt=0, description="local steps of the fastest worker per round")
+    t_max: int = Field(gt=0, description="total local-step budget")
+    grace_period: float = Field(0.0, ge=0, allow_inf_nan=True)
+    grace_wait: Literal["last_sync", "window"] = "last_sync"
+
+
+class LRSpec(_Strict):
+    max: float = Field(gt=0, allow_inf_nan=False)
+    min: float = Field(gt=0, allow_inf_nan=False, description="eta_min > 0 (Sec. 3)")
+    warmup: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LRSpec":
+        if self.min > self.max:
+            raise ValueError(f"lr.min ({self.min}) must not exceed lr.max ({self.max})")
+        return self
+
+
+class EvalSpec(_Strict):
+    every: int = Field(gt=0, description="evaluate every this many total local steps")
+
+
+class ComputeSpec(_Strict):
+    threads: int = Field(1, gt=0, le=256, description="torch threads per job; part of the run's identity")
+
+
+class Scenario(_Strict):
+    name: str = "scenario"
+    seed: int = Field(0, ge=0, lt=2**63)
+    trainer: TrainerSpec = TrainerSpec()
+    workers: WorkersSpec
+    method: MethodSpec
+    schedule: ScheduleSpec
+    lr: LRSpec
+    eval: EvalSpec
+    compute: ComputeSpec = ComputeSpec()
+
+    def resolved(self) -> dict[str, Any]:
+        """Plain-data form of everything that determines the run's results."""
+        return self.model_dump(mode="json", exclude_none=False)
+
+    def digest(self) -> str:
+        """sha256 of the canonical resolved scenario; keys run folders."""
+        text = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def with_overrides(self, overrides: dict[str, Any], source: str = "<overrides>") -> "Scenario":
+        """A new scenario with dotted-key overrides applied to the resolved form."""
+        raw = self.resolved()
+        if any(key == "method" or key.startswith("method.preset") for key in overrides):
+            raw["method"] = {}  # a new preset starts from its own defaults
+        return scenario_from_dict(_apply_overrides(raw, overrides, source), source)
+
+
+# -- loading -----------------------------------------------------------------
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None, method: str | None = None) -> Scenario:
+    """Read, override and validate a scenario file."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise ScenarioError(f"{source}: is a directory, expected a YAML scenario file") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ScenarioError(f"{source}: cannot read ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ScenarioError(f"{source}: YAML syntax error{where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{source}: expected a mapping of scenario fields at the top level, got {type(raw).__name__}")
+    raw = _apply_overrides(raw, overrides or {}, source)
+    if method is not None:
+        raw = _apply_overrides(raw, {"method.preset": method}, source)
+    return scenario_from_dict(raw, source, base=path.parent)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key.path=value`` with the value parsed as YAML (so numbers stay numbers)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ScenarioError(f"--set {text!r}: expected KEY=VALUE, e.g. schedule.H=100")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if part == "method" and isinstance(child, str):
+                child = {"preset": child}
+            if child is None:
+                child = {}
+            if not isinstance(child, dict):
+                raise ScenarioError(f"{source}: field '{'.'.join(parts[: i + 1])}': cannot set {dotted}, it is not a mapping")
+            node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def _field_error(source: str, field: str, message: str) -> ScenarioError:
+    return ScenarioError(f"{source}: field '{field}': {message}")
+
+
+def _format_validation_error(source: str, exc: ValidationError, prefix: str = "") -> ScenarioError:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    field = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "missing":
+        msg = "required field is missing"
+    elif err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif "input" in err and err["type"] not in ("value_error",):
+        got = err["input"]
+        shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+        msg = f"{msg} (got {shown[:60]})"
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return _field_error(source, field, msg.replace("Value error, ", "") + suffix)
+
+
+def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
+    if raw_method is None:
+        raw_method = {"preset": "dn_dylu"}
+    if isinstance(raw_method, str):
+        raw_method = {"preset": raw_method}
+    if not isinstance(raw_method, dict):
+        raise _field_error(source, "method", f"expected a preset name or a mapping, got {type(raw_method).__name__}")
+    unknown = set(raw_method) - {"preset", "schedule", "outer", "fix", "dylu"}
+    if unknown:
+        raise _field_error(source, f"method.{sorted(unknown)[0]}", "unknown field (expected preset, schedule, outer, fix, dylu)")
+    preset = raw_method.get("preset", "dn_dylu")
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise _field_error(source, "method.preset", f"unknown method {preset!r}; expected one of {', '.join(PRESETS)}")
+    resolved = copy.deepcopy(PRESETS[preset])
+    resolved["preset"] = preset
+    for key in ("schedule", "dylu"):
+        if key in raw_method:
+            resolved[key] = raw_method[key]
+    for key in ("outer", "fix"):
+        if key not in raw_method or resolved["schedule"] == "single":
+            continue
+        value = raw_method[key]
+        if value is None or value == "none":
+            resolved[key] = None
+        elif isinstance(value, str):
+            resolved[key] = {"name": value}
+        elif isinstance(value, dict):
+            base = resolved[key] or {}
+            # A new name starts from that method's own defaults; same name merges.
+            resolved[key] = {**base, **value} if value.get("name", base.get("name")) == base.get("name") else dict(value)
+            if "name" not in resolved[key]:
+                raise _field_error(source, f"method.{key}.name", "required field is missing")
+        else:
+            raise _field_error(source, f"method.{key}", f"expected a name or a mapping, got {type(value).__name__}")
+    if resolved["schedule"] == "single":
+        # The 1-worker baseline copies the worker's model: no outer update to tune.
+        resolved["outer"] = resolved["fix"] = None
+    return resolved
+
+
+def _resolve_workers(raw: Any, source: str, base: Path | None) -> dict[str, Any]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise _field_error(source, "workers", f"expected a mapping with 'fleet' or 'devices', got {type(raw).__name__}")
+    raw = dict(raw)
+    if "devices" not in raw:
+        fleet = raw.get("fleet", "very_heterogeneous")
+        if not isinstance(fleet, str):
+            raise _field_error(source, "workers.fleet", "expected a fleet name or a path to a YAML file")
+        path = fleet_path(fleet, base)
+        if not path.exists():
+            raise _field_error(source, "workers.fleet", f"no device profile {fleet!r} (looked for {path})")
+        try:
+            data = load_fleet_raw(path)
+            parsed = Fleet.model_validate(data)
+        except yaml.YAMLError:
+            raise _field_error(source, "workers.fleet", f"{path} is not valid YAML") from None
+        except ValidationError as exc:
+            raise _format_validation_error(str(path), exc) from None
+        raw["devices"] = [d.model_dump() for d in parsed.devices]
+    if "k" not in raw and isinstance(raw["devices"], list):
+        raw["k"] = len(raw["devices"])
+    return raw
+
+
+def resolve_trainer_class(name: str) -> type:
+    """Trainer class for a built-in name or an import path; checked against the protocol."""
+    target = BUILTIN_TRAINERS.get(name, name)
+    if ":" not in target:
+        raise ValueError(f"unknown trainer {name!r}; expected one of {', '.join(BUILTIN_TRAINERS)} or 'pkg.module:Class'")
+    cls = import_object(target)
+    missing = [m for m in TRAINER_METHODS if not callable(getattr(cls, m, None))]
+    if not isinstance(cls, type) or missing:
+        raise ValueError(f"{name!r} does not implement the Trainer protocol (missing: {', '.join(missing) or 'a class'})")
+    return cls
+
+
+def _check_outer(spec: dict[str, Any] | None, field: str, source: str, k: int, wraps: bool) -> None:
+    from sim.outer.registry import resolve
+
+    if spec is None:
+        return
+    try:
+        cls = resolve(str(spec.get("name")))
+    except ValueError as exc:
+        raise _field_error(source, f"{field}.name", str(exc)) from None
+    args = {key: (k if v == "k" else v) for key, v in spec.items() if key != "name"}
+    params = inspect.signature(cls.__init__).parameters
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for key in args:
+        if key not in params and not accepts_any:
+            allowed = ", ".join(p for p in params if p not in ("self", "base"))
+            raise _field_error(source, f"{field}.{key}", f"not a parameter of {spec['name']} (expected one of: {allowed})")
+    try:
+        if wraps:
+            from sim.outer.sgd import SGD
+
+            cls(SGD(), **args)
+        else:
+            cls(**args)
+    except (TypeError, ValueError) as exc:
+        raise _field_error(source, field, str(exc)) from None
+
+
+def scenario_from_dict(raw: dict[str, Any], source: str = "<scenario>", base: Path | None = None) -> Scenario:
+    """Validate a raw mapping (as read from YAML) into a :class:`Scenario`."""
+    raw = dict(raw)
+    raw["method"] = _resolve_method(raw.get("method"), source)
+    raw["workers"] = _resolve_workers(raw.get("workers"), source, base)
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise _format_validation_error(source, exc) from None
+    try:
+        trainer_cls = resolve_trainer_class(scenario.trainer.name)
+    except ValueError as exc:
+        raise _field_error(source, "trainer.name", str(exc)) from None
+    config_model = getattr(trainer_cls, "Config", None)
+    if isinstance(config_model, type) and issubclass(config_model, BaseModel):
+        try:
+            config_model(**scenario.trainer.config)
+        except ValidationError as exc:
+            raise _format_validation_error(source, exc, prefix="trainer.config.") from None
+    method = scenario.method
+    if method.schedule != "single" and method.outer is None:
+        raise _field_error(source, "method.outer", f"schedule {method.schedule!r} needs an outer update")
+    _check_outer(method.outer, "method.outer", source, scenario.workers.k, wraps=False)
+    _check_outer(method.fix, "method.fix", source, scenario.workers.k, wraps=True)
+    return scenario

@@ -1,0 +1,160 @@
+"""The paper's minimal toy task (Sec. 6): classify a mixture of mixtures of Gaussians.
+
+Each of ``num_classes`` classes owns ``clusters_per_class`` Gaussian clusters
+with unit-norm centres in ``dim`` dimensions and isotropic noise. The model is
+an MLP trained with AdamW whose state is reset every round, exactly like a
+DiLoCo worker. Shards are iid slices of one finite training set; evaluation
+uses points drawn fresh from the same mixture (never training points).
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainers.base import JobResult, JobSpec, flatten_params, load_flat_params
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Independent seed streams, one per purpose.
+_STREAM_CENTRES, _STREAM_TRAIN, _STREAM_EVAL, _STREAM_INIT, _STREAM_ORDER = range(5)
+
+
+class ToyConfig(BaseModel):
+    """Sizes of the toy task; defaults follow the authors' public notebook."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dim: int = Field(512, gt=0)
+    num_classes: int = Field(4, ge=2)
+    clusters_per_class: int = Field(8, ge=1)
+    noise_std: float = Field(0.5, ge=0)
+    hidden: int = Field(512, gt=0, description="width of each hidden layer")
+    hidden_layers: int = Field(1, ge=0)
+    shard_size: int = Field(16_000, gt=0, description="training examples per shard")
+    eval_size: int = Field(4096, gt=0)
+    batch_size: int = Field(32, gt=0)
+    weight_decay: float = Field(1e-3, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+class ToyTrainer:
+    """Trainer protocol implementation for the Gaussian-mixture classifier."""
+
+    Config = ToyConfig
+
+    def __init__(self, config: ToyConfig | dict[str, Any] | None = None, *, seed: int = 0, num_shards: int = 4):
+        self.config = config if isinstance(config, ToyConfig) else ToyConfig(**(config or {}))
+        self.seed = seed
+        self.num_shards = num_shards
+        self.dtype = _DTYPES[self.config.dtype]
+        torch.use_deterministic_algorithms(True)
+        cfg = self.config
+        centres = self._rng(_STREAM_CENTRES).standard_normal((cfg.num_classes * cfg.clusters_per_class, cfg.dim))
+        self._centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+        x, y = self._draw(self._rng(_STREAM_TRAIN), cfg.shard_size * num_shards)
+        # Shards are contiguous slices of an already-random draw: iid and disjoint.
+        self._train_x = torch.from_numpy(x.astype(np.float32))
+        self._train_y = torch.from_numpy(y)
+        ex, ey = self._draw(self._rng(_STREAM_EVAL), cfg.eval_size)
+        self._eval_x = torch.from_numpy(ex).to(self.dtype)
+        self._eval_y = torch.from_numpy(ey)
+        self._model = self._build_model()
+
+    # -- data ---------------------------------------------------------------
+    def _rng(self, stream: int, *extra: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, stream, *extra]))
+
+    def _draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        cluster = rng.integers(0, len(self._centres), size=n)
+        noise = rng.standard_normal((n, cfg.dim), dtype=np.float32)
+        x = self._centres[cluster] + cfg.noise_std * noise
+        return x, (cluster // cfg.clusters_per_class).astype(np.int64)
+
+    def _shard_positions(self, shard: int, offset: int, count: int) -> np.ndarray:
+        """Indices of examples ``offset .. offset+count`` in shard's epoch order.
+
+        Each epoch of a shard is a fresh permutation seeded by (shard, epoch),
+        so the examples a job sees depend only on its shard and offset.
+        """
+        n = self.config.shard_size
+        out = np.empty(count, dtype=np.int64)
+        filled = 0
+        while filled < count:
+            epoch, start = divmod(offset + filled, n)
+            perm = self._rng(_STREAM_ORDER, shard, epoch).permutation(n)
+            take = min(n - start, count - filled)
+            out[filled : filled + take] = perm[start : start + take]
+            filled += take
+        return out + shard * n
+
+    # -- model --------------------------------------------------------------
+    def _build_model(self) -> torch.nn.Module:
+        cfg = self.config
+        widths = [cfg.dim] + [cfg.hidden] * cfg.hidden_layers + [cfg.num_classes]
+        layers: list[torch.nn.Module] = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(torch.nn.Linear(a, b, dtype=self.dtype))
+            if i < len(widths) - 2:
+                layers.append(torch.nn.ReLU())
+        return torch.nn.Sequential(*layers)
+
+    # -- Trainer protocol ---------------------------------------------------
+    def init_params(self) -> torch.Tensor:
+        """PyTorch's default Linear init, drawn from this run's own generator."""
+        gen = torch.Generator().manual_seed(int(self._rng(_STREAM_INIT).integers(2**62)))
+        with torch.no_grad():
+            for module in self._model:
+                if isinstance(module, torch.nn.Linear):
+                    bound = 1.0 / module.in_features**0.5
+                    module.weight.uniform_(-bound, bound, generator=gen)
+                    module.bias.uniform_(-bound, bound, generator=gen)
+        return flatten_params(self._model)
+
+    def shard_sizes(self) -> list[int]:
+        return [self.config.shard_size] * self.num_shards
+
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+    def local_train(self, theta: torch.Tensor, job: JobSpec, optimizer_state: Any = None) -> JobResult:
+        cfg = self.config
+        torch.set_num_threads(job.threads)
+        model = self._model
+        load_flat_params(model, theta)
+        # A fresh AdamW every round (the paper resets inner state); fused is the
+        # fastest CPU kernel and deterministic.
+        opt = torch.optim.AdamW(
+            model.parameters(), lr=job.lrs[0], betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True
+        )
+        if optimizer_state is not None:
+            opt.load_state_dict(optimizer_state)
+        batch = cfg.batch_size * job.batch_multiplier
+        positions = self._shard_positions(job.shard, job.data_offset, batch * job.steps)
+        positions_t = torch.from_numpy(positions)
+        total_loss = 0.0
+        for step, lr in enumerate(job.lrs):
+            for group in opt.param_groups:
+                group["lr"] = lr
+            idx = positions_t[step * batch : (step + 1) * batch]
+            xb = self._train_x[idx].to(self.dtype)
+            loss = F.cross_entropy(model(xb), self._train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total_loss += loss.item()
+        delta = theta - flatten_params(model)
+        state = opt.state_dict() if job.keep_optimizer_state else None
+        return JobResult(delta=delta, train_loss=total_loss / job.steps, optimizer_state=state)
+
+    @torch.no_grad()
+    def evaluate(self, theta: torch.Tensor) -> dict[str, float]:
+        load_flat_params(self._model, theta)
+        logits = self._model(self._eval_x)
+        loss = F.cross_entropy(logits, self._eval_y).item()
+        accuracy = (logits.argmax(dim=1) == self._eval_y).double().mean().item()
+        return {"loss": loss, "accuracy": accuracy}
