@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sim.scenario import Scenario, ScenarioError, load_scenario, parse_override
+from trainers.base import UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -83,12 +84,10 @@ def run(
             bar.stop()
         fail("interrupted; no run folder was written (earlier results are untouched)", code=130)
         return
-    except (ValueError, RuntimeError, OSError) as exc:
+    except UserError as exc:
         if bar is not None:
             bar.stop()
-        if isinstance(exc, ScenarioError) or type(exc).__name__ in {"DataError"}:
-            fail(str(exc))
-        raise
+        fail(str(exc))
     finally:
         if bar is not None:
             bar.stop()

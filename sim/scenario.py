@@ -19,11 +19,12 @@ from sim.outer.registry import import_object
 from sim.presets import PRESETS
 from sim.profiles import Device, Fleet, fleet_path, load_fleet_raw
 from trainers import BUILTIN_TRAINERS
+from trainers.base import UserError
 
 TRAINER_METHODS = ("init_params", "shard_sizes", "batch_size", "local_train", "evaluate")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(UserError, ValueError):
     """A user error in a scenario: the message is one line, ready to print."""
 
 

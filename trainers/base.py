@@ -14,6 +14,14 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 
+class UserError(Exception):
+    """A problem the user can fix (bad data path, no network for C4, ...).
+
+    The CLI prints its message as one line and exits 2; anything else that
+    escapes is a bug and keeps its traceback.
+    """
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything a worker needs to run one local round (Algorithm 4)."""
