@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Simulate asynchronous Local-SGD (Liu et al., 2024) with real PyTorch payloads.",
 )
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
 
@@ -148,7 +148,7 @@ def profiles() -> None:
             path.stem,
             ", ".join(f"{t:.3g}" for t in times),
             f"{max(times) / min(times):.2f}x",
-            " ".join(fleet.description.split())[:80],
+            " ".join(fleet.description.split()).split(". ")[0],
         )
     console.print(table)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ class RunResult:
     summary: dict[str, Any]
     folder: Path | None = None
     reused: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    params: Any = None  # final server parameters (in-memory runs only)
 
 
 def build_trainer(scenario: Scenario) -> Trainer:
@@ -83,7 +83,7 @@ def simulate(scenario: Scenario, executor: str = "serial", progress: Any = None)
         "simulated_seconds": float(sim.env.now),
         "jobs": int((events["event"] == "dispatch").sum()),
     }
-    return RunResult(scenario, metrics, events, digest, summary)
+    return RunResult(scenario, metrics, events, digest, summary, params=sim.theta)
 
 
 def default_run_folder(scenario: Scenario, root: Path = RUNS_DIR) -> Path:

@@ -8,4 +8,5 @@ A user's trainer is named the same way: ``trainer: {name: mypkg.mod:MyTrainer}``
 BUILTIN_TRAINERS: dict[str, str] = {
     "toy": "trainers.toy:ToyTrainer",
     "lm": "trainers.lm:LMTrainer",
+    "null": "trainers.null:NullTrainer",
 }

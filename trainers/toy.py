@@ -57,7 +57,7 @@ class ToyTrainer:
         self._centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
         x, y = self._draw(self._rng(_STREAM_TRAIN), cfg.shard_size * num_shards)
         # Shards are contiguous slices of an already-random draw: iid and disjoint.
-        self._train_x = torch.from_numpy(x.astype(np.float32))
+        self._train_x = torch.from_numpy(x)
         self._train_y = torch.from_numpy(y)
         ex, ey = self._draw(self._rng(_STREAM_EVAL), cfg.eval_size)
         self._eval_x = torch.from_numpy(ex).to(self.dtype)
@@ -68,11 +68,16 @@ class ToyTrainer:
     def _rng(self, stream: int, *extra: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, stream, *extra]))
 
-    def _draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _draw(self, rng: np.random.Generator, n: int, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+        """n points of the mixture as float32, generated in chunks to bound peak memory."""
         cfg = self.config
-        cluster = rng.integers(0, len(self._centres), size=n)
-        noise = rng.standard_normal((n, cfg.dim), dtype=np.float32)
-        x = self._centres[cluster] + cfg.noise_std * noise
+        centres = self._centres.astype(np.float32)
+        cluster = rng.integers(0, len(centres), size=n)
+        x = np.empty((n, cfg.dim), dtype=np.float32)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            noise = rng.standard_normal((stop - start, cfg.dim), dtype=np.float32)
+            x[start:stop] = centres[cluster[start:stop]] + np.float32(cfg.noise_std) * noise
         return x, (cluster // cfg.clusters_per_class).astype(np.int64)
 
     def _shard_positions(self, shard: int, offset: int, count: int) -> np.ndarray:

@@ -1,0 +1,110 @@
+"""The command line as a user meets it: one-line errors, reproducible hashes, safe folders."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sim.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+FAST = ["--set", "schedule.t_max=240", "--set", "trainer.config.hidden=16", "--set", "trainer.config.shard_size=500",
+        "--set", "eval.every=120", "-q"]
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "s.yaml") -> Path:
+    p = tmp_path / name
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return p
+
+
+BASE = (ROOT / "scenarios" / "very_heterogeneous.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "mutation, field",
+    [
+        (("H: 20", "H: -3"), "schedule.H"),
+        (("H: 20", "H: twenty"), "schedule.H"),
+        (("t_max: 32000", "t_max: 0"), "schedule.t_max"),
+        (("method: dn_dylu", "method: fastest_possible"), "method.preset"),
+        (("grace_period: 0.0", "grace_period: -1"), "schedule.grace_period"),
+        (("name: toy", "name: nosuchtrainer"), "trainer.name"),
+        (("config: {hidden: 512}", "config: {hidden: 512, widht: 3}"), "trainer.config.widht"),
+        (("fleet: very_heterogeneous", "fleet: no_such_fleet"), "workers.fleet"),
+        (("fleet: very_heterogeneous", "fleet: very_heterogeneous\n  k: 0"), "workers.k"),
+        (("eval: {every: 1600}", "eval: {}"), "eval.every"),
+        (("lr: {max: 1.0e-3", "lr: {max: 1.0e-9"), "lr"),
+    ],
+)
+def test_bad_scenario_is_one_line_naming_file_and_field(tmp_path, mutation, field):
+    old, new = mutation
+    assert old in BASE
+    path = write(tmp_path, BASE.replace(old, new))
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    out = result.output.strip()
+    assert len(out.splitlines()) == 1 and "Traceback" not in out
+    assert str(path) in out and f"'{field}" in out
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path):
+    for content in (b"\xff\xfe\x00bad", b"a: [1, 2", b"- just\n- a list\n"):
+        path = write(tmp_path, content)
+        result = runner.invoke(app, ["validate", str(path)])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    result = runner.invoke(app, ["run", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_bad_override_and_bad_outer_argument(tmp_path):
+    path = write(tmp_path, BASE)
+    r = runner.invoke(app, ["validate", str(path), "--set", "noequals"])
+    assert r.exit_code == 2 and "KEY=VALUE" in r.output
+    r = runner.invoke(app, ["validate", str(path), "--set", "method.outer.c=0.9"])
+    assert r.exit_code == 2 and "method.outer" in r.output and "1/N" in r.output
+    r = runner.invoke(app, ["validate", str(path), "--method", "async_sgd", "--set", "method.outer.momentum=0.9"])
+    assert r.exit_code == 2 and "method.outer.momentum" in r.output
+
+
+def hash_of(output: str) -> str:
+    return re.search(r"run hash: ([0-9a-f]{64})", output).group(1)
+
+
+def test_run_twice_same_hash_out_is_afresh_and_default_folder_is_reused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scen = str(ROOT / "scenarios" / "very_heterogeneous.yaml")
+    a = runner.invoke(app, ["run", scen, "--out", "a", *FAST])
+    b = runner.invoke(app, ["run", scen, "--out", "b", *FAST])
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    assert hash_of(a.output) == hash_of(b.output)
+    for name in ("metrics.csv", "events.csv", "scenario.yaml", "summary.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert (tmp_path / "a" / "curves.png").stat().st_size > 1000
+    assert (tmp_path / "a" / "metrics.parquet").exists()
+    # --out recomputes: an existing folder is replaced by a fresh, complete one
+    mtime = (tmp_path / "a" / "summary.json").stat().st_mtime_ns
+    again = runner.invoke(app, ["run", scen, "--out", "a", *FAST])
+    assert "finished" in again.output and (tmp_path / "a" / "summary.json").stat().st_mtime_ns != mtime
+    # default folder: keyed by scenario digest, second call reuses
+    first = runner.invoke(app, ["run", scen, *FAST])
+    second = runner.invoke(app, ["run", scen, *FAST])
+    assert "finished" in first.output and "reused" in second.output
+    assert hash_of(first.output) == hash_of(second.output) == hash_of(a.output)
+    other = runner.invoke(app, ["run", scen, "--method", "diloco", *FAST])
+    assert len(list((tmp_path / "reports" / "runs").iterdir())) == 2 and hash_of(other.output) != hash_of(a.output)
+
+
+def test_console_script_prints_hash_without_traceback_on_error(tmp_path):
+    exe = Path(sys.executable).with_name("asyncsim")
+    if not exe.exists():
+        pytest.skip("console script not installed in this environment")
+    bad = write(tmp_path, BASE.replace("H: 20", "H: 0"))
+    proc = subprocess.run([str(exe), "run", str(bad)], capture_output=True, text=True, env={**os.environ})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

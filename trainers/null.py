@@ -1,0 +1,50 @@
+"""A trainer that does no training: for scheduling studies, tests and benchmarks.
+
+Its pseudo-gradient is a deterministic function of the job (shard, steps and
+learning rates), so outer updates still act on something, but a job costs
+microseconds. Use it to study wall-clock and staleness of a fleet alone, or
+to measure the simulator's own overhead.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainers.base import JobResult, JobSpec
+
+
+class NullConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dim: int = Field(4, gt=0, description="length of the parameter vector")
+    shard_size: int = Field(1_000_000, gt=0)
+    batch_size: int = Field(1, gt=0)
+    dtype: str = "float64"
+
+
+class NullTrainer:
+    Config = NullConfig
+
+    def __init__(self, config: NullConfig | dict[str, Any] | None = None, *, seed: int = 0, num_shards: int = 4):
+        self.config = config if isinstance(config, NullConfig) else NullConfig(**(config or {}))
+        self.num_shards = num_shards
+        self.dtype = getattr(torch, self.config.dtype)
+
+    def init_params(self) -> torch.Tensor:
+        return torch.ones(self.config.dim, dtype=self.dtype)
+
+    def shard_sizes(self) -> list[int]:
+        return [self.config.shard_size] * self.num_shards
+
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+    def local_train(self, theta: torch.Tensor, job: JobSpec, optimizer_state: Any = None) -> JobResult:
+        # A step of size lr towards zero per local step: delta grows with work done.
+        scale = sum(job.lrs) / (1.0 + job.shard)
+        return JobResult(delta=theta * min(scale, 1.0), train_loss=float(theta.abs().sum()), optimizer_state=optimizer_state)
+
+    def evaluate(self, theta: torch.Tensor) -> dict[str, float]:
+        return {"loss": float(theta.abs().sum())}
