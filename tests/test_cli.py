@@ -40,7 +40,7 @@ BASE = (ROOT / "scenarios" / "very_heterogeneous.yaml").read_text()
         (("fleet: very_heterogeneous", "fleet: no_such_fleet"), "workers.fleet"),
         (("fleet: very_heterogeneous", "fleet: very_heterogeneous\n  k: 0"), "workers.k"),
         (("eval: {every: 1600}", "eval: {}"), "eval.every"),
-        (("lr: {max: 1.0e-3", "lr: {max: 1.0e-9"), "lr"),
+        (("lr: {max: 2.0e-4", "lr: {max: 1.0e-9"), "lr"),
     ],
 )
 def test_bad_scenario_is_one_line_naming_file_and_field(tmp_path, mutation, field):

@@ -33,7 +33,7 @@ class ToyConfig(BaseModel):
     noise_std: float = Field(0.5, ge=0)
     hidden: int = Field(512, gt=0, description="width of each hidden layer")
     hidden_layers: int = Field(1, ge=0)
-    shard_size: int = Field(16_000, gt=0, description="training examples per shard")
+    shard_size: int = Field(32_000, gt=0, description="training examples per shard (notebook: 128k over 4)")
     eval_size: int = Field(4096, gt=0)
     batch_size: int = Field(32, gt=0)
     weight_decay: float = Field(1e-3, ge=0)

@@ -1,0 +1,420 @@
+"""Language modelling payload: a chinchilla-style decoder-only transformer (paper Table 6).
+
+Model. Pre-norm blocks (RMSNorm, as in Chinchilla) of causal self-attention
+through ``torch.nn.functional.scaled_dot_product_attention`` and a 4x GELU
+MLP; no biases; rotary position embeddings (relative positions like
+Chinchilla's, and no position parameters, so counts are those of Table 6);
+a final RMSNorm and a linear head. Attention width is ``heads x head_dim``
+(K/V size 64), which need not equal the hidden size (60M/150M: 16 x 64 =
+1024 vs 896). Initialisation follows GPT-2: every weight matrix and the
+embedding N(0, 0.02), the two residual output projections of each block
+N(0, 0.02 / sqrt(2 layers)), norms at 1. (PyTorch's default N(0, 1)
+embedding through a tied head makes CPU steps hit denormals, 5x slower.)
+
+Tied or untied embeddings: each preset uses the tying that makes its real
+parameter count match its name, since the paper's names are inconsistent
+with a single choice (with 4x MLPs, 64-wide heads and a 32,000 vocabulary):
+
+=======  ======================  ======  =============  ===============
+preset   layers x hidden, heads  tied    parameters     (other choice)
+=======  ======================  ======  =============  ===============
+20M      6 x 256, 4              untied  21.1M          12.9M tied
+60M      3 x 896, 16             tied    58.9M          87.6M untied
+150M     12 x 896, 16            tied    149.8M         178.5M untied
+small    4 x 256, 4, vocab 4096  tied    4.2M
+tiny     2 x 128, 2, vocab 2048  tied    0.66M
+=======  ======================  ======  =============  ===============
+
+``tied: true/false`` overrides it; ``asyncsim models`` prints the counts and
+checks them against :func:`closed_form_params`. ``tiny`` and ``small`` are
+CPU sizes: measured on this project's 2-core machine with torch 2.13, one
+thread, fused AdamW, ``tiny`` at its default batch (8 x 128 tokens) takes
+about 70 ms a step.
+
+Training. A job is Algorithm 4: load the dispatch-time parameters, create a
+fresh fused AdamW (or load the carried state for the 1-worker baseline), and
+take one step per learning rate in ``job.lrs`` on ``batch_size x
+batch_multiplier`` sequences of the job's shard, in an order that is a pure
+function of (seed, shard, data offset). ``micro_batch_size`` splits a large
+batch into gradient-accumulation chunks (same maths, different bits, so it
+is part of the config). Gradients are clipped to ``grad_clip`` (global norm).
+
+Pretraining (paper: 24K of 88K steps with Adam before Local-SGD): with
+``pretrain_steps > 0``, :meth:`LMTrainer.init_params` returns a model trained
+that many AdamW steps on the whole training split (linear warmup, then a
+constant learning rate: a checkpoint from the middle of a run, like the
+paper's). It depends on the model, the data, the pretraining settings,
+``pretrain_seed``, the torch version, the device type and the number of
+torch threads, never on the scenario's seed or number of workers, so all
+methods, seeds and worker counts share it. It is cached on disk under
+``$ASYNCSIM_CACHE`` (default ``.cache/asyncsim/`` in the working directory)
+keyed by a hash of all of that; ``asyncsim pretrain FILE`` builds it with a
+progress bar.
+
+Determinism. ``torch.use_deterministic_algorithms(True)``; results depend
+on the thread count (the scenario's ``compute.threads``, set by the engine
+for every job and for evaluation). On CUDA, ``CUBLAS_WORKSPACE_CONFIG`` is
+set to ``:4096:8`` before CUDA starts; CUDA runs are repeatable on the same
+GPU model and software stack, but CPU and GPU results differ in the last
+bits (different kernels and summation orders), so their run hashes differ.
+``device: auto`` picks CUDA when available: pin ``device: cpu`` to compare
+run hashes across machines.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from trainers.base import JobResult, JobSpec, UserError, flatten_params, load_flat_params
+from trainers.data import (
+    DataConfig,
+    TokenizedCorpus,
+    atomic_write,
+    cache_dir,
+    digest,
+    epoch_order,
+    gather_windows,
+    load_corpus,
+    make_shards,
+    num_windows,
+)
+
+# Independent seed streams, one per purpose.
+_STREAM_INIT, _STREAM_SHARDS, _STREAM_ORDER = range(3)
+_PRETRAIN_VERSION = 1  # bump when pretraining changes (invalidates cached checkpoints)
+_EVAL_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A model size: architecture plus the batch geometry it defaults to."""
+
+    layers: int
+    d_model: int
+    heads: int
+    head_dim: int
+    vocab_size: int
+    tied: bool
+    seq_len: int
+    batch_size: int
+    mlp_ratio: int = 4
+
+
+PRESETS: dict[str, Arch] = {
+    "tiny": Arch(layers=2, d_model=128, heads=2, head_dim=64, vocab_size=2048, tied=True, seq_len=128, batch_size=8),
+    "small": Arch(layers=4, d_model=256, heads=4, head_dim=64, vocab_size=4096, tied=True, seq_len=256, batch_size=8),
+    "20M": Arch(layers=6, d_model=256, heads=4, head_dim=64, vocab_size=32_000, tied=False, seq_len=256, batch_size=128),
+    "60M": Arch(layers=3, d_model=896, heads=16, head_dim=64, vocab_size=32_000, tied=True, seq_len=256, batch_size=128),
+    "150M": Arch(layers=12, d_model=896, heads=16, head_dim=64, vocab_size=32_000, tied=True, seq_len=256, batch_size=128),
+}
+
+
+def closed_form_params(arch: Arch) -> int:
+    """Parameter count from the architecture alone (no biases, RMSNorm weights only)."""
+    d, width = arch.d_model, arch.heads * arch.head_dim
+    attention = d * 3 * width + width * d
+    mlp = 2 * d * arch.mlp_ratio * d
+    per_layer = attention + mlp + 2 * d
+    embeddings = arch.vocab_size * d * (1 if arch.tied else 2)
+    return arch.layers * per_layer + d + embeddings
+
+
+class LMConfig(BaseModel):
+    """The LM trainer's settings (``trainer.config`` of a scenario)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: Literal["tiny", "small", "20M", "60M", "150M"] = "tiny"
+    # Overrides of the preset; None keeps the preset's value.
+    layers: int | None = Field(None, gt=0)
+    d_model: int | None = Field(None, gt=0)
+    heads: int | None = Field(None, gt=0)
+    head_dim: int | None = Field(None, gt=0)
+    vocab_size: int | None = Field(None, ge=258, description="BPE vocabulary: 256 bytes + end-of-text + merges")
+    tied: bool | None = None
+    seq_len: int | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0, description="sequences per inner step per worker")
+    micro_batch_size: int | None = Field(None, gt=0, description="gradient-accumulation chunk (memory)")
+    # Inner AdamW (paper: default betas, weight decay 0.1).
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    grad_clip: float | None = Field(1.0, gt=0, description="global gradient-norm clip; null for none")
+    # Pretraining before Local-SGD (paper: 24K steps with Adam).
+    pretrain_steps: int = Field(0, ge=0)
+    pretrain_lr: float = Field(3e-3, gt=0)
+    pretrain_warmup: int = Field(100, ge=0)
+    pretrain_batch_size: int | None = Field(None, gt=0, description="default: batch_size")
+    pretrain_seed: int = Field(0, ge=0)
+    data: DataConfig = DataConfig()
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def arch(self) -> Arch:
+        base = PRESETS[self.size]
+        overrides = {k: getattr(self, k) for k in ("layers", "d_model", "heads", "head_dim", "vocab_size", "tied", "seq_len", "batch_size")}
+        return Arch(**{**asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+# -- model ------------------------------------------------------------------------
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, arch: Arch):
+        super().__init__()
+        self.heads, self.head_dim = arch.heads, arch.head_dim
+        width = arch.heads * arch.head_dim
+        self.attn_norm = nn.RMSNorm(arch.d_model)
+        self.qkv = nn.Linear(arch.d_model, 3 * width, bias=False)
+        self.attn_out = nn.Linear(width, arch.d_model, bias=False)
+        self.mlp_norm = nn.RMSNorm(arch.d_model)
+        self.mlp_in = nn.Linear(arch.d_model, arch.mlp_ratio * arch.d_model, bias=False)
+        self.mlp_out = nn.Linear(arch.mlp_ratio * arch.d_model, arch.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = self.qkv(self.attn_norm(x)).view(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.attn_out(a.transpose(1, 2).reshape(B, T, -1))
+        return x + self.mlp_out(F.gelu(self.mlp_in(self.mlp_norm(x))))
+
+
+class Transformer(nn.Module):
+    """Decoder-only LM; ``forward(tokens)`` returns logits (B, T, vocab)."""
+
+    def __init__(self, arch: Arch):
+        super().__init__()
+        if arch.head_dim % 2:
+            raise UserError(f"trainer.config.head_dim must be even for rotary embeddings (got {arch.head_dim})")
+        self.arch = arch
+        self.embed = nn.Embedding(arch.vocab_size, arch.d_model)
+        self.blocks = nn.ModuleList(Block(arch) for _ in range(arch.layers))
+        self.final_norm = nn.RMSNorm(arch.d_model)
+        self.head = None if arch.tied else nn.Linear(arch.d_model, arch.vocab_size, bias=False)
+        inv_freq = 1.0 / 10000 ** (torch.arange(0, arch.head_dim, 2, dtype=torch.float32) / arch.head_dim)
+        angles = torch.outer(torch.arange(arch.seq_len, dtype=torch.float32), inv_freq)
+        angles = torch.cat((angles, angles), dim=-1)
+        self.register_buffer("rope_cos", angles.cos(), persistent=False)
+        self.register_buffer("rope_sin", angles.sin(), persistent=False)
+
+    @torch.no_grad()
+    def init_weights(self, generator: torch.Generator) -> None:
+        """GPT-2 init, drawn on the CPU from ``generator`` (device-independent values)."""
+        residual_std = 0.02 / math.sqrt(2 * self.arch.layers)
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+                continue
+            std = residual_std if name.endswith(("attn_out.weight", "mlp_out.weight")) else 0.02
+            p.copy_(torch.empty(p.shape).normal_(0.0, std, generator=generator))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        T = tokens.shape[1]
+        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        x = self.final_norm(x)
+        return F.linear(x, self.embed.weight if self.head is None else self.head.weight)
+
+
+def lm_loss(model: nn.Module, windows: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy of windows (B, seq_len + 1)."""
+    logits = model(windows[:, :-1])
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1), reduction=reduction)
+
+
+def count_params(arch: Arch) -> int:
+    """Real parameter count of the module (built on the meta device: no memory)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in Transformer(arch).parameters())
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("trainer.config.device is cuda but no CUDA device is available; use device: auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        # Deterministic cuBLAS; must be set before CUDA initialises.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return torch.device(name)
+
+
+# -- trainer ----------------------------------------------------------------------
+
+
+ProgressFn = Callable[[int, int, float], None]
+
+
+class LMTrainer:
+    """Trainer protocol implementation for the transformer language model."""
+
+    Config = LMConfig
+
+    def __init__(self, config: LMConfig | dict[str, Any] | None = None, *, seed: int = 0, num_shards: int = 4):
+        self.config = config if isinstance(config, LMConfig) else LMConfig(**(config or {}))
+        self.seed = seed
+        self.num_shards = num_shards
+        self.arch = self.config.arch()
+        self.device = resolve_device(self.config.device)
+        torch.use_deterministic_algorithms(True)
+        self.corpus: TokenizedCorpus = load_corpus(self.config.data, self.arch.vocab_size)
+        if self.corpus.vocab_size > self.arch.vocab_size:  # pragma: no cover - the BPE trainer respects its size
+            raise UserError(f"tokenizer has {self.corpus.vocab_size} tokens, more than the model's {self.arch.vocab_size}")
+        L = self.arch.seq_len
+        self._n_train = num_windows(self.corpus.train, L)
+        self._shards = make_shards(self._n_train, num_shards, self.config.data.shards, self._rng(_STREAM_SHARDS))
+        n_eval = min(max(self.config.data.eval_tokens // L, 1), num_windows(self.corpus.validation, L))
+        if n_eval == 0:
+            raise UserError(f"the validation text is shorter than one sequence of {L + 1} tokens; raise data.validation_fraction")
+        self._eval = gather_windows(self.corpus.validation, np.arange(n_eval), L)
+        self._model = Transformer(self.arch).to(self.device)
+
+    # -- helpers ------------------------------------------------------------------
+    def _rng(self, stream: int, *extra: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, stream, *extra]))
+
+    def _shard_windows(self, shard: int, offset: int, count: int) -> np.ndarray:
+        """Window indices ``offset .. offset+count`` of shard's epoch order (seeded by shard, epoch)."""
+        windows = self._shards[shard]
+        order = epoch_order(len(windows), offset, count, lambda e: self._rng(_STREAM_ORDER, shard, e).permutation(len(windows)))
+        return windows[order]
+
+    def _fresh_params(self, seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, _STREAM_INIT]).generate_state(1, np.uint64)[0] >> 1))
+        self._model.init_weights(gen)
+        return flatten_params(self._model).cpu()
+
+    def _optimizer(self, lr: float) -> torch.optim.Optimizer:
+        cfg = self.config
+        # Fused AdamW: the fastest kernel on CPU, and deterministic.
+        return torch.optim.AdamW(
+            self._model.parameters(), lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=True
+        )
+
+    def _step(self, opt: torch.optim.Optimizer, windows: torch.Tensor, lr: float) -> float:
+        """One AdamW step on ``windows`` (accumulated over micro-batches); returns the mean loss."""
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        n = windows.shape[0]
+        chunk = self.config.micro_batch_size or n
+        total = 0.0
+        for start in range(0, n, chunk):
+            part = windows[start : start + chunk].to(self.device, non_blocking=True)
+            loss = lm_loss(self._model, part)
+            (loss * (part.shape[0] / n)).backward() if chunk < n else loss.backward()
+            total += loss.item() * part.shape[0]
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self._model.parameters(), self.config.grad_clip)
+        opt.step()
+        return total / n
+
+    # -- pretraining ----------------------------------------------------------------
+    def pretrain_key(self, threads: int | None = None) -> str:
+        """Hash of everything the pretrained checkpoint depends on."""
+        cfg = self.config
+        return digest(
+            {
+                "v": _PRETRAIN_VERSION,
+                "arch": asdict(self.arch),
+                "corpus": self.corpus.key,
+                "steps": cfg.pretrain_steps,
+                "lr": cfg.pretrain_lr,
+                "warmup": cfg.pretrain_warmup,
+                "batch": cfg.pretrain_batch_size or self.arch.batch_size,
+                "micro_batch": cfg.micro_batch_size,
+                "seed": cfg.pretrain_seed,
+                "adamw": [cfg.weight_decay, list(cfg.betas), cfg.eps, cfg.grad_clip],
+                "threads": threads or torch.get_num_threads(),
+                "device": self.device.type,
+                "torch": torch.__version__,
+            }
+        )
+
+    def pretrain_path(self, threads: int | None = None):
+        return cache_dir() / "pretrained" / f"{self.pretrain_key(threads)[:24]}.pt"
+
+    def pretrain(self, threads: int | None = None, progress: ProgressFn | None = None) -> torch.Tensor:
+        """The pretrained parameters: from the cache, or trained now and cached."""
+        threads = threads or torch.get_num_threads()
+        path = self.pretrain_path(threads)
+        if path.exists():
+            return torch.load(path, weights_only=True)["theta"]
+        cfg = self.config
+        torch.set_num_threads(threads)
+        load_flat_params(self._model, self._fresh_params(cfg.pretrain_seed))
+        self._model.train()
+        opt = self._optimizer(cfg.pretrain_lr)
+        batch = cfg.pretrain_batch_size or self.arch.batch_size
+        rng = lambda e: np.random.default_rng(np.random.SeedSequence([cfg.pretrain_seed, _STREAM_ORDER, e])).permutation(self._n_train)  # noqa: E731
+        order = epoch_order(self._n_train, 0, batch * cfg.pretrain_steps, rng)
+        for step in range(cfg.pretrain_steps):
+            lr = cfg.pretrain_lr * min(1.0, (step + 1) / cfg.pretrain_warmup) if cfg.pretrain_warmup else cfg.pretrain_lr
+            windows = gather_windows(self.corpus.train, order[step * batch : (step + 1) * batch], self.arch.seq_len)
+            loss = self._step(opt, windows, lr)
+            if progress is not None:
+                progress(step + 1, cfg.pretrain_steps, loss)
+        theta = flatten_params(self._model).cpu()
+        atomic_write(path, lambda tmp: torch.save({"theta": theta, "key": self.pretrain_key(threads)}, tmp))
+        return theta
+
+    # -- Trainer protocol -------------------------------------------------------------
+    def init_params(self) -> torch.Tensor:
+        """The pretrained model when ``pretrain_steps > 0``, else a fresh GPT-2 init from the seed."""
+        if self.config.pretrain_steps > 0:
+            return self.pretrain()
+        return self._fresh_params(self.seed)
+
+    def shard_sizes(self) -> list[int]:
+        return [len(s) for s in self._shards]
+
+    def batch_size(self) -> int:
+        return self.arch.batch_size
+
+    def local_train(self, theta: torch.Tensor, job: JobSpec, optimizer_state: Any = None) -> JobResult:
+        torch.set_num_threads(job.threads)
+        load_flat_params(self._model, theta)
+        self._model.train()
+        opt = self._optimizer(job.lrs[0])  # fresh every round: the paper resets inner state
+        if optimizer_state is not None:
+            opt.load_state_dict(optimizer_state)
+        batch = self.arch.batch_size * job.batch_multiplier
+        order = self._shard_windows(job.shard, job.data_offset, batch * job.steps)
+        total = 0.0
+        for step, lr in enumerate(job.lrs):
+            windows = gather_windows(self.corpus.train, order[step * batch : (step + 1) * batch], self.arch.seq_len)
+            total += self._step(opt, windows, lr)
+        delta = theta - flatten_params(self._model).cpu()
+        state = opt.state_dict() if job.keep_optimizer_state else None
+        return JobResult(delta=delta, train_loss=total / job.steps, optimizer_state=state)
+
+    @torch.no_grad()
+    def evaluate(self, theta: torch.Tensor) -> dict[str, float]:
+        """Mean next-token loss and perplexity on the fixed held-out windows."""
+        load_flat_params(self._model, theta)
+        self._model.eval()
+        total, tokens = 0.0, 0
+        for start in range(0, self._eval.shape[0], _EVAL_BATCH):
+            part = self._eval[start : start + _EVAL_BATCH].to(self.device)
+            total += float(lm_loss(self._model, part, reduction="sum"))
+            tokens += part[:, 1:].numel()
+        loss = total / tokens
+        return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}
