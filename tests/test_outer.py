@@ -58,7 +58,7 @@ def test_sequential_nesterov_matches_eq5():
     beta, lr = 0.8, 0.3
     g, m0 = T(0.5, -0.25), T(0.1, 0.2)
     opt = Nesterov(lr=lr, momentum=beta)
-    opt.m = m0.clone()
+    opt.buffer("m", m0).copy_(m0)
     theta = T(1.0, 1.0)
     for _ in range(4):
         opt.step(theta, PseudoGradient(delta=g))
@@ -66,7 +66,7 @@ def test_sequential_nesterov_matches_eq5():
     theta_expected = T(1.0, 1.0) - lr * (
         (4 + 4 * beta + 3 * beta**2 + 2 * beta**3 + beta**4) * g + beta**2 * (1 + beta + beta**2 + beta**3) * m0
     )
-    assert torch.allclose(opt.m, m_expected, atol=1e-14)
+    assert torch.allclose(opt.state["m"], m_expected, atol=1e-14)
     assert torch.allclose(theta, theta_expected, atol=1e-14)
 
 
@@ -89,10 +89,10 @@ def test_delayed_nesterov_algorithm3_by_hand():
     opt.step(theta, pg(0.4))  # t=1: m = 0 + (0.6)/2 = 0.3; theta -= lr*((1-cN+c)*beta*m + 0.4/2)
     after2 = 1 - 0.05 - 0.5 * ((1 - 0.5 + 0.25) * 0.9 * 0.3 + 0.2)
     assert theta.item() == pytest.approx(after2, abs=1e-15)
-    assert opt.m.item() == pytest.approx(0.3)
+    assert opt.state["m"].item() == pytest.approx(0.3)
     opt.step(theta, pg(0.1))  # t=2: theta -= lr*(c*beta*m + 0.1/2), momentum held
     assert theta.item() == pytest.approx(after2 - 0.5 * (0.25 * 0.9 * 0.3 + 0.05), abs=1e-15)
-    assert opt.m.item() == pytest.approx(0.3)
+    assert opt.state["m"].item() == pytest.approx(0.3)
 
 
 def test_delayed_nesterov_with_n_equal_k_is_one_nesterov_step_on_the_mean():

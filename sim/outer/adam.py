@@ -14,21 +14,14 @@ class Adam(OuterUpdate):
     def __init__(self, lr: float = 0.01, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         self.t = 0
-        self.m: torch.Tensor | None = None
-        self.v: torch.Tensor | None = None
 
     def step(self, theta: torch.Tensor, grad: PseudoGradient) -> bool:
-        if self.m is None or self.v is None:
-            self.m, self.v = torch.zeros_like(theta), torch.zeros_like(theta)
-        g = grad.delta
+        m, v, g = self.buffer("m", theta), self.buffer("v", theta), grad.delta
         self.t += 1
-        self.m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
-        self.v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+        m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
+        v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
         m_hat_scale = 1 / (1 - self.beta1**self.t)
         v_hat_sqrt_scale = 1 / math.sqrt(1 - self.beta2**self.t)
-        denom = (self.v.sqrt() * v_hat_sqrt_scale).add_(self.eps)
-        theta.addcdiv_(self.m, denom, value=-self.lr * m_hat_scale)
+        denom = (v.sqrt() * v_hat_sqrt_scale).add_(self.eps)
+        theta.addcdiv_(m, denom, value=-self.lr * m_hat_scale)
         return True
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {} if self.m is None else {"m": self.m, "v": self.v}

@@ -20,19 +20,13 @@ class AsyncBuffer(OuterUpdate):
             raise ValueError(f"N must be >= 1, got {N}")
         self.lr, self.momentum, self.N = lr, momentum, N
         self.count = 0
-        self.m: torch.Tensor | None = None
-        self.buffer: torch.Tensor | None = None
 
     def step(self, theta: torch.Tensor, grad: PseudoGradient) -> bool:
-        if self.m is None or self.buffer is None:
-            self.m, self.buffer = torch.zeros_like(theta), torch.zeros_like(theta)
-        self.buffer.add_(grad.delta)
+        summed = self.buffer("delta_sum", theta)
+        summed.add_(grad.delta)
         self.count += 1
         if self.count == self.N:
-            nesterov_step(theta, self.m, self.buffer / self.N, self.lr, self.momentum)
-            self.buffer.zero_()
+            nesterov_step(theta, self.buffer("m", theta), summed / self.N, self.lr, self.momentum)
+            summed.zero_()
             self.count = 0
         return True
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {} if self.m is None else {"m": self.m, "buffer": self.buffer}

@@ -26,6 +26,8 @@ class OuterUpdate(ABC):
 
     #: set to True by updates that need the model a job started from
     needs_dispatch_theta: bool = False
+    #: named state tensors (momentum, buffers), created lazily by :meth:`buffer`
+    state: dict[str, torch.Tensor]
 
     @abstractmethod
     def step(self, theta: torch.Tensor, grad: PseudoGradient) -> bool:
@@ -35,9 +37,17 @@ class OuterUpdate(ABC):
         stale), so the engine can record it.
         """
 
+    def buffer(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """The state tensor ``name``, zero-initialised like ``theta`` on first use."""
+        if not hasattr(self, "state"):
+            self.state = {}
+        if name not in self.state:
+            self.state[name] = torch.zeros_like(like)
+        return self.state[name]
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Named optimiser state, for checkpoints and memory accounting."""
-        return {}
+        return dict(getattr(self, "state", {}))
 
 
 class StalenessFix(OuterUpdate):

@@ -23,22 +23,16 @@ class DelayedNesterov(OuterUpdate):
             raise ValueError(f"c must lie in [0, 1/N] = [0, {1.0 / N:g}] (Algorithm 3), got {c}")
         self.lr, self.momentum, self.N, self.c = lr, momentum, N, c
         self.t = 0
-        self.m: torch.Tensor | None = None
-        self.buffer: torch.Tensor | None = None
 
     def step(self, theta: torch.Tensor, grad: PseudoGradient) -> bool:
-        if self.m is None or self.buffer is None:
-            self.m, self.buffer = torch.zeros_like(theta), torch.zeros_like(theta)
+        m, summed = self.buffer("m", theta), self.buffer("delta_sum", theta)
         g, beta, N, c = grad.delta, self.momentum, self.N, self.c
-        self.buffer.add_(g)
+        summed.add_(g)
         if (self.t + 1) % N == 0:
-            self.m.mul_(beta).add_(self.buffer, alpha=1.0 / N)
-            theta.sub_((1 - c * N + c) * beta * self.m + g / N, alpha=self.lr)
-            self.buffer.zero_()
+            m.mul_(beta).add_(summed, alpha=1.0 / N)
+            theta.sub_((1 - c * N + c) * beta * m + g / N, alpha=self.lr)
+            summed.zero_()
         else:
-            theta.sub_(c * beta * self.m + g / N, alpha=self.lr)
+            theta.sub_(c * beta * m + g / N, alpha=self.lr)
         self.t += 1
         return True
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {} if self.m is None else {"m": self.m, "buffer": self.buffer}

@@ -25,13 +25,7 @@ def nesterov_step(theta: torch.Tensor, m: torch.Tensor, g: torch.Tensor, lr: flo
 class Nesterov(OuterUpdate):
     def __init__(self, lr: float = 0.7, momentum: float = 0.9):
         self.lr, self.momentum = lr, momentum
-        self.m: torch.Tensor | None = None
 
     def step(self, theta: torch.Tensor, grad: PseudoGradient) -> bool:
-        if self.m is None:
-            self.m = torch.zeros_like(theta)
-        nesterov_step(theta, self.m, grad.delta, self.lr, self.momentum)
+        nesterov_step(theta, self.buffer("m", theta), grad.delta, self.lr, self.momentum)
         return True
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {} if self.m is None else {"m": self.m}

@@ -14,14 +14,9 @@ from sim.outer.registry import register
 class SGDMomentum(OuterUpdate):
     def __init__(self, lr: float = 0.7, momentum: float = 0.9):
         self.lr, self.momentum = lr, momentum
-        self.m: torch.Tensor | None = None
 
     def step(self, theta: torch.Tensor, grad: PseudoGradient) -> bool:
-        if self.m is None:
-            self.m = torch.zeros_like(theta)
-        self.m.mul_(self.momentum).add_(grad.delta)
-        theta.sub_(self.m, alpha=self.lr)
+        m = self.buffer("m", theta)
+        m.mul_(self.momentum).add_(grad.delta)
+        theta.sub_(m, alpha=self.lr)
         return True
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {} if self.m is None else {"m": self.m}
