@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from sim.compare import DEFAULT_METHODS
 from sim.scenario import Scenario, ScenarioError, load_scenario, parse_override
 from trainers.base import UserError
 
@@ -103,6 +104,64 @@ def run(
     )
     console.print(f"run folder: {result.folder}")
     console.print(f"run hash: {result.run_hash}")
+
+
+@app.command()
+def compare(
+    files: list[Path] = typer.Argument(..., help="scenario YAML file(s)", show_default=False),
+    methods: str = typer.Option(",".join(DEFAULT_METHODS), "--methods", help="comma-separated presets"),
+    seeds: str = typer.Option("0", "--seeds", help="comma-separated seeds, e.g. 0,1,2"),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="axis to sweep: workers=4,8,16 | heterogeneity=no,slight,moderate,very | c=0,0.1 | model=... | any.field=v1,v2"),
+    set_: list[str] = SET_OPT,
+    name: Optional[str] = typer.Option(None, "--name", help="report folder name under reports/ (default from the scenario and sweep)"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="runs computed in parallel (one process each)"),
+    reports_dir: Path = typer.Option(Path("reports"), "--reports-dir", help="where report folders go"),
+) -> None:
+    """Run methods x seeds (x a swept axis), reusing existing runs; write plots, tables and report.md."""
+    from sim import compare as cmp
+
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    try:
+        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2")
+    try:
+        specs, axis = cmp.plan(list(files), method_list, seed_list, sweep, list(set_))
+    except ScenarioError as exc:
+        fail(str(exc))
+    if not specs:
+        fail("nothing to run: no method accepts the swept field")
+    label = name or (specs[0].scenario.name + (f"_{axis}" if axis else ""))
+    bar = Progress(TextColumn("[bold]compare"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+                   TimeElapsedColumn(), console=err_console)
+    with bar:
+        task = bar.add_task("runs", total=len({s.folder for s in specs}), last="")
+
+        def done(spec: Any, reused: bool) -> None:
+            bar.update(task, advance=1, last=f"{spec.method} seed {spec.seed}" + (" (reused)" if reused else ""))
+
+        try:
+            computed = cmp.execute(specs, jobs=jobs, on_done=done)
+        except UserError as exc:
+            fail(str(exc))
+    out_dir = reports_dir / label
+    files_written = cmp.build_report(specs, axis, method_list, out_dir, cmp.command_line(), computed)
+    console.print(f"{len(specs)} runs ({computed} computed, {len(specs) - computed} reused); report: {files_written['report']}")
+    console.print(files_written["table_md"].read_text(encoding="utf-8"))
+
+
+@app.command()
+def trace(
+    run_folder: Path = typer.Argument(..., help="a run folder (with events.parquet)", show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output JSON (default RUN/trace.json)"),
+) -> None:
+    """Export a run's events as Chrome/Perfetto trace JSON (one track per worker)."""
+    from sim.trace import write_trace
+
+    if not (run_folder / "events.parquet").exists():
+        fail(f"{run_folder}: not a run folder (no events.parquet)")
+    path = write_trace(run_folder, out)
+    console.print(f"wrote {path}; open it at https://ui.perfetto.dev")
 
 
 @app.command()

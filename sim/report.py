@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -33,5 +34,223 @@ def plot_run_curves(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
         ax.legend()
     if title:
         fig.suptitle(title)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+# -- comparisons (asyncsim compare) ---------------------------------------------
+
+X_LABELS = {"t_local": "total local updates", "tau": "simulated wall-clock (s)"}
+
+
+def aggregate_curves(metrics: pd.DataFrame, x: str, metric: str, points: int = 200) -> pd.DataFrame:
+    """Mean and min-max band over seeds, each seed interpolated onto one grid.
+
+    Async runs evaluate at slightly different x per seed, so curves are put on
+    a common grid (from the latest first point to the earliest last point)
+    before averaging.
+    """
+    import numpy as np
+
+    out = []
+    for (scenario, sweep, method), group in metrics.groupby(["scenario", "sweep", "method"], sort=True):
+        seeds = [g.sort_values(x) for _, g in group.groupby("seed")]
+        lo = max(g[x].iloc[0] for g in seeds)
+        hi = min(g[x].iloc[-1] for g in seeds)
+        if hi <= lo:
+            continue
+        grid = np.linspace(lo, hi, points)
+        ys = np.vstack([np.interp(grid, g[x].to_numpy(float), g[metric].to_numpy(float)) for g in seeds])
+        out.append(
+            pd.DataFrame(
+                {
+                    "scenario": scenario,
+                    "sweep": sweep,
+                    "method": method,
+                    x: grid,
+                    "mean": ys.mean(axis=0),
+                    "low": ys.min(axis=0),
+                    "high": ys.max(axis=0),
+                    "seeds": len(seeds),
+                }
+            )
+        )
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _panels(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    return sorted({(str(a), str(b)) for a, b in zip(frame["scenario"], frame["sweep"])}, key=_natural)
+
+
+def _natural(key: Any) -> Any:
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", "/".join(map(str, key)))]
+
+
+def plot_compare_curves(metrics: pd.DataFrame, x: str, path: Path, methods: list[str], log_y: bool = False) -> None:
+    """One panel per (scenario, swept value), one line per method, band over seeds."""
+    metric = primary_metric(metrics)
+    agg = aggregate_curves(metrics, x, metric)
+    panels = _panels(agg)
+    cols = min(len(panels), 4)
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.6 * cols, 7.5), 3.8 * rows), squeeze=False, constrained_layout=True)
+    colors = {m: f"C{i}" for i, m in enumerate(methods)}
+    for ax, (scenario, sweep) in zip(axes.flat, panels):
+        panel = agg[(agg["scenario"] == scenario) & (agg["sweep"] == sweep)]
+        for method in methods:
+            c = panel[panel["method"] == method]
+            if c.empty:
+                continue
+            ax.plot(c[x], c["mean"], color=colors[method], label=method, lw=1.6)
+            if c["seeds"].iloc[0] > 1:
+                ax.fill_between(c[x], c["low"], c["high"], color=colors[method], alpha=0.18, lw=0)
+        ax.set_title(f"{scenario}" + (f" [{sweep}]" if sweep else ""), fontsize=10)
+        ax.set_xlabel(X_LABELS.get(x, x))
+        ax.set_ylabel(f"eval {metric}")
+        if log_y:
+            ax.set_yscale("log")
+        if x == "tau":
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), frameon=False)
+    nseeds = int(agg["seeds"].max()) if not agg.empty else 0
+    band = f"mean over {nseeds} seeds, band = min..max" if nseeds > 1 else "one seed"
+    fig.suptitle(f"eval {metric} vs {X_LABELS.get(x, x)}\n({band})", fontsize=11)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def final_table(runs: pd.DataFrame, metric: str, methods: list[str]) -> pd.DataFrame:
+    """Final metric per method (rows) and swept value (columns): mean, std, n; diverged runs flagged."""
+    rows = []
+    for (scenario, sweep, method), g in runs.groupby(["scenario", "sweep", "method"], sort=False):
+        ok = g[g["status"] == "finished"]
+        vals = ok[f"final_{metric}"].astype(float)
+        rows.append(
+            {
+                "scenario": scenario,
+                "sweep": sweep,
+                "method": method,
+                "mean": vals.mean() if len(vals) else float("nan"),
+                "std": vals.std(ddof=1) if len(vals) > 1 else 0.0,
+                "n": len(vals),
+                "diverged": int((g["status"] == "diverged").sum()),
+                "simulated_seconds": g["simulated_seconds"].mean(),
+            }
+        )
+    order = {m: i for i, m in enumerate(methods)}
+    rows.sort(key=lambda r: (_natural([r["scenario"], r["sweep"]]), order.get(r["method"], len(order))))
+    return pd.DataFrame(rows)
+
+
+def table_markdown(table: pd.DataFrame, metric: str, axis_label: str | None) -> str:
+    """Methods as rows, the swept axis (or scenarios) as columns, 'mean ± std'."""
+    table = table.copy()
+    table["column"] = table["sweep"] if axis_label else table["scenario"]
+    columns = sorted(table["column"].unique(), key=lambda v: _natural([v]))
+    methods = list(dict.fromkeys(table["method"]))
+    head = f"| method | " + " | ".join(f"{axis_label or 'scenario'}={c}" if axis_label else str(c) for c in columns) + " |"
+    lines = [head, "|---|" + "---|" * len(columns)]
+    for method in methods:
+        cells = []
+        for col in columns:
+            r = table[(table["method"] == method) & (table["column"] == col)]
+            if r.empty:
+                cells.append("-")
+                continue
+            r = r.iloc[0]
+            cell = "diverged" if r["n"] == 0 else f"{r['mean']:.4f} ± {r['std']:.4f}" if r["n"] > 1 else f"{r['mean']:.4f}"
+            if r["diverged"] and r["n"]:
+                cell += f" ({int(r['diverged'])} diverged)"
+            cells.append(cell)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nFinal eval {metric}: mean ± std over seeds (lower is better)."
+
+
+def worker_intervals(events: pd.DataFrame) -> pd.DataFrame:
+    """Per job: training [dispatch, complete] and waiting [complete, next dispatch of that worker]."""
+    ev = events.sort_values(["tau", "job"], kind="stable")
+    dispatch = ev[ev["event"] == "dispatch"].set_index("job")
+    complete = ev[ev["event"] == "complete"].set_index("job")
+    synced = ev[ev["event"].isin(["sync", "drop"])].set_index("job")
+    rows = []
+    for job, d in dispatch.iterrows():
+        end = complete["tau"].get(job)
+        rows.append({"worker": d["worker"], "job": job, "start": d["tau"], "end": end, "sync": synced["tau"].get(job)})
+    jobs = pd.DataFrame(rows).sort_values(["worker", "start"])
+    jobs["next_start"] = jobs.groupby("worker")["start"].shift(-1)
+    return jobs
+
+
+def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: dict[str, float], horizon: int = 3) -> None:
+    """Gantt chart of the first rounds: training, waiting, sync marks; grace windows shaded."""
+    import matplotlib.patches as mpatches
+
+    methods = [m for m in methods if m in set(events["method"])]
+    fig, axes = plt.subplots(len(methods), 1, figsize=(11, 1.2 + 0.45 * events["worker"].nunique() * len(methods)),
+                             squeeze=False, constrained_layout=True)
+    for ax, method in zip(axes[:, 0], methods):
+        ev = events[events["method"] == method]
+        jobs = worker_intervals(ev)
+        k = int(jobs["worker"].max()) + 1
+        t_end = jobs.groupby("worker")["end"].nth(horizon).max() if len(jobs) > horizon * k else jobs["end"].max()
+        t_end = float(t_end) if pd.notna(t_end) else float(jobs["end"].max())
+        for r in jobs.itertuples():
+            if r.start > t_end:
+                continue
+            if pd.notna(r.end):
+                ax.barh(r.worker, r.end - r.start, left=r.start, height=0.6, color="C0", alpha=0.85)
+                if pd.notna(r.next_start) and r.next_start > r.end:
+                    ax.barh(r.worker, r.next_start - r.end, left=r.end, height=0.6, color="C3", alpha=0.35)
+            if pd.notna(r.sync):
+                ax.plot([r.sync], [r.worker], marker="|", color="k", ms=14, mew=2)
+        window = grace.get(method, 0.0)
+        syncs = ev[(ev["event"] == "sync") & (ev["tau"] <= t_end)]["tau"].to_numpy()
+        if window > 0 and len(syncs):
+            start = None
+            for t in syncs:
+                if start is None or t - start > window:
+                    start = t
+                    ax.axvspan(start, min(start + window, t_end), color="C2", alpha=0.15, lw=0)
+        ax.set_yticks(range(k))
+        ax.set_yticklabels([f"w{w}" for w in range(k)])
+        ax.set_xlim(0, t_end)
+        ax.invert_yaxis()
+        ax.set_title(method, fontsize=10, loc="left")
+        ax.set_xlabel("simulated wall-clock (s)")
+    handles = [
+        mpatches.Patch(color="C0", alpha=0.85, label="training"),
+        mpatches.Patch(color="C3", alpha=0.35, label="waiting (idle)"),
+        plt.Line2D([], [], color="k", marker="|", ls="", ms=12, mew=2, label="sync"),
+    ]
+    if any(grace.get(m, 0) > 0 for m in methods):
+        handles.append(mpatches.Patch(color="C2", alpha=0.15, label="grace window"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    fig.suptitle("worker timeline of the first rounds (first seed)")
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_staleness(events: pd.DataFrame, path: Path, methods: list[str]) -> None:
+    """Histogram of staleness at sync, one panel per method."""
+    methods = [m for m in methods if m in set(events["method"])]
+    cols = min(len(methods), 3)
+    rows = (len(methods) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3 * rows), squeeze=False, constrained_layout=True)
+    synced = events[events["event"].isin(["sync", "drop"])]
+    top = int(synced["staleness"].max()) if len(synced) else 0
+    for ax, method in zip(axes.flat, methods):
+        s = synced[synced["method"] == method]["staleness"]
+        ax.hist(s, bins=range(0, top + 2), color="C1", align="left", rwidth=0.85)
+        ax.set_title(f"{method} (mean {s.mean():.2f})", fontsize=10)
+        ax.set_xlabel("staleness (server updates since dispatch)")
+        ax.set_ylabel("syncs")
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)

@@ -1,0 +1,275 @@
+"""``asyncsim compare``: many runs (methods x seeds x a swept axis), one report.
+
+Every run goes through :func:`sim.runner.run` with its default folder, which
+is keyed by the resolved scenario's digest: a run that exists is reused, so
+a second ``compare`` computes nothing and no run overwrites another. Missing
+runs are computed in parallel processes, one whole run per process.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from sim.records import is_complete_run, read_summary
+from sim.runner import default_run_folder
+from sim.scenario import Scenario, ScenarioError, load_scenario, parse_override
+
+DEFAULT_METHODS = ("finetune_1w", "diloco", "async_diloco", "async_poly", "async_buffer", "dn_dylu")
+
+#: friendly names for swept axes -> the scenario field they set
+SWEEP_ALIASES = {
+    "workers": "workers.k",
+    "k": "workers.k",
+    "heterogeneity": "workers.fleet",
+    "fleet": "workers.fleet",
+    "model": "trainer.config.size",
+    "size": "trainer.config.size",
+    "c": "method.outer.c",
+    "H": "schedule.H",
+    "grace": "schedule.grace_period",
+}
+#: short heterogeneity names as in the paper's Table 1
+FLEET_ALIASES = {
+    "no": "homogeneous",
+    "slight": "slightly_heterogeneous",
+    "moderate": "moderately_heterogeneous",
+    "very": "very_heterogeneous",
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the comparison grid."""
+
+    file: str
+    method: str
+    seed: int
+    sweep_value: Any  # None when nothing is swept
+    scenario: Scenario
+
+    @property
+    def folder(self) -> Path:
+        return default_run_folder(self.scenario)
+
+
+def parse_sweep(text: str) -> tuple[str, str, list[Any]]:
+    """``workers=4,8,16`` -> (label, field, values)."""
+    label, sep, values = text.partition("=")
+    if not sep or not values:
+        raise ScenarioError(f"--sweep {text!r}: expected AXIS=V1,V2,..., e.g. workers=4,8,16")
+    label = label.strip()
+    field = SWEEP_ALIASES.get(label, label)
+    parsed = [parse_override(f"x={v.strip()}")[1] for v in values.split(",") if v.strip()]
+    if field == "workers.fleet":
+        parsed = [FLEET_ALIASES.get(str(v), v) for v in parsed]
+    return label, field, parsed
+
+
+def plan(
+    files: list[Path],
+    methods: list[str],
+    seeds: list[int],
+    sweep: str | None = None,
+    sets: list[str] | None = None,
+) -> tuple[list[RunSpec], str | None]:
+    """Resolve every (file, method, seed, sweep value) into a validated scenario."""
+    base = dict(parse_override(s) for s in (sets or []))
+    label, field, values = parse_sweep(sweep) if sweep else (None, None, [None])
+    specs = []
+    for file in files:
+        for value in values:
+            for method in methods:
+                for seed in seeds:
+                    overrides = {**base, "seed": seed}
+                    if field is not None:
+                        if field.startswith("method.outer.") and not _accepts(file, method, base, field):
+                            continue  # e.g. c only exists for Delayed Nesterov
+                        overrides[field] = value
+                    sc = load_scenario(file, overrides=overrides, method=method)
+                    specs.append(RunSpec(str(file), method, seed, value, sc))
+    return specs, label
+
+
+def _accepts(file: Path, method: str, base: dict[str, Any], field: str) -> bool:
+    sc = load_scenario(file, overrides=base, method=method)
+    return sc.method.outer is not None and field.split(".")[-1] in _outer_params(sc.method.outer["name"])
+
+
+def _outer_params(name: str) -> set[str]:
+    import inspect
+
+    from sim.outer.registry import resolve
+
+    return set(inspect.signature(resolve(name).__init__).parameters)
+
+
+def _run_one(scenario_dict: dict[str, Any]) -> str:
+    """Process-pool entry: run one resolved scenario into its default folder."""
+    from sim.runner import run
+    from sim.scenario import scenario_from_dict
+
+    result = run(scenario_from_dict(scenario_dict, "<compare>"))
+    return result.run_hash
+
+
+def execute(specs: list[RunSpec], jobs: int = 1, on_done: Callable[[RunSpec, bool], None] | None = None) -> int:
+    """Compute the runs whose folders are missing; returns how many were computed."""
+    todo = {}
+    for spec in specs:
+        if is_complete_run(spec.folder):
+            if on_done:
+                on_done(spec, True)
+        else:
+            todo.setdefault(spec.folder, spec)  # identical scenarios run once
+    if not todo:
+        return 0
+    if jobs <= 1:
+        for spec in todo.values():
+            _run_one(spec.scenario.resolved())
+            if on_done:
+                on_done(spec, False)
+        return len(todo)
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_one, spec.scenario.resolved()): spec for spec in todo.values()}
+        for fut in as_completed(futures):
+            fut.result()
+            if on_done:
+                on_done(futures[fut], False)
+    return len(todo)
+
+
+def load_results(specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Metrics and events of every run (with file / sweep columns) and one summary row per run."""
+    metrics, events, rows = [], [], []
+    for spec in specs:
+        m = pd.read_parquet(spec.folder / "metrics.parquet")
+        e = pd.read_parquet(spec.folder / "events.parquet")
+        s = read_summary(spec.folder)
+        for df in (m, e):
+            df["scenario"] = spec.scenario.name
+            df["sweep"] = str(spec.sweep_value) if spec.sweep_value is not None else ""
+            df["method"] = spec.method
+            df["seed"] = spec.seed
+        metrics.append(m)
+        events.append(e)
+        rows.append(
+            {
+                "scenario": spec.scenario.name,
+                "sweep": str(spec.sweep_value) if spec.sweep_value is not None else "",
+                "method": spec.method,
+                "seed": spec.seed,
+                "status": s.get("status", "finished"),
+                "simulated_seconds": s["simulated_seconds"],
+                "run_hash": s["run_hash"],
+                "folder": str(spec.folder),
+                **{f"final_{k}": v for k, v in s["final"].items() if k not in ("method", "seed")},
+            }
+        )
+    return pd.concat(metrics, ignore_index=True), pd.concat(events, ignore_index=True), pd.DataFrame(rows)
+
+
+def command_line() -> str:
+    """The command that made a report, for report.md."""
+    args = [Path(sys.argv[0]).name] + sys.argv[1:]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def build_report(
+    specs: list[RunSpec],
+    axis_label: str | None,
+    methods: list[str],
+    out_dir: Path,
+    command: str,
+    computed: int,
+) -> dict[str, Path]:
+    """Write plots, tables and report.md for a finished comparison."""
+    from sim.report import final_table, plot_compare_curves, plot_staleness, plot_timeline, primary_metric, table_markdown
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics, events, runs = load_results(specs)
+    metric = primary_metric(metrics)
+    files = {
+        "curves_updates": out_dir / "curves_updates.png",
+        "curves_time": out_dir / "curves_time.png",
+        "table_md": out_dir / "table.md",
+        "table_csv": out_dir / "table.csv",
+        "runs_csv": out_dir / "runs.csv",
+        "timeline": out_dir / "timeline.png",
+        "staleness": out_dir / "staleness.png",
+        "report": out_dir / "report.md",
+    }
+    log_y = metric == "perplexity"
+    plot_compare_curves(metrics, "t_local", files["curves_updates"], methods, log_y=log_y)
+    plot_compare_curves(metrics, "tau", files["curves_time"], methods, log_y=log_y)
+    table = final_table(runs, metric, methods)
+    table.to_csv(files["table_csv"], index=False)
+    runs.to_csv(files["runs_csv"], index=False)
+    markdown = table_markdown(table, metric, axis_label)
+    files["table_md"].write_text(markdown + "\n", encoding="utf-8")
+    first = specs[0]
+    timeline_specs = [s for s in specs if s.seed == first.seed and s.sweep_value == first.sweep_value and s.file == first.file]
+    first_events = events[
+        (events["seed"] == first.seed)
+        & (events["sweep"] == (str(first.sweep_value) if first.sweep_value is not None else ""))
+        & (events["scenario"] == first.scenario.name)
+    ]
+    grace = {s.method: s.scenario.schedule.grace_period for s in timeline_specs}
+    plot_timeline(first_events, files["timeline"], methods, grace)
+    plot_staleness(events, files["staleness"], methods)
+    wall = table.pivot_table(index="method", columns="sweep", values="simulated_seconds", sort=False)
+    seeds = sorted({s.seed for s in specs})
+    lines = [
+        f"# Comparison: {', '.join(sorted({s.scenario.name for s in specs}))}",
+        "",
+        "Made by:",
+        "",
+        f"    {command}",
+        "",
+        f"Methods: {', '.join(methods)}; seeds: {', '.join(map(str, seeds))}"
+        + (f"; swept {axis_label}: {', '.join(str(v) for v in dict.fromkeys(s.sweep_value for s in specs))}" if axis_label else "")
+        + f". {len(runs)} runs ({computed} computed now, {len(runs) - computed} reused from reports/runs/).",
+        "",
+        f"## Final eval {metric}",
+        "",
+        markdown,
+        "",
+        "## Simulated wall-clock to finish the budget (s, mean over seeds)",
+        "",
+        _frame_markdown(wall),
+        "",
+        f"## Eval {metric} against total local updates",
+        "",
+        f"![curves vs updates]({files['curves_updates'].name})",
+        "",
+        f"## Eval {metric} against simulated wall-clock",
+        "",
+        f"![curves vs time]({files['curves_time'].name})",
+        "",
+        "## Worker timeline (first rounds, first seed)",
+        "",
+        f"![timeline]({files['timeline'].name})",
+        "",
+        "## Staleness at sync",
+        "",
+        f"![staleness]({files['staleness'].name})",
+        "",
+        "Per-run numbers and folders: `runs.csv`; the table as CSV: `table.csv`.",
+    ]
+    files["report"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return files
+
+
+def _frame_markdown(frame: pd.DataFrame) -> str:
+    cols = [str(c) or "value" for c in frame.columns]
+    lines = ["| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for method, row in frame.iterrows():
+        lines.append(f"| {method} | " + " | ".join(f"{v:.1f}" for v in row) + " |")
+    return "\n".join(lines)
