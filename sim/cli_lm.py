@@ -1,0 +1,101 @@
+"""Language-model commands of the ``asyncsim`` CLI: ``models`` and ``pretrain``.
+
+``sim/cli.py`` calls :func:`register` on its app. The command bodies import
+``sim.cli`` lazily (for its consoles and ``fail``), so this module can be
+imported from ``sim/cli.py`` without a cycle.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``models`` and ``pretrain`` to ``app``."""
+    app.command("models")(models)
+    app.command("pretrain")(pretrain)
+
+
+def models() -> None:
+    """List the LM size presets with their real and closed-form parameter counts."""
+    from rich import box
+    from rich.table import Table
+
+    from sim.cli import console
+    from trainers.lm import PRESETS, closed_form_params, count_params
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("preset", "layers x d", "heads x K/V", "vocab", "embed", "params", "formula"):
+        table.add_column(header, justify="left" if header in ("preset", "layers x d", "embed") else "right", no_wrap=True)
+    mismatches = []
+    for name, arch in PRESETS.items():
+        real, formula = count_params(arch), closed_form_params(arch)
+        if real != formula:
+            mismatches.append(name)
+        table.add_row(
+            name,
+            f"{arch.layers} x {arch.d_model}",
+            f"{arch.heads} x {arch.head_dim}",
+            f"{arch.vocab_size:,}",
+            "tied" if arch.tied else "untied",
+            f"{real:,}",
+            f"{formula:,}",
+        )
+    console.print(table)
+    console.print(
+        "formula: layers x (4 d w + 8 d^2 + 2 d) + d + vocab x d x (1 if tied else 2), with d the hidden "
+        "size and w = heads x K/V size; RMSNorm weights, no biases, rotary positions"
+    )
+    console.print(f"MISMATCH: {', '.join(mismatches)}" if mismatches else "every preset's module matches the formula")
+
+
+def pretrain(
+    file: Path = typer.Argument(..., help="scenario YAML file with trainer: lm", show_default=False),
+    set_: list[str] = typer.Option([], "--set", "-s", help="override a field: KEY=VALUE (repeatable)"),
+) -> None:
+    """Build (or find) the cached pretrained checkpoint a scenario starts from."""
+    import torch
+    from rich.progress import MofNCompleteColumn, Progress, TextColumn
+
+    from sim.cli import console, err_console, fail
+    from sim.runner import build_trainer
+    from sim.scenario import ScenarioError, load_scenario, parse_override
+    from trainers.base import UserError
+
+    try:
+        scenario = load_scenario(file, overrides=dict(parse_override(s) for s in set_))
+        threads = scenario.compute.threads
+        torch.set_num_threads(threads)
+        trainer = build_trainer(scenario)
+    except (ScenarioError, UserError) as exc:
+        fail(str(exc))
+        return
+    steps = getattr(getattr(trainer, "config", None), "pretrain_steps", None)
+    if not callable(getattr(trainer, "pretrain", None)) or steps is None:
+        fail(f"{file}: trainer {scenario.trainer.name!r} has no pretraining (use trainer: lm)")
+        return
+    if steps == 0:
+        fail(f"{file}: trainer.config.pretrain_steps is 0, nothing to pretrain (set e.g. --set trainer.config.pretrain_steps=500)")
+        return
+    path = trainer.pretrain_path(threads)
+    if path.exists():
+        theta = trainer.pretrain(threads)
+        how = "cached"
+    else:
+        columns = (*Progress.get_default_columns(), MofNCompleteColumn(), TextColumn("{task.fields[metric]}"))
+        with Progress(*columns, console=err_console) as bar:
+            task = bar.add_task("pretrain", total=steps, metric="")
+
+            def progress(step: int, total: int, loss: float) -> None:
+                bar.update(task, completed=step, metric=f"train loss {loss:.3f}")
+
+            theta = trainer.pretrain(threads, progress=progress)
+        how = "built"
+    metrics = trainer.evaluate(theta)
+    console.print(
+        f"{how}: {trainer.config.size} LM pretrained {steps} steps "
+        f"({threads} thread{'s' if threads > 1 else ''}): validation perplexity {metrics['perplexity']:.2f}, "
+        f"loss {metrics['loss']:.4f}"
+    )
+    console.print(f"checkpoint: {path}")

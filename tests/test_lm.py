@@ -1,0 +1,175 @@
+"""The LM trainer: sizes, learning, determinism, pretraining cache, scenarios."""
+from __future__ import annotations
+
+import glob
+
+import pytest
+import torch
+
+from sim import load_scenario, simulate
+from trainers.base import JobSpec, UserError, flatten_params
+from trainers.lm import PRESETS, LMTrainer, Transformer, closed_form_params, count_params
+
+# A model small enough for many steps in a test: same corpus and vocabulary as
+# the tiny preset (so the session's cached tokens are reused), shorter windows.
+MICRO = {"size": "tiny", "layers": 1, "d_model": 64, "heads": 1, "seq_len": 32, "batch_size": 4, "device": "cpu"}
+DEMO = "scenarios/lm_tiny_very_heterogeneous.yaml"
+
+
+@pytest.fixture(autouse=True)
+def lm_cache(tmp_path_factory, monkeypatch):
+    """One cache for the whole session (shared with tests/test_data.py): tokenize once."""
+    monkeypatch.setenv("ASYNCSIM_CACHE", str(tmp_path_factory.getbasetemp() / "asyncsim-cache"))
+
+
+@pytest.fixture(scope="module")
+def micro():
+    torch.set_num_threads(1)
+    return LMTrainer(MICRO, seed=0, num_shards=4)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_param_counts_match_closed_form(name):
+    arch = PRESETS[name]
+    assert count_params(arch) == closed_form_params(arch)
+
+
+def test_paper_sizes_match_their_names():
+    millions = {name: closed_form_params(PRESETS[name]) / 1e6 for name in ("20M", "60M", "150M")}
+    assert round(millions["20M"]) == 21 and round(millions["60M"]) == 59 and round(millions["150M"]) == 150
+    assert not PRESETS["20M"].tied and PRESETS["60M"].tied and PRESETS["150M"].tied
+
+
+def test_real_module_matches_closed_form_and_flat_vector(micro):
+    model = Transformer(PRESETS["tiny"])
+    assert sum(p.numel() for p in model.parameters()) == closed_form_params(PRESETS["tiny"])
+    assert micro.init_params().numel() == closed_form_params(micro.arch)
+
+
+def test_init_is_gpt2_scale_and_seeded(micro):
+    a, b = micro._fresh_params(1), micro._fresh_params(1)
+    assert torch.equal(a, b) and not torch.equal(a, micro._fresh_params(2))
+    emb = micro._model.embed.weight
+    assert 0.015 < emb.std().item() < 0.025
+
+
+def test_loss_decreases_over_local_rounds(micro):
+    theta = micro.init_params()
+    before = micro.evaluate(theta)
+    losses = []
+    for round_ in range(3):
+        spec = JobSpec(worker=0, shard=round_ % 4, lrs=(3e-3,) * 15, data_offset=60 * round_)
+        result = micro.local_train(theta, spec)
+        theta = theta - result.delta
+        losses.append(result.train_loss)
+    after = micro.evaluate(theta)
+    assert losses[0] > losses[1] > losses[2]
+    assert after["loss"] < before["loss"] - 0.5 and after["perplexity"] < before["perplexity"] / 2
+
+
+def test_local_train_is_pure_and_deterministic(micro):
+    theta = micro.init_params()
+    copy = theta.clone()
+    spec = JobSpec(worker=2, shard=1, lrs=(1e-3, 2e-3, 1e-3), data_offset=5, threads=1)
+    r1, r2 = micro.local_train(theta, spec), micro.local_train(theta, spec)
+    assert torch.equal(theta, copy)
+    assert torch.equal(r1.delta, r2.delta) and r1.train_loss == r2.train_loss and r1.optimizer_state is None
+    other = micro.local_train(theta, JobSpec(worker=2, shard=1, lrs=spec.lrs, data_offset=6))
+    assert not torch.equal(r1.delta, other.delta)
+
+
+def test_batch_multiplier_and_carried_optimizer_state(micro):
+    theta = micro.init_params()
+    spec = JobSpec(worker=0, shard=0, lrs=(1e-3,) * 2, data_offset=0, batch_multiplier=4, keep_optimizer_state=True)
+    first = micro.local_train(theta, spec)
+    assert first.optimizer_state is not None
+    state_steps = [s["step"].item() for s in first.optimizer_state["state"].values()]
+    assert set(state_steps) == {2.0}
+    second = micro.local_train(theta - first.delta, spec, optimizer_state=first.optimizer_state)
+    assert {s["step"].item() for s in second.optimizer_state["state"].values()} == {4.0}
+
+
+def test_shard_data_order_depends_only_on_shard_and_offset(micro):
+    whole = micro._shard_windows(2, 0, 40)
+    assert (micro._shard_windows(2, 13, 20) == whole[13:33]).all()
+    assert set(whole.tolist()) <= set(micro._shards[2].tolist())
+
+
+def test_evaluate_reports_perplexity(micro):
+    m = micro.evaluate(micro.init_params())
+    assert m["perplexity"] == pytest.approx(torch.tensor(m["loss"]).exp().item())
+    # Untrained: close to a uniform guess over the vocabulary.
+    assert abs(m["loss"] - torch.log(torch.tensor(2048.0)).item()) < 0.5
+
+
+def test_pretrained_checkpoint_is_cached_and_reused():
+    cfg = {**MICRO, "pretrain_steps": 6, "pretrain_warmup": 2}
+    a = LMTrainer(cfg, seed=0, num_shards=4)
+    path = a.pretrain_path()
+    assert not path.exists()
+    theta = a.init_params()
+    assert path.exists()
+    # Another scenario seed and worker count reuse it; a different budget does not.
+    b = LMTrainer(cfg, seed=7, num_shards=8)
+    assert b.pretrain_path() == path and torch.equal(b.init_params(), theta)
+    assert LMTrainer({**cfg, "pretrain_steps": 7}, seed=0, num_shards=4).pretrain_path() != path
+    assert a.evaluate(theta)["loss"] < a.evaluate(a._fresh_params(0))["loss"]
+
+
+def test_unknown_config_field_is_rejected():
+    with pytest.raises(Exception, match="extra"):
+        LMTrainer({"sise": "tiny"}, seed=0, num_shards=4)
+
+
+def test_cuda_without_gpu_is_a_user_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(UserError, match="no CUDA device"):
+        LMTrainer({**MICRO, "device": "cuda"}, seed=0, num_shards=4)
+
+
+def _small_demo(method: str):
+    overrides = {f"trainer.config.{k}": v for k, v in MICRO.items()}
+    overrides.update(
+        {"trainer.config.pretrain_steps": 5, "schedule.H": 4, "schedule.t_max": 48, "eval.every": 16}
+    )
+    return load_scenario(DEMO, overrides=overrides, method=method)
+
+
+@pytest.mark.parametrize("method", ["dn_dylu", "finetune_1w"])
+def test_two_runs_of_an_lm_scenario_are_byte_identical(method):
+    first, second = simulate(_small_demo(method)), simulate(_small_demo(method))
+    assert first.run_hash == second.run_hash
+    assert first.metrics.equals(second.metrics)
+    assert "perplexity" in first.metrics.columns and first.metrics["t_local"].iloc[-1] >= 48
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob("scenarios/lm_*.yaml")))
+def test_lm_scenarios_validate(path):
+    sc = load_scenario(path)
+    assert sc.trainer.name == "lm"
+    LMTrainer.Config(**sc.trainer.config)
+
+
+def test_models_and_pretrain_commands():
+    import typer
+    from typer.testing import CliRunner
+
+    from sim.cli_lm import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    out = runner.invoke(app, ["models"], terminal_width=160)
+    assert out.exit_code == 0, out.output
+    for name in PRESETS:
+        assert name in out.output
+    assert "149,804,928" in out.output and "MISMATCH" not in out.output
+    sets = [f"--set=trainer.config.{k}={v}" for k, v in MICRO.items()] + ["--set=trainer.config.pretrain_steps=3"]
+    built = runner.invoke(app, ["pretrain", DEMO, *sets])
+    assert built.exit_code == 0, built.output
+    assert "built" in built.output and "perplexity" in built.output
+    again = runner.invoke(app, ["pretrain", DEMO, *sets])
+    assert again.exit_code == 0 and "cached" in again.output
+    toy = runner.invoke(app, ["pretrain", "scenarios/very_heterogeneous.yaml"])
+    assert toy.exit_code == 2 and "no pretraining" in toy.output
