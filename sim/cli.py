@@ -106,6 +106,42 @@ def run(
     console.print(f"run hash: {result.run_hash}")
 
 
+def canonical_command(command: str, args: list[str], **options: Any) -> str:
+    """The command line that reproduces a report, rebuilt from parsed options."""
+    import shlex
+
+    parts = ["asyncsim", command, *args]
+    for key, value in options.items():
+        flag = "--" + key.rstrip("_").replace("_", "-")
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None:
+                parts += [flag, str(v)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+class RunsProgress:
+    """A progress bar over whole runs (compare, reproduce)."""
+
+    def __init__(self, total: int = 0):
+        self.bar = Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+                            TimeElapsedColumn(), console=err_console)
+        self.task = self.bar.add_task("runs", total=total, last="")
+
+    def __enter__(self) -> "RunsProgress":
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.stop()
+
+    def total(self, n: int) -> None:
+        self.bar.update(self.task, total=n)
+
+    def done(self, spec: Any, reused: bool) -> None:
+        label = f"{spec.scenario.name}/{spec.method} seed {spec.seed}" + (f" [{spec.sweep_value}]" if spec.sweep_value is not None else "")
+        self.bar.update(self.task, advance=1, last=label + (" (reused)" if reused else ""))
+
+
 @app.command()
 def compare(
     files: list[Path] = typer.Argument(..., help="scenario YAML file(s)", show_default=False),
@@ -132,22 +168,43 @@ def compare(
     if not specs:
         fail("nothing to run: no method accepts the swept field")
     label = name or (specs[0].scenario.name + (f"_{axis}" if axis else ""))
-    bar = Progress(TextColumn("[bold]compare"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
-                   TimeElapsedColumn(), console=err_console)
-    with bar:
-        task = bar.add_task("runs", total=len({s.folder for s in specs}), last="")
-
-        def done(spec: Any, reused: bool) -> None:
-            bar.update(task, advance=1, last=f"{spec.method} seed {spec.seed}" + (" (reused)" if reused else ""))
-
+    with RunsProgress(len({s.folder for s in specs})) as progress:
         try:
-            computed = cmp.execute(specs, jobs=jobs, on_done=done)
+            computed = cmp.execute(specs, jobs=jobs, on_done=progress.done)
         except UserError as exc:
             fail(str(exc))
     out_dir = reports_dir / label
-    files_written = cmp.build_report(specs, axis, method_list, out_dir, cmp.command_line(), computed)
+    command = canonical_command("compare", [str(f) for f in files], methods=methods, seeds=seeds, sweep=sweep,
+                                set_=list(set_), name=name, jobs=jobs)
+    files_written = cmp.build_report(specs, axis, method_list, out_dir, command, computed)
     console.print(f"{len(specs)} runs ({computed} computed, {len(specs) - computed} reused); report: {files_written['report']}")
     console.print(files_written["table_md"].read_text(encoding="utf-8"))
+
+
+@app.command()
+def reproduce(
+    scenario: Path = typer.Argument(Path("scenarios/very_heterogeneous.yaml"), help="base scenario (its fleet is swept for Table 1)"),
+    name: str = typer.Option("paper_toy", "--name", help="report folder under reports/"),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="comma-separated seeds"),
+    set_: list[str] = SET_OPT,
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="runs computed in parallel (one process each)"),
+    reports_dir: Path = typer.Option(Path("reports"), "--reports-dir"),
+) -> None:
+    """Run the paper's comparisons (Fig. 2, 6, 7, 8; Tables 1, 4) and check each finding on the numbers."""
+    from sim.reproduce import reproduce as run_reproduction
+
+    try:
+        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2")
+    with RunsProgress() as progress:
+        try:
+            command = canonical_command("reproduce", [str(scenario)], name=name, seeds=seeds, set_=list(set_), jobs=jobs)
+            report = run_reproduction(scenario, reports_dir / name, seed_list, jobs, list(set_), command,
+                                      on_plan=progress.total, on_done=progress.done)
+        except UserError as exc:
+            fail(str(exc))
+    console.print(f"report: {report}")
 
 
 @app.command()

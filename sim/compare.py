@@ -7,8 +7,6 @@ runs are computed in parallel processes, one whole run per process.
 """
 from __future__ import annotations
 
-import shlex
-import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +63,11 @@ def parse_sweep(text: str) -> tuple[str, str, list[Any]]:
         raise ScenarioError(f"--sweep {text!r}: expected AXIS=V1,V2,..., e.g. workers=4,8,16")
     label = label.strip()
     field = SWEEP_ALIASES.get(label, label)
-    parsed = [parse_override(f"x={v.strip()}")[1] for v in values.split(",") if v.strip()]
-    if field == "workers.fleet":
-        parsed = [FLEET_ALIASES.get(str(v), v) for v in parsed]
+    raw = [v.strip() for v in values.split(",") if v.strip()]
+    if field == "workers.fleet":  # names, not YAML: 'no' must not become False
+        parsed: list[Any] = [FLEET_ALIASES.get(v, v) for v in raw]
+    else:
+        parsed = [parse_override(f"x={v}")[1] for v in raw]
     return label, field, parsed
 
 
@@ -174,12 +174,6 @@ def load_results(specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
             }
         )
     return pd.concat(metrics, ignore_index=True), pd.concat(events, ignore_index=True), pd.DataFrame(rows)
-
-
-def command_line() -> str:
-    """The command that made a report, for report.md."""
-    args = [Path(sys.argv[0]).name] + sys.argv[1:]
-    return " ".join(shlex.quote(a) for a in args)
 
 
 def build_report(
