@@ -16,11 +16,16 @@ $(BIN)/asyncsim: pyproject.toml
 
 venv: $(BIN)/asyncsim
 
+# the test suite also checks the optional Ray executor
+$(VENV)/.ray-installed: $(BIN)/asyncsim
+	$(BIN)/pip install -q -e '.[dev,ray]'
+	touch $@
+
 demo: venv
 	$(BIN)/asyncsim run scenarios/very_heterogeneous.yaml
 
-test: venv
-	$(BIN)/python -m pytest
+test: venv $(VENV)/.ray-installed
+	RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py

@@ -51,6 +51,9 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (computed afresh); default reports/runs/<name>-<method>-s<seed>-<digest>"),
     seed: Optional[int] = typer.Option(None, "--seed", help="override the scenario's seed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    executor: str = typer.Option("serial", "--executor", "-e", help="serial | process | ray: where jobs are computed (never changes results)"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="processes / Ray CPUs (default: cores / compute.threads)"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)"),
 ) -> None:
     """Simulate one scenario and write its run folder; prints the run hash."""
     from sim.runner import run as run_scenario
@@ -79,7 +82,9 @@ def run(
             bar.update(task, completed=min(t_local, t_max), metric=metric)
 
     try:
-        result = run_scenario(scenario, out=out, progress=progress)
+        if executor not in ("serial", "process", "ray"):
+            fail(f"--executor {executor!r}: expected serial, process or ray")
+        result = run_scenario(scenario, out=out, progress=progress, executor=executor, jobs=jobs, address=address)
     except KeyboardInterrupt:
         if bar is not None:
             bar.stop()

@@ -173,7 +173,7 @@ class Simulation:
                 dispatch_version=self.version,
                 dispatched_at=self.env.now,
                 completes_at=self.env.now + duration,
-                future=self.executor.submit(self.trainer.local_train, snapshot, spec, state),
+                future=self.executor.submit(snapshot, spec, state),
                 done=self.env.event(),
                 theta_at_dispatch=snapshot if needs_theta else None,
             )

@@ -1,11 +1,28 @@
 """Where jobs are computed. Results never depend on the executor, only speed does.
 
 A job is a pure function of its dispatch-time inputs, so the engine submits
-it at dispatch and asks for the result at its simulated completion.
+it at dispatch and asks for the result at its simulated completion. Jobs in
+flight at the same simulated time can therefore run concurrently:
+
+- ``serial``: in this process, lazily, when the result is first needed;
+- ``process``: a local pool of P processes, each with its own trainer built
+  from the scenario; tensors travel through shared memory (torch's
+  multiprocessing reductions), not as pickled copies;
+- ``ray``: Ray tasks (``pip install 'asyncsim[ray]'``), local or on a cluster
+  (``--address``); the dispatch snapshot goes into the object store once per
+  dispatch batch. The core never imports ray unless asked to.
+
+Every job computes with exactly ``compute.threads`` torch threads, whichever
+executor runs it, because torch's bits depend on the thread count.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Protocol
+
+import torch
+
+from trainers.base import JobResult, JobSpec, Trainer
 
 
 class JobFuture(Protocol):
@@ -44,17 +61,137 @@ class SerialExecutor:
 
     name = "serial"
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> LazyFuture:
-        return LazyFuture(fn, *args)
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+
+    def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None) -> LazyFuture:
+        return LazyFuture(self.trainer.local_train, theta, spec, state)
 
     def close(self) -> None:
         pass
 
 
-EXECUTORS: dict[str, Callable[[], Any]] = {"serial": SerialExecutor}
+# -- process pool ------------------------------------------------------------------
+
+_WORKER_TRAINER: Trainer | None = None
 
 
-def make_executor(name: str) -> Any:
-    if name not in EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")
-    return EXECUTORS[name]()
+def _init_process(scenario: dict[str, Any]) -> None:
+    """Pool initializer: build this process's own trainer once."""
+    global _WORKER_TRAINER
+    from sim.runner import build_trainer
+    from sim.scenario import scenario_from_dict
+
+    sc = scenario_from_dict(scenario, "<executor>")
+    torch.set_num_threads(sc.compute.threads)
+    _WORKER_TRAINER = build_trainer(sc)
+
+
+def _run_in_process(theta: torch.Tensor, spec: JobSpec, state: Any) -> JobResult:
+    assert _WORKER_TRAINER is not None, "pool initializer did not run"
+    return _WORKER_TRAINER.local_train(theta, spec, state)
+
+
+class ProcessExecutor:
+    """A local pool of processes; jobs in flight together compute in parallel."""
+
+    name = "process"
+
+    def __init__(self, scenario: Any, jobs: int | None = None):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = scenario.compute.threads
+        self.jobs = jobs or max(1, (os.cpu_count() or 1) // threads)
+        # spawn, not fork: forking a process whose OpenMP pool is running can hang.
+        self.pool = ProcessPoolExecutor(
+            max_workers=self.jobs,
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_process,
+            initargs=(scenario.resolved(),),
+        )
+
+    def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None) -> Any:
+        return self.pool.submit(_run_in_process, theta, spec, state)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- ray -------------------------------------------------------------------------------
+
+
+class _RayFuture:
+    __slots__ = ("ref", "_ray")
+
+    def __init__(self, ref: Any, ray: Any):
+        self.ref, self._ray = ref, ray
+
+    def result(self) -> Any:
+        return self._ray.get(self.ref)
+
+    def cancel(self) -> None:
+        self._ray.cancel(self.ref)
+
+
+_RAY_TRAINERS: dict[str, Trainer] = {}
+
+
+def _ray_job(scenario: dict[str, Any], digest: str, theta: torch.Tensor, spec: JobSpec, state: Any) -> JobResult:
+    """Runs inside a Ray worker process; the trainer is built once per process."""
+    if digest not in _RAY_TRAINERS:
+        from sim.runner import build_trainer
+        from sim.scenario import scenario_from_dict
+
+        _RAY_TRAINERS[digest] = build_trainer(scenario_from_dict(scenario, "<ray>"))
+    torch.set_num_threads(spec.threads)
+    return _RAY_TRAINERS[digest].local_train(theta, spec, state)
+
+
+class RayExecutor:
+    """Ray tasks, one per job; the snapshot a batch starts from is put in the object store once."""
+
+    name = "ray"
+
+    def __init__(self, scenario: Any, jobs: int | None = None, address: str | None = None):
+        try:
+            import ray
+        except ImportError:
+            from trainers.base import UserError
+
+            raise UserError("the ray executor needs Ray: pip install 'asyncsim[ray]' (or pip install ray)") from None
+        self.ray = ray
+        self.started_here = not ray.is_initialized()
+        if self.started_here:
+            kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": jobs or os.cpu_count() or 1}
+            ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        self.scenario = scenario.resolved()
+        self.digest = scenario.digest()
+        self.task = ray.remote(num_cpus=scenario.compute.threads)(_ray_job)
+        self.scenario_ref = ray.put(self.scenario)
+        self._last_theta: tuple[torch.Tensor, Any] | None = None
+
+    def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None) -> _RayFuture:
+        # jobs dispatched together share one snapshot tensor: one object-store copy
+        if self._last_theta is None or self._last_theta[0] is not theta:
+            self._last_theta = (theta, self.ray.put(theta))
+        ref = self.task.remote(self.scenario_ref, self.digest, self._last_theta[1], spec, state)
+        return _RayFuture(ref, self.ray)
+
+    def close(self) -> None:
+        self._last_theta = None
+        if self.started_here:
+            self.ray.shutdown()
+
+
+EXECUTORS = ("serial", "process", "ray")
+
+
+def make_executor(name: str, scenario: Any, trainer: Trainer, jobs: int | None = None, address: str | None = None) -> Any:
+    if name == "serial":
+        return SerialExecutor(trainer)
+    if name == "process":
+        return ProcessExecutor(scenario, jobs)
+    if name == "ray":
+        return RayExecutor(scenario, jobs, address)
+    raise ValueError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")

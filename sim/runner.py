@@ -54,15 +54,25 @@ def build_outer(scenario: Scenario) -> OuterUpdate | None:
     return outer
 
 
-def simulate(scenario: Scenario, executor: str = "serial", progress: Any = None) -> RunResult:
-    """Run a scenario in memory; nothing is written to disk."""
+def simulate(
+    scenario: Scenario,
+    executor: str = "serial",
+    progress: Any = None,
+    jobs: int | None = None,
+    address: str | None = None,
+) -> RunResult:
+    """Run a scenario in memory; nothing is written to disk.
+
+    ``executor`` (serial / process / ray) changes only how fast jobs are
+    computed, never the results.
+    """
     import torch
 
     # Evaluation runs in this process: give it the job thread count too,
     # since torch's results depend on the number of threads.
     torch.set_num_threads(scenario.compute.threads)
     trainer = build_trainer(scenario)
-    engine_exec = make_executor(executor)
+    engine_exec = make_executor(executor, scenario, trainer, jobs=jobs, address=address)
     try:
         sim = Simulation(scenario, trainer, build_outer(scenario), engine_exec, progress=progress)
         recorder = sim.run()
@@ -97,6 +107,8 @@ def run(
     executor: str = "serial",
     progress: Any = None,
     plots: bool = True,
+    jobs: int | None = None,
+    address: str | None = None,
 ) -> RunResult:
     """Run into a folder. Without ``out``, an existing complete run of the same
     scenario is reused; with ``out`` the run is always computed afresh."""
@@ -112,7 +124,7 @@ def run(
             folder=folder,
             reused=True,
         )
-    result = simulate(scenario, executor=executor, progress=progress)
+    result = simulate(scenario, executor=executor, progress=progress, jobs=jobs, address=address)
     extra = {}
     if plots:
         from sim.report import plot_run_curves

@@ -54,6 +54,7 @@ def test_delay_compensation_keeps_dispatch_snapshots_only_when_needed():
 
     for preset, expect in (("async_delaycomp", True), ("async_diloco", False)):
         sc = scenario(VERY, preset=preset, t_max=50)
-        sim = Simulation(sc, build_trainer(sc), build_outer(sc), SerialExecutor())
+        trainer = build_trainer(sc)
+        sim = Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer))
         sim._dispatch([0])
         assert (sim.in_flight[0].theta_at_dispatch is not None) is expect
