@@ -213,6 +213,38 @@ def reproduce(
 
 
 @app.command()
+def sweep(
+    file: Path = FILE_ARG,
+    grid: list[str] = typer.Option(..., "--grid", "-g", help="an axis: method=a,b | seed=0,1,2 | any.field=v1,v2 (repeatable; the cross product runs)"),
+    set_: list[str] = SET_OPT,
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="runs computed in parallel (one process each)"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="also write the table of runs as CSV"),
+) -> None:
+    """Run the cross product of grid axes, reusing existing run folders; print a table of runs."""
+    from sim import compare as cmp
+
+    try:
+        specs = cmp.plan_grid(file, list(grid), list(set_))
+    except ScenarioError as exc:
+        fail(str(exc))
+    with RunsProgress(len({s.folder for s in specs})) as progress:
+        try:
+            computed = cmp.execute(specs, jobs=jobs, on_done=progress.done)
+        except UserError as exc:
+            fail(str(exc))
+    _metrics, _events, runs = cmp.load_results(specs)
+    metric = "final_perplexity" if "final_perplexity" in runs.columns else "final_loss"
+    table = Table("method", "seed", "setting", metric.removeprefix("final_"), "simulated s", "run hash", "folder")
+    for r in runs.itertuples():
+        table.add_row(r.method, str(r.seed), r.sweep or "-", f"{getattr(r, metric):.4f}", f"{r.simulated_seconds:.0f}",
+                      r.run_hash[:12], r.folder)
+    console.print(table)
+    console.print(f"{len(specs)} runs ({computed} computed, {len(specs) - computed} reused)")
+    if csv is not None:
+        runs.to_csv(csv, index=False)
+
+
+@app.command()
 def trace(
     run_folder: Path = typer.Argument(..., help="a run folder (with events.parquet)", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output JSON (default RUN/trace.json)"),

@@ -96,6 +96,27 @@ def plan(
     return specs, label
 
 
+def plan_grid(file: Path, grids: list[str], sets: list[str] | None = None) -> list[RunSpec]:
+    """Cross product of ``--grid KEY=V1,V2`` axes (method, seed or any field) into run specs."""
+    import itertools
+
+    base = dict(parse_override(s) for s in (sets or []))
+    axes = [parse_sweep(g) for g in grids]
+    specs = []
+    for combo in itertools.product(*[[(field, v) for v in values] for _label, field, values in axes]):
+        overrides = dict(base)
+        method = None
+        for field, value in combo:
+            if field in ("method", "method.preset"):
+                method = str(value)
+            else:
+                overrides[field] = value
+        sc = load_scenario(file, overrides=overrides, method=method)
+        label = ", ".join(f"{f}={v}" for f, v in combo if f not in ("method", "method.preset", "seed"))
+        specs.append(RunSpec(str(file), sc.method.preset, sc.seed, label or None, sc))
+    return specs
+
+
 def _accepts(file: Path, method: str, base: dict[str, Any], field: str) -> bool:
     sc = load_scenario(file, overrides=base, method=method)
     return sc.method.outer is not None and field.split(".")[-1] in _outer_params(sc.method.outer["name"])

@@ -74,3 +74,15 @@ def test_trace_is_chrome_trace_format_with_a_track_per_worker(tmp_path, monkeypa
     assert any(e["ph"] == "i" and e["cat"] == "sync" for e in events)
     bad = runner.invoke(app, ["trace", str(tmp_path)])
     assert bad.exit_code == 2
+
+
+def test_sweep_runs_the_cross_product_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["sweep", str(ROOT / "scenarios" / "very_heterogeneous.yaml"), "--grid", "method=diloco,dn", "--grid",
+            "seed=0,1", "-j", "2", *TINY]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert len(list((tmp_path / "reports" / "runs").iterdir())) == 4 and "4 computed" in first.output
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0 and "0 computed, 4 reused" in second.output
+    assert len(list((tmp_path / "reports" / "runs").iterdir())) == 4
