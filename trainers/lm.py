@@ -15,15 +15,15 @@ Tied or untied embeddings: each preset uses the tying that makes its real
 parameter count match its name, since the paper's names are inconsistent
 with a single choice (with 4x MLPs, 64-wide heads and a 32,000 vocabulary):
 
-=======  ======================  ======  =============  ===============
-preset   layers x hidden, heads  tied    parameters     (other choice)
-=======  ======================  ======  =============  ===============
-20M      6 x 256, 4              untied  21.1M          12.9M tied
-60M      3 x 896, 16             tied    58.9M          87.6M untied
-150M     12 x 896, 16            tied    149.8M         178.5M untied
-small    4 x 256, 4, vocab 4096  tied    4.2M
-tiny     2 x 128, 2, vocab 2048  tied    0.66M
-=======  ======================  ======  =============  ===============
+=======  ======================  ======  ===========  =====================
+preset   layers x hidden, heads  tied    parameters   with the other tying
+=======  ======================  ======  ===========  =====================
+20M      6 x 256, 4              untied  21,105,920   12,913,920 tied
+60M      3 x 896, 16             tied    58,955,904   87,627,904 untied
+150M     12 x 896, 16            tied    149,804,928  178,476,928 untied
+small    4 x 256, 4, vocab 4096  tied    4,196,608
+tiny     2 x 128, 2, vocab 2048  tied    656,000
+=======  ======================  ======  ===========  =====================
 
 ``tied: true/false`` overrides it; ``asyncsim models`` prints the counts and
 checks them against :func:`closed_form_params`. ``tiny`` and ``small`` are
@@ -54,16 +54,19 @@ progress bar.
 Determinism. ``torch.use_deterministic_algorithms(True)``; results depend
 on the thread count (the scenario's ``compute.threads``, set by the engine
 for every job and for evaluation). On CUDA, ``CUBLAS_WORKSPACE_CONFIG`` is
-set to ``:4096:8`` before CUDA starts; CUDA runs are repeatable on the same
-GPU model and software stack, but CPU and GPU results differ in the last
-bits (different kernels and summation orders), so their run hashes differ.
-``device: auto`` picks CUDA when available: pin ``device: cpu`` to compare
-run hashes across machines.
+set to ``:4096:8`` before CUDA starts, and deterministic mode restricts
+scaled-dot-product attention to its deterministic kernels, so runs should
+repeat bit for bit on the same GPU model and software stack (not tested
+here: this project's machines have no GPU). CPU and GPU results differ in
+the last bits (different kernels and summation orders), so their run hashes
+differ: ``device: auto`` picks CUDA when available; pin ``device: cpu`` to
+compare run hashes across machines.
 """
 from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Literal
 
@@ -359,6 +362,8 @@ class LMTrainer:
         if path.exists():
             return torch.load(path, weights_only=True)["theta"]
         cfg = self.config
+        if progress is None:  # say why the first run of a scenario pauses before its first round
+            print(f"pretraining the {cfg.size} LM for {cfg.pretrain_steps} steps (cached for later runs: {path})", file=sys.stderr)
         torch.set_num_threads(threads)
         load_flat_params(self._model, self._fresh_params(cfg.pretrain_seed))
         self._model.train()
