@@ -12,6 +12,7 @@ in-flight job with the smallest ``(completion time, worker)``.
 """
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -101,6 +102,7 @@ class Simulation:
         self.t_local = 0
         self.next_job_id = 0
         self.in_flight: dict[int, Job] = {}
+        self.queue: list[tuple[float, int, int]] = []  # (completes_at, worker, job id): a heap
         self.next_eval = 0
         self.diverged: str | None = None
 
@@ -179,6 +181,7 @@ class Simulation:
             )
             self.next_job_id += 1
             self.in_flight[w] = job
+            heapq.heappush(self.queue, (job.completes_at, w, job.id))
             self._event("dispatch", job)
             self.inboxes[w].put(job)
 
@@ -190,16 +193,20 @@ class Simulation:
             job.done.succeed()
 
     def _earliest(self) -> Job | None:
-        return min(self.in_flight.values(), key=lambda j: j.order, default=None)
+        """The in-flight job with the smallest (completion time, worker id)."""
+        return self.in_flight[self.queue[0][1]] if self.queue else None
 
     def _collect(self, job: Job) -> Any:
         """Await a completed job's result and record its completion."""
         result = job.future.result()
         loss = float(result.train_loss)
-        if not (math.isfinite(loss) and bool(torch.isfinite(result.delta).all())):
+        # one reduction instead of an elementwise check: NaN and inf survive a sum
+        if not (math.isfinite(loss) and math.isfinite(float(result.delta.sum()))):
             self.diverged = f"non-finite loss or pseudo-gradient from worker {job.worker} at server update {self.version}"
         self._event("complete", job, train_loss=loss)
         del self.in_flight[job.worker]
+        top = heapq.heappop(self.queue)
+        assert top[2] == job.id, "jobs complete in (time, worker) order"
         return result
 
     def _apply(self, job: Job, delta: torch.Tensor) -> Iterator[simpy.Event]:
@@ -298,6 +305,7 @@ class Simulation:
                 cancel()
             self._event("discard", job)
         self.in_flight.clear()
+        self.queue.clear()
         last = self.recorder.metric_rows[-1]
         if last["t_local"] != self.t_local or last["server_updates"] != self.version:
             self._maybe_eval(force=True)

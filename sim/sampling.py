@@ -35,19 +35,32 @@ class ShardSampler:
     ``dispatched[i]`` is n_i: examples *dispatched* to shard i so far,
     in-flight work included, so two idle workers are not both sent to the
     same under-sampled shard.
+
+    The draw is numpy's ``Generator.choice(k, p=w / w.sum())`` written out
+    (normalise, cumulative sum, one uniform, right-sided search): the same
+    bits, without choice's argument checks, which cost more than the rest.
     """
 
     def __init__(self, shard_sizes: Sequence[int], rng: np.random.Generator):
         self.shard_sizes = list(shard_sizes)
         self.dispatched = [0] * len(shard_sizes)
         self.rng = rng
+        self._sizes = np.asarray(self.shard_sizes, dtype=np.int64)
+        self._total_size = int(self._sizes.sum())
+        self._n = np.zeros(len(shard_sizes), dtype=np.int64)
 
     def sample(self) -> int:
-        w = shard_weights(self.shard_sizes, self.dispatched)
-        return int(self.rng.choice(len(w), p=w / w.sum()))
+        total_n = int(self._n.sum())
+        w = np.maximum(self._sizes * total_n - self._n * self._total_size, 0).astype(float)
+        if not w.any():
+            w = self._sizes.astype(float)
+        cdf = (w / w.sum()).cumsum()
+        cdf /= cdf[-1]
+        return int(cdf.searchsorted(self.rng.random(), side="right"))
 
     def record(self, shard: int, examples: int) -> None:
         self.dispatched[shard] += examples
+        self._n[shard] += examples
 
 
 @dataclass(frozen=True)
@@ -68,11 +81,17 @@ class LRSchedule:
             return t * self.lr_max / self.warmup
         span = max(self.total - self.warmup, 1)
         ratio = min(max((t - self.warmup) / span, 0.0), 1.0)
-        return self.lr_min + 0.5 * (self.lr_max - self.lr_min) * (1 + math.cos(ratio * math.pi))
+        return self.lr_min + 0.5 * (self.lr_max - self.lr_min) * (1 + math.cos(ratio * math.pi))  # plan() inlines this
 
     def plan(self, start: int, steps: int) -> tuple[float, ...]:
-        """Learning rates of ``steps`` consecutive steps from counter ``start``."""
-        return tuple(self(start + h) for h in range(steps))
+        """Learning rates of ``steps`` consecutive steps from counter ``start`` (Eq. 3, inlined)."""
+        lr_max, lr_min, warmup = self.lr_max, self.lr_min, self.warmup
+        span = max(self.total - warmup, 1)
+        half, cos, pi = 0.5 * (lr_max - lr_min), math.cos, math.pi
+        return tuple(
+            t * lr_max / warmup if t < warmup else lr_min + half * (1 + cos(min(max((t - warmup) / span, 0.0), 1.0) * pi))
+            for t in range(start, start + steps)
+        )
 
 
 def dylu_steps(speed: float, max_speed: float, H: int) -> int:

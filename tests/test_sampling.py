@@ -46,3 +46,25 @@ def test_eq6_dylu():
     assert dylu_steps(0.5, 1.0, 50) == 25
     assert dylu_steps(1 / 3.33, 1 / 0.58, 50) == math.floor(0.58 / 3.33 * 50)
     assert dylu_steps(0.001, 1.0, 50) == 1  # the paper's floor would give 0: clamped
+
+
+@given(st.lists(st.integers(1, 10**6), min_size=1, max_size=40), st.integers(0, 2**32 - 1))
+def test_fast_draw_equals_numpy_choice_bit_for_bit(sizes, seed):
+    fast = ShardSampler(sizes, np.random.default_rng(seed))
+    ref_rng = np.random.default_rng(seed)
+    ref_n = [0] * len(sizes)
+    steps = np.random.default_rng(seed + 7)
+    for _ in range(30):
+        w = shard_weights(sizes, ref_n)
+        expected = int(ref_rng.choice(len(w), p=w / w.sum()))
+        got = fast.sample()
+        assert got == expected
+        add = int(steps.integers(1, 1000))
+        fast.record(got, add)
+        ref_n[got] += add
+
+
+@given(st.integers(0, 50), st.integers(1, 500), st.integers(0, 1000), st.integers(1, 60))
+def test_plan_equals_the_formula_bit_for_bit(warmup, total, start, steps):
+    s = LRSchedule(lr_max=3e-4, lr_min=1e-6, warmup=warmup, total=total)
+    assert s.plan(start, steps) == tuple(s(t) for t in range(start, start + steps))

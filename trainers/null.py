@@ -43,8 +43,8 @@ class NullTrainer:
 
     def local_train(self, theta: torch.Tensor, job: JobSpec, optimizer_state: Any = None) -> JobResult:
         # A step of size lr towards zero per local step: delta grows with work done.
-        scale = sum(job.lrs) / (1.0 + job.shard)
-        return JobResult(delta=theta * min(scale, 1.0), train_loss=float(theta.abs().sum()), optimizer_state=optimizer_state)
+        scale = min(sum(job.lrs) / (1.0 + job.shard), 1.0)
+        return JobResult(delta=theta * scale, train_loss=scale, optimizer_state=optimizer_state)
 
     def evaluate(self, theta: torch.Tensor) -> dict[str, float]:
         return {"loss": float(theta.abs().sum())}
