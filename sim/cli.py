@@ -21,7 +21,7 @@ app = typer.Typer(
     help="Simulate asynchronous Local-SGD (Liu et al., 2024) with real PyTorch payloads.",
 )
 console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -100,9 +100,9 @@ def run(
     s = result.summary
     final = s["final"]
     metrics = ", ".join(f"{k} {final[k]:.4f}" for k in ("perplexity", "loss", "accuracy") if k in final)
-    how = "reused existing run" if result.reused else "finished"
+    how = "reused existing run" if result.reused else s.get("status", "finished")
     if s.get("status") == "diverged":
-        console.print(f"[red]diverged[/red]: {s['diverged']}")
+        err_console.print(f"[red]diverged[/red]: {s['diverged']}; metrics up to that point are in the run folder")
     console.print(
         f"{how}: {s['method']} seed {s['seed']}: {metrics} after {final['t_local']} local steps, "
         f"{s['simulated_seconds']:.1f} simulated s"

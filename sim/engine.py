@@ -105,6 +105,8 @@ class Simulation:
         self.queue: list[tuple[float, int, int]] = []  # (completes_at, worker, job id): a heap
         self.next_eval = 0
         self.diverged: str | None = None
+        self.loss_limit = math.inf  # divergence_factor x the initial eval loss
+        self.last_worker = -1  # the worker whose pseudo-gradient was synced last
 
     # -- bookkeeping ---------------------------------------------------------
     def _event(self, kind: str, job: Job, **extra: Any) -> None:
@@ -130,6 +132,14 @@ class Simulation:
             t_local=self.t_local,
             values=self.trainer.evaluate(self.theta),
         )
+        loss = row["loss"]
+        if self.loss_limit == math.inf and math.isfinite(loss):
+            self.loss_limit = self.sc.eval.divergence_factor * abs(loss)
+        elif self.diverged is None and not loss <= self.loss_limit:
+            self.diverged = (
+                f"{self.sc.method.preset} diverged at server update {self.version}: eval loss {loss:.4g} exceeds "
+                f"{self.sc.eval.divergence_factor:g}x the initial loss (last sync from worker {self.last_worker})"
+            )
         every = self.sc.eval.every
         self.next_eval = (self.t_local // every + 1) * every
         self.progress(self.t_local, self.sc.schedule.t_max, row)
@@ -201,8 +211,11 @@ class Simulation:
         result = job.future.result()
         loss = float(result.train_loss)
         # one reduction instead of an elementwise check: NaN and inf survive a sum
-        if not (math.isfinite(loss) and math.isfinite(float(result.delta.sum()))):
-            self.diverged = f"non-finite loss or pseudo-gradient from worker {job.worker} at server update {self.version}"
+        if not (loss <= self.loss_limit and math.isfinite(float(result.delta.sum()))):
+            what = "pseudo-gradient is not finite" if loss <= self.loss_limit else f"train loss {loss:.4g} is out of bounds"
+            self.diverged = (
+                f"{self.sc.method.preset} diverged at server update {self.version}: worker {job.worker}'s {what}"
+            )
         self._event("complete", job, train_loss=loss)
         del self.in_flight[job.worker]
         top = heapq.heappop(self.queue)
@@ -221,6 +234,7 @@ class Simulation:
             self.t_local += job.spec.steps
             if applied:
                 self.version += 1
+                self.last_worker = job.worker
             self._event("sync" if applied else "drop", job, staleness=staleness)
 
     # -- the three schedules -------------------------------------------------

@@ -75,6 +75,9 @@ class LRSpec(_Strict):
 
 class EvalSpec(_Strict):
     every: int = Field(gt=0, description="evaluate every this many total local steps")
+    divergence_factor: float = Field(
+        100.0, gt=1, description="stop as diverged when a loss exceeds this multiple of the initial eval loss"
+    )
 
 
 class ComputeSpec(_Strict):
@@ -152,6 +155,11 @@ def parse_override(text: str) -> tuple[str, Any]:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError:
         parsed = value
+    if isinstance(parsed, str):  # YAML 1.1 reads 1e6 (no dot) as a string
+        try:
+            parsed = float(parsed) if any(c in parsed for c in ".eE") else int(parsed)
+        except ValueError:
+            pass
     return key.strip(), parsed
 
 
@@ -274,22 +282,46 @@ def resolve_trainer_class(name: str) -> type:
     return cls
 
 
-def _check_outer(spec: dict[str, Any] | None, field: str, source: str, k: int, wraps: bool) -> None:
+def _check_outer(spec: dict[str, Any] | None, field: str, source: str, k: int, wraps: bool) -> dict[str, Any] | None:
+    """Validate an outer update's name and arguments; return them coerced to the annotated types.
+
+    Arguments are checked against the class's ``__init__`` type hints with
+    pydantic, so ``lr: "1e-3"`` (YAML reads 1e-3 without a dot as a string)
+    becomes a float and ``momentum: fast`` is a one-line error.
+    """
+    import typing
+
+    from pydantic import TypeAdapter
+
     from sim.outer.registry import resolve
 
     if spec is None:
-        return
+        return None
     try:
         cls = resolve(str(spec.get("name")))
     except ValueError as exc:
         raise _field_error(source, f"{field}.name", str(exc)) from None
-    args = {key: (k if v == "k" else v) for key, v in spec.items() if key != "name"}
     params = inspect.signature(cls.__init__).parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    for key in args:
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # a user's class with unresolvable hints: take values as given
+        hints = {}
+    coerced: dict[str, Any] = {"name": spec["name"]}
+    for key, value in spec.items():
+        if key == "name":
+            continue
         if key not in params and not accepts_any:
             allowed = ", ".join(p for p in params if p not in ("self", "base"))
             raise _field_error(source, f"{field}.{key}", f"not a parameter of {spec['name']} (expected one of: {allowed})")
+        if value == "k" or key not in hints:
+            coerced[key] = value
+            continue
+        try:
+            coerced[key] = TypeAdapter(hints[key]).validate_python(value)
+        except ValidationError as exc:
+            raise _field_error(source, f"{field}.{key}", f"{exc.errors()[0]['msg']} (got {value!r})") from None
+    args = {key: (k if v == "k" else v) for key, v in coerced.items() if key != "name"}
     try:
         if wraps:
             from sim.outer.sgd import SGD
@@ -299,6 +331,7 @@ def _check_outer(spec: dict[str, Any] | None, field: str, source: str, k: int, w
             cls(**args)
     except (TypeError, ValueError) as exc:
         raise _field_error(source, field, str(exc)) from None
+    return coerced
 
 
 def scenario_from_dict(raw: dict[str, Any], source: str = "<scenario>", base: Path | None = None) -> Scenario:
@@ -323,6 +356,6 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "<scenario>", base: Pa
     method = scenario.method
     if method.schedule != "single" and method.outer is None:
         raise _field_error(source, "method.outer", f"schedule {method.schedule!r} needs an outer update")
-    _check_outer(method.outer, "method.outer", source, scenario.workers.k, wraps=False)
-    _check_outer(method.fix, "method.fix", source, scenario.workers.k, wraps=True)
-    return scenario
+    outer = _check_outer(method.outer, "method.outer", source, scenario.workers.k, wraps=False)
+    fix = _check_outer(method.fix, "method.fix", source, scenario.workers.k, wraps=True)
+    return scenario.model_copy(update={"method": method.model_copy(update={"outer": outer, "fix": fix})})
