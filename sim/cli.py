@@ -306,6 +306,12 @@ def profiles() -> None:
     console.print(table)
 
 
+# language-model commands (models, pretrain) live in their own module
+from sim.cli_lm import register as _register_lm_commands  # noqa: E402
+
+_register_lm_commands(app)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 
