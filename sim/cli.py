@@ -12,6 +12,7 @@ from rich.table import Table
 
 from sim.compare import DEFAULT_METHODS
 from sim.scenario import Scenario, ScenarioError, load_scenario, parse_override
+from sim.engine import RunInterrupted
 from trainers.base import UserError
 
 app = typer.Typer(
@@ -54,6 +55,8 @@ def run(
     executor: str = typer.Option("serial", "--executor", "-e", help="serial | process | ray: where jobs are computed (never changes results)"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="processes / Ray CPUs (default: cores / compute.threads)"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)"),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every", min=0, help="save the run's state every N server updates (0: only on Ctrl-C / SIGTERM)"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its checkpoint (same bytes as an uninterrupted run)"),
 ) -> None:
     """Simulate one scenario and write its run folder; prints the run hash."""
     from sim.runner import run as run_scenario
@@ -84,7 +87,14 @@ def run(
     try:
         if executor not in ("serial", "process", "ray"):
             fail(f"--executor {executor!r}: expected serial, process or ray")
-        result = run_scenario(scenario, out=out, progress=progress, executor=executor, jobs=jobs, address=address)
+        result = run_scenario(scenario, out=out, progress=progress, executor=executor, jobs=jobs, address=address,
+                              checkpoint_every=checkpoint_every, resume=resume)
+    except RunInterrupted:
+        if bar is not None:
+            bar.stop()
+        again = " ".join(["asyncsim", *sys.argv[1:]]) + ("" if resume else " --resume")
+        fail(f"interrupted; state saved, no run folder written (earlier results untouched); continue with: {again}", code=130)
+        return
     except KeyboardInterrupt:
         if bar is not None:
             bar.stop()
@@ -101,6 +111,8 @@ def run(
     final = s["final"]
     metrics = ", ".join(f"{k} {final[k]:.4f}" for k in ("perplexity", "loss", "accuracy") if k in final)
     how = "reused existing run" if result.reused else s.get("status", "finished")
+    if result.resumed_from is not None:
+        how += f" (resumed from server update {result.resumed_from})"
     if s.get("status") == "diverged":
         err_console.print(f"[red]diverged[/red]: {s['diverged']}; metrics up to that point are in the run folder")
     console.print(

@@ -135,7 +135,8 @@ def _run_one(scenario_dict: dict[str, Any]) -> str:
     from sim.runner import run
     from sim.scenario import scenario_from_dict
 
-    result = run(scenario_from_dict(scenario_dict, "<compare>"))
+    # resume: a run interrupted in an earlier call continues from its checkpoint
+    result = run(scenario_from_dict(scenario_dict, "<compare>"), checkpoint_every=100, resume=True)
     return result.run_hash
 
 

@@ -9,6 +9,14 @@ Algorithm 5's ``get_worker`` is decided without peeking at real results.
 
 Ties in simulated time are broken by worker id: the server always takes the
 in-flight job with the smallest ``(completion time, worker)``.
+
+Recorded times come from the plan (``self.now``: a completion time fixed at
+dispatch, or a window's end), not from SimPy's float clock, which only
+orders the processes. That makes a resumed run's times identical to an
+uninterrupted one's: ``completes_at - now`` computed at a different ``now``
+could differ in the last bit. The server loops keep their state in
+attributes and pass through *safe points* (after a sync, or between rounds)
+where :meth:`state_dict` captures everything needed to continue.
 """
 from __future__ import annotations
 
@@ -40,6 +48,10 @@ def trainer_seed(seed: int) -> int:
     return int(np.random.SeedSequence([seed, STREAM_TRAINER]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+class RunInterrupted(Exception):
+    """Raised at a safe point after a stop was requested (SIGINT / SIGTERM)."""
+
+
 @dataclass
 class Job:
     """One local round in flight."""
@@ -53,6 +65,7 @@ class Job:
     future: JobFuture
     done: simpy.Event
     theta_at_dispatch: torch.Tensor | None  # only when the outer update needs it
+    inputs: tuple[torch.Tensor, JobSpec, Any]  # (snapshot, spec, carried state): to resubmit after a resume
 
     @property
     def order(self) -> tuple[float, int]:
@@ -107,6 +120,16 @@ class Simulation:
         self.diverged: str | None = None
         self.loss_limit = math.inf  # divergence_factor x the initial eval loss
         self.last_worker = -1  # the worker whose pseudo-gradient was synced last
+        self.now = 0.0  # planned simulated time of the current decision
+        self.tau_sync = math.inf  # start of the current grace window (Algorithm 2)
+        self.completed: list[int] = []  # workers synced in the current window
+        self.carried_state: Any = None  # the 1-worker baseline's inner optimizer state
+        self.started = False  # initial dispatch done (False until run(), or restored)
+        # checkpointing: called at safe points when due; stop_requested ends the run there
+        self.on_checkpoint: Callable[["Simulation"], None] | None = None
+        self.checkpoint_every = 0  # server updates between checkpoints (0: only on stop)
+        self.next_checkpoint = 0
+        self.stop_requested = False
 
     # -- bookkeeping ---------------------------------------------------------
     def _event(self, kind: str, job: Job, **extra: Any) -> None:
@@ -116,7 +139,7 @@ class Simulation:
             worker=job.worker,
             shard=job.spec.shard,
             steps=job.spec.steps,
-            tau=self.env.now,
+            tau=self.now,
             server_version=self.version,
             dispatch_version=job.dispatch_version,
             t_local=self.t_local,
@@ -127,7 +150,7 @@ class Simulation:
         if not force and self.t_local < self.next_eval:
             return
         row = self.recorder.metrics(
-            tau=self.env.now,
+            tau=self.now,
             server_updates=self.version,
             t_local=self.t_local,
             values=self.trainer.evaluate(self.theta),
@@ -183,23 +206,27 @@ class Simulation:
                 worker=w,
                 spec=spec,
                 dispatch_version=self.version,
-                dispatched_at=self.env.now,
-                completes_at=self.env.now + duration,
+                dispatched_at=self.now,
+                completes_at=self.now + duration,
                 future=self.executor.submit(snapshot, spec, state),
                 done=self.env.event(),
                 theta_at_dispatch=snapshot if needs_theta else None,
+                inputs=(snapshot, spec, state),
             )
             self.next_job_id += 1
-            self.in_flight[w] = job
-            heapq.heappush(self.queue, (job.completes_at, w, job.id))
+            self._start(job)
             self._event("dispatch", job)
-            self.inboxes[w].put(job)
+
+    def _start(self, job: Job) -> None:
+        self.in_flight[job.worker] = job
+        heapq.heappush(self.queue, (job.completes_at, job.worker, job.id))
+        self.inboxes[job.worker].put(job)
 
     def _worker(self, w: int) -> Iterator[simpy.Event]:
         """A device: take a job, spend its simulated duration, report completion."""
         while True:
             job: Job = yield self.inboxes[w].get()
-            yield self.env.timeout(job.completes_at - self.env.now)
+            yield self.env.timeout(max(job.completes_at - self.env.now, 0.0))
             job.done.succeed()
 
     def _earliest(self) -> Job | None:
@@ -209,6 +236,7 @@ class Simulation:
     def _collect(self, job: Job) -> Any:
         """Await a completed job's result and record its completion."""
         result = job.future.result()
+        self.now = job.completes_at
         loss = float(result.train_loss)
         # one reduction instead of an elementwise check: NaN and inf survive a sum
         if not (loss <= self.loss_limit and math.isfinite(float(result.delta.sum()))):
@@ -218,6 +246,7 @@ class Simulation:
             )
         self._event("complete", job, train_loss=loss)
         del self.in_flight[job.worker]
+        job.inputs = None  # type: ignore[assignment]  # release the snapshot
         top = heapq.heappop(self.queue)
         assert top[2] == job.id, "jobs complete in (time, worker) order"
         return result
@@ -238,36 +267,42 @@ class Simulation:
             self._event("sync" if applied else "drop", job, staleness=staleness)
 
     # -- the three schedules -------------------------------------------------
+    def _running(self) -> bool:
+        return self.t_local < self.sc.schedule.t_max and self.diverged is None
+
     def _async_server(self) -> Iterator[simpy.Event]:
         """Algorithm 2 with the grace period of Algorithm 5."""
         grace = self.sc.schedule.grace_period
-        self._dispatch(list(range(self.k)))
-        tau_sync = math.inf
-        completed: list[int] = []
-        while self.t_local < self.sc.schedule.t_max and self.diverged is None:
+        if not self.started:
+            self.started = True
+            self._dispatch(list(range(self.k)))
+        while self._running():
             job = self._earliest()
-            if job is not None and (tau_sync == math.inf or job.completes_at - tau_sync <= grace):
+            if job is not None and (self.tau_sync == math.inf or job.completes_at - self.tau_sync <= grace):
                 yield job.done
-                tau_sync = min(tau_sync, self.env.now)
                 result = self._collect(job)
+                self.tau_sync = min(self.tau_sync, self.now)
                 if self.diverged:
                     break
                 yield from self._apply(job, result.delta)
-                completed.append(job.worker)
+                self.completed.append(job.worker)
                 self._maybe_eval()
+                self._safe_point()
                 continue
             # Strict reading: a real server cannot see the future, so it waits for
             # the window to close unless no job is left that could still arrive.
-            if self.sc.schedule.grace_wait == "window" and job is not None and tau_sync + grace > self.env.now:
-                yield self.env.timeout(tau_sync + grace - self.env.now)
-            tau_sync = math.inf
-            self._dispatch(completed)
-            completed = []
+            if self.sc.schedule.grace_wait == "window" and job is not None and self.tau_sync + grace > self.now:
+                self.now = self.tau_sync + grace
+                yield self.env.timeout(max(self.now - self.env.now, 0.0))
+            self.tau_sync = math.inf
+            self._dispatch(self.completed)
+            self.completed = []
 
     def _sync_server(self) -> Iterator[simpy.Event]:
         """Algorithm 1: every worker starts from the same theta; one outer step on the mean."""
         assert self.outer is not None
-        while self.t_local < self.sc.schedule.t_max and self.diverged is None:
+        while self._running():
+            self._safe_point()
             self._dispatch(list(range(self.k)))
             jobs = sorted(self.in_flight.values(), key=lambda j: j.order)
             deltas: dict[int, torch.Tensor] = {}
@@ -288,15 +323,15 @@ class Simulation:
 
     def _single_server(self) -> Iterator[simpy.Event]:
         """The 1-worker k x batch baseline: continuous AdamW, theta <- worker's theta."""
-        state = None
-        while self.t_local < self.sc.schedule.t_max and self.diverged is None:
-            self._dispatch([0], state)
+        while self._running():
+            self._safe_point()
+            self._dispatch([0], self.carried_state)
             job = self.in_flight[0]
             yield job.done
             result = self._collect(job)
             if self.diverged:
                 break
-            state = result.optimizer_state
+            self.carried_state = result.optimizer_state
             with self.server.request() as req:
                 yield req
                 self.theta.sub_(result.delta)
@@ -305,11 +340,77 @@ class Simulation:
                 self._event("sync", job, staleness=0)
             self._maybe_eval()
 
+    # -- checkpoints -------------------------------------------------------------
+    def _safe_point(self) -> None:
+        """Save a checkpoint when one is due; stop here if asked to."""
+        if self.on_checkpoint is None:
+            return
+        due = self.checkpoint_every > 0 and self.version >= self.next_checkpoint
+        if due or self.stop_requested:
+            self.on_checkpoint(self)
+            if self.checkpoint_every > 0:
+                self.next_checkpoint = (self.version // self.checkpoint_every + 1) * self.checkpoint_every
+        if self.stop_requested:
+            raise RunInterrupted()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs; in-flight jobs keep their dispatch inputs."""
+        snapshots: dict[int, torch.Tensor] = {}
+        jobs = []
+        for job in sorted(self.in_flight.values(), key=lambda j: j.worker):
+            theta, spec, state = job.inputs
+            snapshots.setdefault(id(theta), theta)
+            jobs.append({
+                "id": job.id, "worker": job.worker, "spec": spec, "state": state,
+                "dispatch_version": job.dispatch_version, "dispatched_at": job.dispatched_at,
+                "completes_at": job.completes_at, "snapshot": id(theta),
+                "keep_theta": job.theta_at_dispatch is not None,
+            })
+        return {
+            "scenario_digest": self.sc.digest(),
+            "theta": self.theta,
+            "outer": self.outer,
+            "snapshots": snapshots,
+            "jobs": jobs,
+            "sampler": {"dispatched": list(self.sampler.dispatched), "rng": self.sampler.rng.bit_generator.state},
+            "jitter_rng": self.jitter_rng.bit_generator.state,
+            "recorder": (self.recorder.events, self.recorder.metric_rows),
+            "scalars": {key: getattr(self, key) for key in (
+                "lr_counters", "version", "t_local", "next_job_id", "next_eval", "diverged", "loss_limit",
+                "last_worker", "now", "tau_sync", "completed", "carried_state", "started", "next_checkpoint")},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output (before :meth:`run`)."""
+        if state["scenario_digest"] != self.sc.digest():
+            raise ValueError("checkpoint belongs to a different scenario")
+        self.theta = state["theta"]
+        self.outer = state["outer"]
+        for shard, n in enumerate(state["sampler"]["dispatched"]):
+            self.sampler.record(shard, n)
+        self.sampler.rng.bit_generator.state = state["sampler"]["rng"]
+        self.jitter_rng.bit_generator.state = state["jitter_rng"]
+        self.recorder.events, self.recorder.metric_rows = state["recorder"]
+        for key, value in state["scalars"].items():
+            setattr(self, key, value)
+        self.env = simpy.Environment(initial_time=self.now)
+        self.server = simpy.Resource(self.env, capacity=1)
+        self.inboxes = [simpy.Store(self.env) for _ in range(self.k)]
+        for j in state["jobs"]:
+            theta = state["snapshots"][j["snapshot"]]
+            self._start(Job(
+                id=j["id"], worker=j["worker"], spec=j["spec"], dispatch_version=j["dispatch_version"],
+                dispatched_at=j["dispatched_at"], completes_at=j["completes_at"],
+                future=self.executor.submit(theta, j["spec"], j["state"]), done=self.env.event(),
+                theta_at_dispatch=theta if j["keep_theta"] else None, inputs=(theta, j["spec"], j["state"]),
+            ))
+
     # -- driver ----------------------------------------------------------------
     def run(self) -> Recorder:
         for w in range(self.k):
             self.env.process(self._worker(w))
-        self._maybe_eval(force=True)
+        if not self.started and not self.recorder.metric_rows:
+            self._maybe_eval(force=True)
         server = {"async": self._async_server, "sync": self._sync_server, "single": self._single_server}
         proc = self.env.process(server[self.sc.method.schedule]())
         self.env.run(until=proc)

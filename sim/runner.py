@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
+import signal
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -29,6 +34,7 @@ class RunResult:
     folder: Path | None = None
     reused: bool = False
     params: Any = None  # final server parameters (in-memory runs only)
+    resumed_from: int | None = None  # server update a resumed run continued from
 
 
 def build_trainer(scenario: Scenario) -> Trainer:
@@ -54,17 +60,69 @@ def build_outer(scenario: Scenario) -> OuterUpdate | None:
     return outer
 
 
+@dataclass
+class Checkpointing:
+    """Where and how often a run saves its state, and whether to continue from it."""
+
+    path: Path
+    every: int = 0  # server updates between checkpoints; 0: only when stopped by a signal
+    resume: bool = False
+
+    def save(self, sim: Simulation) -> None:
+        """Atomically: write a temporary file, then rename it over the old checkpoint."""
+        import torch
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
+        torch.save(sim.state_dict(), tmp)
+        os.replace(tmp, self.path)
+
+    def load(self) -> dict[str, Any] | None:
+        import torch
+
+        if not (self.resume and self.path.exists()):
+            return None
+        return torch.load(self.path, weights_only=False)
+
+
+@contextmanager
+def stop_on_signals(sim: Simulation) -> Iterator[None]:
+    """SIGINT / SIGTERM ask the run to stop at its next safe point (after a checkpoint).
+
+    A second SIGINT interrupts at once. Only installed in the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if sim.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        sim.stop_requested = True
+
+    old = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def simulate(
     scenario: Scenario,
     executor: str = "serial",
     progress: Any = None,
     jobs: int | None = None,
     address: str | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> RunResult:
-    """Run a scenario in memory; nothing is written to disk.
+    """Run a scenario in memory; nothing is written to disk unless checkpointing.
 
     ``executor`` (serial / process / ray) changes only how fast jobs are
-    computed, never the results.
+    computed, never the results. With ``checkpointing``, the run saves its
+    state every N server updates and when stopped by SIGINT / SIGTERM
+    (raising :class:`sim.engine.RunInterrupted`), and can resume from it
+    with identical bytes in the end.
     """
     import torch
 
@@ -73,9 +131,18 @@ def simulate(
     torch.set_num_threads(scenario.compute.threads)
     trainer = build_trainer(scenario)
     engine_exec = make_executor(executor, scenario, trainer, jobs=jobs, address=address)
+    resumed_from = None
     try:
         sim = Simulation(scenario, trainer, build_outer(scenario), engine_exec, progress=progress)
-        recorder = sim.run()
+        if checkpointing is not None:
+            sim.on_checkpoint, sim.checkpoint_every = checkpointing.save, checkpointing.every
+            sim.next_checkpoint = checkpointing.every
+            state = checkpointing.load()
+            if state is not None:
+                sim.load_state_dict(state)
+                resumed_from = sim.version
+        with stop_on_signals(sim) if checkpointing is not None else nullcontext():
+            recorder = sim.run()
     finally:
         engine_exec.close()
     metrics, events = recorder.metrics_frame(), recorder.events_frame()
@@ -90,10 +157,15 @@ def simulate(
         "status": "diverged" if sim.diverged else "finished",
         "diverged": sim.diverged,
         "final": {k: (v.item() if hasattr(v, "item") else v) for k, v in final.items()},
-        "simulated_seconds": float(sim.env.now),
+        "simulated_seconds": float(sim.now),
         "jobs": int((events["event"] == "dispatch").sum()),
     }
-    return RunResult(scenario, metrics, events, digest, summary, params=sim.theta)
+    return RunResult(scenario, metrics, events, digest, summary, params=sim.theta, resumed_from=resumed_from)
+
+
+def partial_folder(folder: Path) -> Path:
+    """Where an unfinished run keeps its checkpoint, beside its final folder."""
+    return folder.parent / f".{folder.name}.partial"
 
 
 def default_run_folder(scenario: Scenario, root: Path = RUNS_DIR) -> Path:
@@ -109,9 +181,16 @@ def run(
     plots: bool = True,
     jobs: int | None = None,
     address: str | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
 ) -> RunResult:
     """Run into a folder. Without ``out``, an existing complete run of the same
-    scenario is reused; with ``out`` the run is always computed afresh."""
+    scenario is reused; with ``out`` the run is always computed afresh.
+
+    The checkpoint of an unfinished run lives in a hidden ``.NAME.partial``
+    folder beside the run folder; ``resume=True`` continues from it, and it
+    is removed once the complete folder has been written.
+    """
     folder = Path(out) if out is not None else default_run_folder(scenario)
     if out is None and is_complete_run(folder):
         summary = read_summary(folder)
@@ -124,7 +203,10 @@ def run(
             folder=folder,
             reused=True,
         )
-    result = simulate(scenario, executor=executor, progress=progress, jobs=jobs, address=address)
+    partial = partial_folder(folder)
+    checkpointing = Checkpointing(partial / "checkpoint.pt", every=checkpoint_every, resume=resume)
+    result = simulate(scenario, executor=executor, progress=progress, jobs=jobs, address=address,
+                      checkpointing=checkpointing)
     extra = {}
     if plots:
         from sim.report import plot_run_curves
@@ -139,6 +221,7 @@ def run(
         extra_files=extra,
     )
     result.folder = folder
+    shutil.rmtree(partial, ignore_errors=True)
     return result
 
 

@@ -1,0 +1,116 @@
+"""Checkpoint and resume: a resumed run ends with the same bytes as an uninterrupted one."""
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sim.engine import Simulation
+from sim.executors import SerialExecutor
+from sim.runner import build_outer, build_trainer, simulate
+from tests.helpers import TINY_TOY, scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+VERY = [0.58, 0.75, 1.51, 3.33]
+
+
+def fresh(sc):
+    trainer = build_trainer(sc)
+    return Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer))
+
+
+@pytest.mark.parametrize(
+    "preset, kw",
+    [
+        ("dn_dylu", {"grace": 0.5, "jitter": 0.2}),
+        ("async_delaycomp", {"grace": 1.0, "grace_wait": "window"}),
+        ("async_polythres", {}),
+        ("async_buffer", {"jitter": 0.3}),
+        ("diloco", {}),
+        ("finetune_1w", {}),
+    ],
+)
+def test_every_checkpoint_resumes_to_the_same_hash(preset, kw):
+    sc = scenario(VERY, preset=preset, trainer="toy", trainer_config=TINY_TOY, t_max=600, eval_every=50, **kw)
+    expected = simulate(sc).run_hash
+    saved: list[bytes] = []
+    sim = fresh(sc)
+
+    def keep(s: Simulation) -> None:
+        buf = io.BytesIO()
+        torch.save(s.state_dict(), buf)
+        saved.append(buf.getvalue())
+
+    sim.on_checkpoint, sim.checkpoint_every, sim.next_checkpoint = keep, 3, 3
+    rec = sim.run()
+    from sim.records import run_hash
+
+    assert run_hash(rec.metrics_frame(), rec.events_frame()) == expected  # checkpointing changes nothing
+    assert len(saved) >= 3
+    for blob in saved[:: max(1, len(saved) // 4)]:
+        resumed = fresh(sc)
+        resumed.load_state_dict(torch.load(io.BytesIO(blob), weights_only=False))
+        r = resumed.run()
+        assert run_hash(r.metrics_frame(), r.events_frame()) == expected
+
+
+def _hash(text: str) -> str:
+    return re.search(r"run hash: ([0-9a-f]{64})", text).group(1)
+
+
+def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_hash(tmp_path):
+    exe = [sys.executable, "-m", "sim.cli"]
+    scen = str(ROOT / "scenarios" / "very_heterogeneous.yaml")
+    args = ["run", scen, "-q", "--checkpoint-every", "5", "--set", "schedule.t_max=6000", "--set", "trainer.config.hidden=32",
+            "--set", "trainer.config.shard_size=2000", "--set", "eval.every=500"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    full = subprocess.run([*exe, *args, "--out", str(tmp_path / "full")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    expected = _hash(full.stdout)
+    rng = random.Random(1234)
+    resumed_any = False
+    for point in range(3):
+        out = tmp_path / f"k{point}"
+        ckpt = tmp_path / f".k{point}.partial" / "checkpoint.pt"
+        proc = subprocess.Popen([*exe, *args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+        deadline = time.time() + 120
+        while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))  # a random point after the first checkpoint
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        assert not (out / "summary.json").exists() or proc.returncode == 0
+        again = subprocess.run([*exe, *args, "--out", str(out), "--resume"], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        resumed_any |= "resumed from server update" in again.stdout
+        assert _hash(again.stdout) == expected
+        assert not ckpt.exists()  # cleaned up after the complete folder was written
+    assert resumed_any
+
+
+def test_sigint_saves_state_and_says_how_to_continue(tmp_path):
+    exe = [sys.executable, "-m", "sim.cli"]
+    scen = str(ROOT / "scenarios" / "very_heterogeneous.yaml")
+    args = ["run", scen, "-q", "--checkpoint-every", "50", "--set", "schedule.t_max=30000", "--set", "trainer.config.hidden=32",
+            "--set", "trainer.config.shard_size=2000", "--out", str(tmp_path / "r")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*exe, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    ckpt = tmp_path / ".r.partial" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:  # the run is under way
+        time.sleep(0.05)
+    first = ckpt.stat().st_mtime_ns
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err and err.strip().count("\n") == 0
+    assert ckpt.stat().st_mtime_ns != first and not (tmp_path / "r").exists()  # saved again on the signal
