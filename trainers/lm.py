@@ -73,7 +73,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from trainers.base import JobResult, JobSpec, UserError, flatten_params, load_flat_params
@@ -160,6 +160,12 @@ class LMConfig(BaseModel):
     data: DataConfig = DataConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    @model_validator(mode="after")
+    def _even_head_dim(self) -> "LMConfig":
+        if self.arch().head_dim % 2:
+            raise ValueError(f"head_dim must be even for rotary position embeddings (got {self.arch().head_dim})")
+        return self
+
     def arch(self) -> Arch:
         base = PRESETS[self.size]
         overrides = {k: getattr(self, k) for k in ("layers", "d_model", "heads", "head_dim", "vocab_size", "tied", "seq_len", "batch_size")}
@@ -203,8 +209,6 @@ class Transformer(nn.Module):
 
     def __init__(self, arch: Arch):
         super().__init__()
-        if arch.head_dim % 2:
-            raise UserError(f"trainer.config.head_dim must be even for rotary embeddings (got {arch.head_dim})")
         self.arch = arch
         self.embed = nn.Embedding(arch.vocab_size, arch.d_model)
         self.blocks = nn.ModuleList(Block(arch) for _ in range(arch.layers))
