@@ -173,3 +173,12 @@ def test_models_and_pretrain_commands():
     assert again.exit_code == 0 and "cached" in again.output
     toy = runner.invoke(app, ["pretrain", "scenarios/very_heterogeneous.yaml"])
     assert toy.exit_code == 2 and "no pretraining" in toy.output
+
+
+def test_micro_batches_accumulate_to_the_full_batch_step(micro):
+    chunked = LMTrainer({**MICRO, "micro_batch_size": 2}, seed=0, num_shards=4)
+    theta = micro.init_params()
+    spec = JobSpec(worker=0, shard=3, lrs=(1e-3, 1e-3), data_offset=0, batch_multiplier=2)
+    whole, parts = micro.local_train(theta, spec), chunked.local_train(theta, spec)
+    assert parts.train_loss == pytest.approx(whole.train_loss, rel=1e-5)
+    assert torch.allclose(parts.delta, whole.delta, atol=1e-6)

@@ -327,7 +327,10 @@ class LMTrainer:
         for start in range(0, n, chunk):
             part = windows[start : start + chunk].to(self.device, non_blocking=True)
             loss = lm_loss(self._model, part)
-            (loss * (part.shape[0] / n)).backward() if chunk < n else loss.backward()
+            if chunk < n:  # accumulate: each chunk's mean weighted by its share of the batch
+                (loss * (part.shape[0] / n)).backward()
+            else:
+                loss.backward()
             total += loss.item() * part.shape[0]
         if self.config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self._model.parameters(), self.config.grad_clip)
