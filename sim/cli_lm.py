@@ -26,7 +26,7 @@ def models() -> None:
     from trainers.lm import PRESETS, closed_form_params, count_params
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for header in ("preset", "layers x d", "heads x K/V", "vocab", "embed", "params", "formula"):
+    for header in ("preset", "layers x d", "heads x 64", "vocab", "embed", "params", "formula"):
         table.add_column(header, justify="left" if header in ("preset", "layers x d", "embed") else "right", no_wrap=True)
     mismatches = []
     for name, arch in PRESETS.items():
@@ -36,7 +36,7 @@ def models() -> None:
         table.add_row(
             name,
             f"{arch.layers} x {arch.d_model}",
-            f"{arch.heads} x {arch.head_dim}",
+            f"{arch.heads} x {arch.head_dim}" if arch.head_dim != 64 else str(arch.heads),
             f"{arch.vocab_size:,}",
             "tied" if arch.tied else "untied",
             f"{real:,}",
@@ -45,7 +45,7 @@ def models() -> None:
     console.print(table)
     console.print(
         "formula: layers x (4 d w + 8 d^2 + 2 d) + d + vocab x d x (1 if tied else 2), with d the hidden "
-        "size and w = heads x K/V size; RMSNorm weights, no biases, rotary positions"
+        "size and w = heads x K/V size (64); RMSNorm weights, no biases, rotary positions"
     )
     console.print(f"MISMATCH: {', '.join(mismatches)}" if mismatches else "every preset's module matches the formula")
 
