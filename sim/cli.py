@@ -26,7 +26,9 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    """Print a user error as exactly one line (control characters escaped) and exit."""
+    line = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+    err_console.print(f"error: {line}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -185,7 +187,7 @@ def compare(
     if not specs:
         fail("nothing to run: no method accepts the swept field")
     label = name or (specs[0].scenario.name + (f"_{axis}" if axis else ""))
-    with RunsProgress(len({s.folder for s in specs})) as progress:
+    with RunsProgress(len(specs)) as progress:
         try:
             computed = cmp.execute(specs, jobs=jobs, on_done=progress.done)
         except UserError as exc:
@@ -239,7 +241,7 @@ def sweep(
         specs = cmp.plan_grid(file, list(grid), list(set_))
     except ScenarioError as exc:
         fail(str(exc))
-    with RunsProgress(len({s.folder for s in specs})) as progress:
+    with RunsProgress(len(specs)) as progress:
         try:
             computed = cmp.execute(specs, jobs=jobs, on_done=progress.done)
         except UserError as exc:
@@ -301,20 +303,36 @@ def methods() -> None:
 
 
 @app.command()
-def profiles() -> None:
-    """List the shipped device fleets (device_profiles/)."""
+def profiles(
+    scenario: Optional[Path] = typer.Option(None, "--scenario", help="show step times for this scenario's model (FLOP-rated devices need one)"),
+    set_: list[str] = SET_OPT,
+) -> None:
+    """List the shipped device fleets (device_profiles/) and the step times they imply."""
     from sim.profiles import PROFILE_DIR, Fleet, load_fleet_raw
 
-    table = Table("fleet", "devices (s/step)", "slowest/fastest", "description")
+    flops = None
+    if scenario is not None:
+        from sim.runner import build_trainer
+
+        trainer = build_trainer(_load(scenario, None, set_))
+        flops_fn = getattr(trainer, "flops_per_step", None)
+        if not callable(flops_fn):
+            fail(f"{scenario}: trainer does not report flops_per_step(); FLOP-rated devices cannot be timed")
+        flops = flops_fn()
+        console.print(f"model of {scenario}: {flops:.3g} FLOPs per local step (6 x parameters x tokens)")
+    table = Table("fleet", "devices: s/step" + (" for this model" if flops else " (or peak TFLOP/s x MFU)"), "slowest/fastest", "description")
     for path in sorted(PROFILE_DIR.glob("*.yaml")):
         fleet = Fleet.model_validate(load_fleet_raw(path))
-        times = [d.step_time for d in fleet.devices]
-        table.add_row(
-            path.stem,
-            ", ".join(f"{t:.3g}" for t in times),
-            f"{max(times) / min(times):.2f}x",
-            " ".join(fleet.description.split()).split(". ")[0],
-        )
+        cells, times = [], []
+        for d in fleet.devices:
+            if d.peak_tflops is not None and flops is None:
+                cells.append(f"{d.name} {d.peak_tflops:g}TF x {d.utilization:g}")
+                continue
+            t = d.step_time(flops)
+            times.append(t)
+            cells.append(f"{d.name} {t:.3g}" if d.peak_tflops is not None else f"{t:.3g}")
+        ratio = f"{max(times) / min(times):.2f}x" if len(times) == len(fleet.devices) else "-"
+        table.add_row(path.stem, ", ".join(cells), ratio, " ".join(fleet.description.split()).split(". ")[0])
     console.print(table)
 
 

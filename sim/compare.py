@@ -223,14 +223,15 @@ def build_report(
         "report": out_dir / "report.md",
     }
     log_y = metric == "perplexity"
-    plot_compare_curves(metrics, "t_local", files["curves_updates"], methods, log_y=log_y)
-    plot_compare_curves(metrics, "tau", files["curves_time"], methods, log_y=log_y)
+    plot_compare_curves(metrics, "t_local", files["curves_updates"], methods, log_y=log_y, axis_label=axis_label)
+    plot_compare_curves(metrics, "tau", files["curves_time"], methods, log_y=log_y, axis_label=axis_label)
     table = final_table(runs, metric, methods)
     table.to_csv(files["table_csv"], index=False)
     runs.to_csv(files["runs_csv"], index=False)
     markdown = table_markdown(table, metric, axis_label)
     files["table_md"].write_text(markdown + "\n", encoding="utf-8")
-    first = specs[0]
+    # the first seed at the last swept value (for heterogeneity: the most heterogeneous fleet)
+    first = next(s for s in reversed(specs) if s.seed == specs[0].seed)
     timeline_specs = [s for s in specs if s.seed == first.seed and s.sweep_value == first.sweep_value and s.file == first.file]
     first_events = events[
         (events["seed"] == first.seed)
@@ -269,7 +270,7 @@ def build_report(
         "",
         f"![curves vs time]({files['curves_time'].name})",
         "",
-        "## Worker timeline (first rounds, first seed)",
+        "## Worker timeline (first rounds, first seed" + (f", {axis_label} = {first.sweep_value})" if axis_label else ")"),
         "",
         f"![timeline]({files['timeline'].name})",
         "",

@@ -32,12 +32,15 @@ import torch
 from sim.executors import JobFuture
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.records import Recorder
+from sim.profiles import round_time
 from sim.sampling import LRSchedule, ShardSampler, dylu_steps
 from sim.scenario import Scenario
-from trainers.base import JobSpec, Trainer
+from trainers.base import JobSpec, Trainer, UserError
 
 #: purposes of the scenario's independent RNG streams (numpy SeedSequence keys)
 STREAM_TRAINER, STREAM_SHARDS, STREAM_JITTER = 0, 1, 2
+#: weight of the newest round in online DyLU's speed estimate
+ONLINE_DYLU_EMA = 0.5
 
 
 def stream(seed: int, purpose: int) -> np.random.Generator:
@@ -93,7 +96,13 @@ class Simulation:
         self.progress = progress or (lambda t_local, t_max, row: None)
         self.k = scenario.workers.k
         self.devices = [scenario.workers.device(w) for w in range(self.k)]
-        self.max_speed = max(d.speed for d in self.devices)
+        flops = getattr(trainer, "flops_per_step", None)
+        try:
+            self.step_times = [d.step_time(flops() if callable(flops) else None) for d in self.devices]
+        except ValueError as exc:
+            raise UserError(f"workers: {exc}") from None
+        self.max_speed = max(1.0 / t for t in self.step_times)
+        self.speed_estimates: dict[int, float] = {}  # online DyLU: EMA of observed steps/s
         self.env = simpy.Environment()
         self.server = simpy.Resource(self.env, capacity=1)
         self.inboxes = [simpy.Store(self.env) for _ in range(self.k)]
@@ -169,9 +178,12 @@ class Simulation:
 
     def _job_steps(self, worker: int) -> int:
         H = self.sc.schedule.H
-        if self.sc.method.dylu:
-            return dylu_steps(self.devices[worker].speed, self.max_speed, H)
-        return H
+        if not self.sc.method.dylu:
+            return H
+        if self.sc.method.dylu_speeds == "online":  # the paper's footnote 3: speeds learnt from rounds
+            est = self.speed_estimates
+            return dylu_steps(est[worker], max(est.values()), H) if worker in est else H
+        return dylu_steps(1.0 / self.step_times[worker], self.max_speed, H)
 
     # -- dispatch (Algorithm 4) -------------------------------------------------
     def _dispatch(self, workers: list[int], state: Any = None) -> None:
@@ -197,9 +209,11 @@ class Simulation:
                 keep_optimizer_state=single,
             )
             if single:  # synchronous data parallel: every step waits for the slowest device
-                duration = max(d.round_time(steps, self.jitter_rng) for d in self.devices)
+                duration = max(
+                    round_time(steps, t, d.jitter, self.jitter_rng) for d, t in zip(self.devices, self.step_times)
+                )
             else:
-                duration = self.devices[w].round_time(steps, self.jitter_rng)
+                duration = round_time(steps, self.step_times[w], self.devices[w].jitter, self.jitter_rng)
             needs_theta = self.outer is not None and self.outer.needs_dispatch_theta
             job = Job(
                 id=self.next_job_id,
@@ -237,6 +251,9 @@ class Simulation:
         """Await a completed job's result and record its completion."""
         result = job.future.result()
         self.now = job.completes_at
+        observed = job.spec.steps / (job.completes_at - job.dispatched_at)
+        old = self.speed_estimates.get(job.worker)
+        self.speed_estimates[job.worker] = observed if old is None else ONLINE_DYLU_EMA * observed + (1 - ONLINE_DYLU_EMA) * old
         loss = float(result.train_loss)
         # one reduction instead of an elementwise check: NaN and inf survive a sum
         if not (loss <= self.loss_limit and math.isfinite(float(result.delta.sum()))):
@@ -377,7 +394,8 @@ class Simulation:
             "recorder": (self.recorder.events, self.recorder.metric_rows),
             "scalars": {key: getattr(self, key) for key in (
                 "lr_counters", "version", "t_local", "next_job_id", "next_eval", "diverged", "loss_limit",
-                "last_worker", "now", "tau_sync", "completed", "carried_state", "started", "next_checkpoint")},
+                "last_worker", "now", "tau_sync", "completed", "carried_state", "started", "next_checkpoint",
+                "speed_estimates")},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -1,7 +1,9 @@
 """Device profiles: how long a device takes for a local round.
 
-A profile gives a device's speed (steps per second, or seconds per step) and
-an optional per-round jitter: each round's duration is multiplied by a
+A profile gives a device's speed (steps per second, seconds per step, or an
+accelerator's peak FLOP/s and a utilisation, from which the step time of the
+scenario's model follows as ~6 x parameters x tokens per step / (peak x
+utilisation)) and an optional per-round jitter: each round's duration is multiplied by a
 mean-one log-normal factor exp(sigma z - sigma^2 / 2), drawn from the run's
 jitter stream. Fleet files in ``device_profiles/`` list devices; a scenario
 with more workers than devices reuses the list cyclically.
@@ -28,29 +30,38 @@ class Device(BaseModel):
     name: str = "device"
     steps_per_second: float | None = Field(None, gt=0, allow_inf_nan=False)
     seconds_per_step: float | None = Field(None, gt=0, allow_inf_nan=False)
+    peak_tflops: float | None = Field(None, gt=0, le=1e6, allow_inf_nan=False, description="datasheet peak, TFLOP/s")
+    utilization: float = Field(0.4, gt=0, le=1, description="fraction of peak a training step achieves (MFU)")
     jitter: float = Field(0.0, ge=0, le=2, allow_inf_nan=False, description="log-normal sigma per round")
 
     @model_validator(mode="after")
     def _one_speed(self) -> "Device":
-        if (self.steps_per_second is None) == (self.seconds_per_step is None):
-            raise ValueError("give exactly one of steps_per_second or seconds_per_step")
+        given = [x is not None for x in (self.steps_per_second, self.seconds_per_step, self.peak_tflops)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of steps_per_second, seconds_per_step or peak_tflops")
         return self
 
-    @property
-    def speed(self) -> float:
+    def step_time(self, flops_per_step: float | None = None) -> float:
+        """Seconds per local step; FLOP-rated devices need the model's FLOPs per step."""
+        if self.seconds_per_step is not None:
+            return self.seconds_per_step
+        if self.steps_per_second is not None:
+            return 1.0 / self.steps_per_second
+        if flops_per_step is None:
+            raise ValueError(f"device {self.name!r} is rated in FLOP/s: the trainer must report flops_per_step()")
+        return flops_per_step / (self.peak_tflops * 1e12 * self.utilization)  # type: ignore[operator]
+
+    def speed(self, flops_per_step: float | None = None) -> float:
         """v(w) in steps per second (Eq. 6)."""
-        return self.steps_per_second if self.steps_per_second is not None else 1.0 / self.seconds_per_step  # type: ignore[operator]
+        return 1.0 / self.step_time(flops_per_step)
 
-    @property
-    def step_time(self) -> float:
-        return self.seconds_per_step if self.seconds_per_step is not None else 1.0 / self.steps_per_second  # type: ignore[operator]
 
-    def round_time(self, steps: int, rng: np.random.Generator) -> float:
-        """Simulated seconds for ``steps`` local steps on this device."""
-        factor = 1.0
-        if self.jitter > 0:
-            factor = math.exp(self.jitter * float(rng.standard_normal()) - 0.5 * self.jitter**2)
-        return steps * self.step_time * factor
+def round_time(steps: int, step_time: float, jitter: float, rng: np.random.Generator) -> float:
+    """Simulated seconds for ``steps`` local steps: mean-one log-normal jitter per round."""
+    factor = 1.0
+    if jitter > 0:
+        factor = math.exp(jitter * float(rng.standard_normal()) - 0.5 * jitter**2)
+    return steps * step_time * factor
 
 
 class Fleet(BaseModel):

@@ -53,7 +53,7 @@ def aggregate_curves(metrics: pd.DataFrame, x: str, metric: str, points: int = 2
     import numpy as np
 
     out = []
-    for (scenario, sweep, method), group in metrics.groupby(["scenario", "sweep", "method"], sort=True):
+    for (scenario, sweep, method), group in metrics.groupby(["scenario", "sweep", "method"], sort=False):
         seeds = [g.sort_values(x) for _, g in group.groupby("seed")]
         lo = max(g[x].iloc[0] for g in seeds)
         hi = min(g[x].iloc[-1] for g in seeds)
@@ -79,7 +79,7 @@ def aggregate_curves(metrics: pd.DataFrame, x: str, metric: str, points: int = 2
 
 
 def _panels(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    return sorted({(str(a), str(b)) for a, b in zip(frame["scenario"], frame["sweep"])}, key=_natural)
+    return list(dict.fromkeys((str(a), str(b)) for a, b in zip(frame["scenario"], frame["sweep"])))
 
 
 def _natural(key: Any) -> Any:
@@ -88,7 +88,9 @@ def _natural(key: Any) -> Any:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", "/".join(map(str, key)))]
 
 
-def plot_compare_curves(metrics: pd.DataFrame, x: str, path: Path, methods: list[str], log_y: bool = False) -> None:
+def plot_compare_curves(
+    metrics: pd.DataFrame, x: str, path: Path, methods: list[str], log_y: bool = False, axis_label: str | None = None
+) -> None:
     """One panel per (scenario, swept value), one line per method, band over seeds."""
     metric = primary_metric(metrics)
     agg = aggregate_curves(metrics, x, metric)
@@ -106,7 +108,7 @@ def plot_compare_curves(metrics: pd.DataFrame, x: str, path: Path, methods: list
             ax.plot(c[x], c["mean"], color=colors[method], label=method, lw=1.6)
             if c["seeds"].iloc[0] > 1:
                 ax.fill_between(c[x], c["low"], c["high"], color=colors[method], alpha=0.18, lw=0)
-        ax.set_title(f"{scenario}" + (f" [{sweep}]" if sweep else ""), fontsize=10)
+        ax.set_title(f"{axis_label or 'sweep'} = {sweep}" if sweep else scenario, fontsize=10)
         ax.set_xlabel(X_LABELS.get(x, x))
         ax.set_ylabel(f"eval {metric}")
         if log_y:
@@ -117,7 +119,7 @@ def plot_compare_curves(metrics: pd.DataFrame, x: str, path: Path, methods: list
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), frameon=False)
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False)
     nseeds = int(agg["seeds"].max()) if not agg.empty else 0
     band = f"mean over {nseeds} seeds, band = min..max" if nseeds > 1 else "one seed"
     fig.suptitle(f"eval {metric} vs {X_LABELS.get(x, x)}\n({band})", fontsize=11)
@@ -143,8 +145,10 @@ def final_table(runs: pd.DataFrame, metric: str, methods: list[str]) -> pd.DataF
                 "simulated_seconds": g["simulated_seconds"].mean(),
             }
         )
+    # keep the order the runs were planned in (e.g. heterogeneity no, slight, moderate, very)
+    appearance = {key: i for i, key in enumerate(dict.fromkeys(zip(runs["scenario"], runs["sweep"])))}
     order = {m: i for i, m in enumerate(methods)}
-    rows.sort(key=lambda r: (_natural([r["scenario"], r["sweep"]]), order.get(r["method"], len(order))))
+    rows.sort(key=lambda r: (appearance[(r["scenario"], r["sweep"])], order.get(r["method"], len(order))))
     return pd.DataFrame(rows)
 
 
@@ -152,7 +156,7 @@ def table_markdown(table: pd.DataFrame, metric: str, axis_label: str | None) -> 
     """Methods as rows, the swept axis (or scenarios) as columns, 'mean ± std'."""
     table = table.copy()
     table["column"] = table["sweep"] if axis_label else table["scenario"]
-    columns = sorted(table["column"].unique(), key=lambda v: _natural([v]))
+    columns = list(dict.fromkeys(table["column"]))
     methods = list(dict.fromkeys(table["method"]))
     head = f"| method | " + " | ".join(f"{axis_label or 'scenario'}={c}" if axis_label else str(c) for c in columns) + " |"
     lines = [head, "|---|" + "---|" * len(columns)]

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
+import yaml
 
 from sim.engine import Simulation, trainer_seed
 from sim.executors import make_executor
 from sim.outer.base import OuterUpdate
 from sim.outer.registry import resolve
 from sim.records import is_complete_run, read_summary, run_hash, write_run_folder
-from sim.scenario import Scenario, resolve_trainer_class
+from sim.scenario import Scenario, resolve_trainer_class, scenario_from_dict
 from trainers.base import Trainer
 
 RUNS_DIR = Path("reports") / "runs"
@@ -169,8 +170,29 @@ def partial_folder(folder: Path) -> Path:
 
 
 def default_run_folder(scenario: Scenario, root: Path = RUNS_DIR) -> Path:
-    """Run folders are keyed by the resolved scenario's digest: same scenario, same folder."""
-    return root / f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-{scenario.digest()[:12]}"
+    """Run folders are keyed by the resolved scenario's digest: same scenario, same folder.
+
+    When a newer asyncsim adds a field with a default, the digest of an old
+    folder's scenario changes although its results still hold. So a miss
+    looks at the folders of the same name, method and seed, re-validates
+    their stored scenarios with this version, and adopts (renames) one whose
+    digest now matches.
+    """
+    folder = root / f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-{scenario.digest()[:12]}"
+    if is_complete_run(folder) or not root.exists():
+        return folder
+    for old in sorted(root.glob(f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-*")):
+        if old == folder or not is_complete_run(old):
+            continue
+        try:
+            with open(old / "scenario.yaml", encoding="utf-8") as fh:
+                stored = scenario_from_dict(yaml.safe_load(fh), str(old))
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        if stored.digest() == scenario.digest():
+            old.rename(folder)
+            break
+    return folder
 
 
 def run(

@@ -52,11 +52,12 @@ class MethodSpec(_Strict):
     outer: dict[str, Any] | None
     fix: dict[str, Any] | None
     dylu: bool
+    dylu_speeds: Literal["oracle", "online"] = "oracle"  # known a priori, or estimated from rounds (footnote 3)
 
 
 class ScheduleSpec(_Strict):
-    H: int = Field(50, gt=0, description="local steps of the fastest worker per round")
-    t_max: int = Field(gt=0, description="total local-step budget")
+    H: int = Field(50, gt=0, le=10**7, description="local steps of the fastest worker per round")
+    t_max: int = Field(gt=0, le=10**13, description="total local-step budget")
     grace_period: float = Field(0.0, ge=0, allow_inf_nan=True)
     grace_wait: Literal["last_sync", "window"] = "last_sync"
 
@@ -64,7 +65,7 @@ class ScheduleSpec(_Strict):
 class LRSpec(_Strict):
     max: float = Field(gt=0, allow_inf_nan=False)
     min: float = Field(gt=0, allow_inf_nan=False, description="eta_min > 0 (Sec. 3)")
-    warmup: int = Field(0, ge=0)
+    warmup: int = Field(0, ge=0, le=10**13)
 
     @model_validator(mode="after")
     def _ordered(self) -> "LRSpec":
@@ -74,7 +75,7 @@ class LRSpec(_Strict):
 
 
 class EvalSpec(_Strict):
-    every: int = Field(gt=0, description="evaluate every this many total local steps")
+    every: int = Field(gt=0, le=10**13, description="evaluate every this many total local steps")
     divergence_factor: float = Field(
         100.0, gt=1, description="stop as diverged when a loss exceeds this multiple of the initial eval loss"
     )
@@ -85,7 +86,7 @@ class ComputeSpec(_Strict):
 
 
 class Scenario(_Strict):
-    name: str = "scenario"
+    name: str = Field("scenario", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.+-]+$")
     seed: int = Field(0, ge=0, lt=2**63)
     trainer: TrainerSpec = TrainerSpec()
     workers: WorkersSpec
@@ -211,15 +212,17 @@ def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
         raw_method = {"preset": raw_method}
     if not isinstance(raw_method, dict):
         raise _field_error(source, "method", f"expected a preset name or a mapping, got {type(raw_method).__name__}")
-    unknown = set(raw_method) - {"preset", "schedule", "outer", "fix", "dylu"}
+    unknown = set(raw_method) - {"preset", "schedule", "outer", "fix", "dylu", "dylu_speeds"}
     if unknown:
-        raise _field_error(source, f"method.{sorted(unknown)[0]}", "unknown field (expected preset, schedule, outer, fix, dylu)")
+        raise _field_error(
+            source, f"method.{sorted(map(str, unknown))[0]}", "unknown field (expected preset, schedule, outer, fix, dylu, dylu_speeds)"
+        )
     preset = raw_method.get("preset", "dn_dylu")
     if not isinstance(preset, str) or preset not in PRESETS:
         raise _field_error(source, "method.preset", f"unknown method {preset!r}; expected one of {', '.join(PRESETS)}")
     resolved = copy.deepcopy(PRESETS[preset])
     resolved["preset"] = preset
-    for key in ("schedule", "dylu"):
+    for key in ("schedule", "dylu", "dylu_speeds"):
         if key in raw_method:
             resolved[key] = raw_method[key]
     for key in ("outer", "fix"):
@@ -297,10 +300,15 @@ def _check_outer(spec: dict[str, Any] | None, field: str, source: str, k: int, w
 
     if spec is None:
         return None
+    from sim.outer.base import StalenessFix
+
     try:
         cls = resolve(str(spec.get("name")))
     except ValueError as exc:
         raise _field_error(source, f"{field}.name", str(exc)) from None
+    if wraps != issubclass(cls, StalenessFix):
+        need = "a staleness fix (poly, polythres, delay_comp)" if wraps else "an outer update, not a staleness fix"
+        raise _field_error(source, f"{field}.name", f"{spec['name']!r} is not {need}")
     params = inspect.signature(cls.__init__).parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     try:

@@ -108,3 +108,21 @@ def test_console_script_prints_hash_without_traceback_on_error(tmp_path):
     bad = write(tmp_path, BASE.replace("H: 20", "H: 0"))
     proc = subprocess.run([str(exe), "run", str(bad)], capture_output=True, text=True, env={**os.environ})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_old_run_folders_are_adopted_when_only_defaults_were_added(tmp_path, monkeypatch):
+    """A folder whose stored scenario lacks a newer defaulted field is still found and reused."""
+    import yaml as _yaml
+
+    monkeypatch.chdir(tmp_path)
+    scen = str(ROOT / "scenarios" / "very_heterogeneous.yaml")
+    first = runner.invoke(app, ["run", scen, *FAST])
+    folder = next((tmp_path / "reports" / "runs").iterdir())
+    stored = _yaml.safe_load((folder / "scenario.yaml").read_text())
+    del stored["eval"]["divergence_factor"]  # as written by a version without that field
+    (folder / "scenario.yaml").write_text(_yaml.safe_dump(stored))
+    old_name = folder.with_name(folder.name[:-12] + "0" * 12)
+    folder.rename(old_name)
+    again = runner.invoke(app, ["run", scen, *FAST])
+    assert "reused" in again.output and hash_of(again.output) == hash_of(first.output)
+    assert folder.exists() and not old_name.exists()

@@ -7,7 +7,7 @@ to measure the simulator's own overhead.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,10 +18,10 @@ from trainers.base import JobResult, JobSpec
 class NullConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dim: int = Field(4, gt=0, description="length of the parameter vector")
-    shard_size: int = Field(1_000_000, gt=0)
-    batch_size: int = Field(1, gt=0)
-    dtype: str = "float64"
+    dim: int = Field(4, gt=0, le=10**8, description="length of the parameter vector")
+    shard_size: int = Field(1_000_000, gt=0, le=10**15)
+    batch_size: int = Field(1, gt=0, le=10**6)
+    dtype: Literal["float32", "float64"] = "float64"
 
 
 class NullTrainer:
@@ -40,6 +40,9 @@ class NullTrainer:
 
     def batch_size(self) -> int:
         return self.config.batch_size
+
+    def flops_per_step(self) -> float:
+        return 6.0 * self.config.dim * self.config.batch_size
 
     def local_train(self, theta: torch.Tensor, job: JobSpec, optimizer_state: Any = None) -> JobResult:
         # A step of size lr towards zero per local step: delta grows with work done.

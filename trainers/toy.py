@@ -126,6 +126,10 @@ class ToyTrainer:
     def batch_size(self) -> int:
         return self.config.batch_size
 
+    def flops_per_step(self) -> float:
+        """~6 x parameters x examples per step (forward + backward), for FLOP-rated devices."""
+        return 6.0 * sum(p.numel() for p in self._model.parameters()) * self.config.batch_size
+
     def local_train(self, theta: torch.Tensor, job: JobSpec, optimizer_state: Any = None) -> JobResult:
         cfg = self.config
         torch.set_num_threads(job.threads)
