@@ -358,9 +358,12 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "<scenario>", base: Pa
     config_model = getattr(trainer_cls, "Config", None)
     if isinstance(config_model, type) and issubclass(config_model, BaseModel):
         try:
-            config_model(**scenario.trainer.config)
+            config = config_model(**scenario.trainer.config)
         except ValidationError as exc:
             raise _format_validation_error(source, exc, prefix="trainer.config.") from None
+        # the resolved scenario records the trainer's defaults too: they are part of the run's identity
+        full = config.model_dump(mode="json")
+        scenario = scenario.model_copy(update={"trainer": scenario.trainer.model_copy(update={"config": full})})
     method = scenario.method
     if method.schedule != "single" and method.outer is None:
         raise _field_error(source, "method.outer", f"schedule {method.schedule!r} needs an outer update")

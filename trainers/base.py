@@ -9,7 +9,9 @@ wherever is convenient and the results stay bit-for-bit identical.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
 
 import torch
 
@@ -106,3 +108,19 @@ def load_flat_params(module: torch.nn.Module, flat: torch.Tensor) -> None:
 
 def num_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def epoch_order(n: int, offset: int, count: int, permutation: Callable[[int], np.ndarray]) -> np.ndarray:
+    """Positions ``offset .. offset+count`` in a sequence of epochs over ``n`` items.
+
+    Epoch ``e`` visits the items in ``permutation(e)`` order, so the items a
+    job sees depend only on where it starts (``offset``) and the permutations.
+    """
+    out = np.empty(count, dtype=np.int64)
+    filled = 0
+    while filled < count:
+        epoch, start = divmod(offset + filled, n)
+        take = min(n - start, count - filled)
+        out[filled : filled + take] = permutation(epoch)[start : start + take]
+        filled += take
+    return out

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from trainers.base import UserError
+from trainers.base import UserError, epoch_order  # epoch_order re-exported for lm.py
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 EOS = "<|endoftext|>"
@@ -350,19 +350,3 @@ def make_shards(n_windows: int, num_shards: int, kind: str, rng: np.random.Gener
         raise UserError(f"the training text has {n_windows} sequences, fewer than the {num_shards} shards (workers)")
     order = rng.permutation(n_windows) if kind == "iid" else np.arange(n_windows)
     return [np.sort(s) if kind == "iid" else s for s in np.array_split(order, num_shards)]
-
-
-def epoch_order(n: int, offset: int, count: int, permutation: Callable[[int], np.ndarray]) -> np.ndarray:
-    """Positions ``offset .. offset+count`` in a sequence of epochs over ``n`` items.
-
-    Epoch ``e`` visits the items in ``permutation(e)`` order, so the items a
-    job sees depend only on where it starts (``offset``) and the permutations.
-    """
-    out = np.empty(count, dtype=np.int64)
-    filled = 0
-    while filled < count:
-        epoch, start = divmod(offset + filled, n)
-        take = min(n - start, count - filled)
-        out[filled : filled + take] = permutation(epoch)[start : start + take]
-        filled += take
-    return out

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from trainers.base import JobResult, JobSpec, flatten_params, load_flat_params
+from trainers.base import JobResult, JobSpec, epoch_order, flatten_params, load_flat_params
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Independent seed streams, one per purpose.
@@ -87,14 +87,7 @@ class ToyTrainer:
         so the examples a job sees depend only on its shard and offset.
         """
         n = self.config.shard_size
-        out = np.empty(count, dtype=np.int64)
-        filled = 0
-        while filled < count:
-            epoch, start = divmod(offset + filled, n)
-            perm = self._rng(_STREAM_ORDER, shard, epoch).permutation(n)
-            take = min(n - start, count - filled)
-            out[filled : filled + take] = perm[start : start + take]
-            filled += take
+        out = epoch_order(n, offset, count, lambda epoch: self._rng(_STREAM_ORDER, shard, epoch).permutation(n))
         return out + shard * n
 
     # -- model --------------------------------------------------------------
