@@ -401,6 +401,10 @@ class LMTrainer:
     def batch_size(self) -> int:
         return self.arch.batch_size
 
+    def flops_per_step(self) -> float:
+        """~6 x parameters x tokens per inner step, for FLOP-rated device profiles."""
+        return 6.0 * closed_form_params(self.arch) * self.arch.batch_size * self.arch.seq_len
+
     def local_train(self, theta: torch.Tensor, job: JobSpec, optimizer_state: Any = None) -> JobResult:
         torch.set_num_threads(job.threads)
         load_flat_params(self._model, theta)
