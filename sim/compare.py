@@ -7,6 +7,7 @@ runs are computed in parallel processes, one whole run per process.
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,11 @@ def execute(specs: list[RunSpec], jobs: int = 1, on_done: Callable[[RunSpec, boo
         return len(todo)
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+    from sim.executors import exit_with_parent
+
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=exit_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         futures = {pool.submit(_run_one, spec.scenario.resolved()): spec for spec in todo.values()}
         for fut in as_completed(futures):
             fut.result()

@@ -76,9 +76,29 @@ class SerialExecutor:
 _WORKER_TRAINER: Trainer | None = None
 
 
-def _init_process(scenario: dict[str, Any]) -> None:
+def exit_with_parent(parent: int) -> None:
+    """In a pool process: exit when the parent dies, instead of training on as an orphan.
+
+    A killed ``compare`` or ``run --executor process`` would otherwise leave
+    its workers computing jobs nobody will collect. ``parent`` comes from the
+    parent itself: by the time a slow-starting child asks ``getppid()`` it
+    may already have been re-parented.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _init_process(scenario: dict[str, Any], parent: int) -> None:
     """Pool initializer: build this process's own trainer once."""
     global _WORKER_TRAINER
+    exit_with_parent(parent)
     from sim.runner import build_trainer
     from sim.scenario import scenario_from_dict
 
@@ -108,7 +128,7 @@ class ProcessExecutor:
             max_workers=self.jobs,
             mp_context=mp.get_context("spawn"),
             initializer=_init_process,
-            initargs=(scenario.resolved(),),
+            initargs=(scenario.resolved(), os.getpid()),
         )
 
     def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None) -> Any:

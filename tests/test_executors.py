@@ -28,3 +28,41 @@ def test_ray_gives_the_serial_hash():
 def test_unknown_executor_is_rejected():
     with pytest.raises(ValueError, match="unknown executor"):
         simulate(toy(), executor="gpu-farm")
+
+
+def test_pool_processes_exit_when_their_parent_is_killed(tmp_path):
+    """A killed compare must not leave orphans training on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "sim.cli", "compare", str(root / "scenarios" / "very_heterogeneous.yaml"), "--methods",
+           "diloco,dn", "--set", "schedule.t_max=50000", "--set", "trainer.config.hidden=32", "-j", "2", "--name", "o"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(root)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kids: list[str] = []
+    deadline = time.time() + 60
+    while len(kids) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+        kids = [k for k in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+                if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text(errors="replace")]
+    assert len(kids) >= 2
+    time.sleep(3)  # let them start work
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    def running(pid: str) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state != "Z"  # a zombie has exited; only its parent's reaping is left
+
+    deadline = time.time() + 30
+    while any(running(k) for k in kids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(running(k) for k in kids)
