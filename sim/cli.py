@@ -115,8 +115,8 @@ def run(
     how = "reused existing run" if result.reused else s.get("status", "finished")
     if result.resumed_from is not None:
         how += f" (resumed from server update {result.resumed_from})"
-    if s.get("status") == "diverged":
-        err_console.print(f"[red]diverged[/red]: {s['diverged']}; metrics up to that point are in the run folder")
+    if s.get("status") in ("diverged", "stalled"):
+        err_console.print(f"[red]{s['status']}[/red]: {s[s['status']]}; metrics up to that point are in the run folder")
     console.print(
         f"{how}: {s['method']} seed {s['seed']}: {metrics} after {final['t_local']} local steps, "
         f"{s['simulated_seconds']:.1f} simulated s"

@@ -212,7 +212,8 @@ def build_report(
     computed: int,
 ) -> dict[str, Path]:
     """Write plots, tables and report.md for a finished comparison."""
-    from sim.report import final_table, plot_compare_curves, plot_staleness, plot_timeline, primary_metric, table_markdown
+    from sim.report import (budget_markdown, final_table, plot_compare_curves, plot_staleness, plot_time_budget,
+                            plot_timeline, primary_metric, table_markdown, worker_time_budget)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics, events, runs = load_results(specs)
@@ -225,6 +226,8 @@ def build_report(
         "runs_csv": out_dir / "runs.csv",
         "timeline": out_dir / "timeline.png",
         "staleness": out_dir / "staleness.png",
+        "time_budget": out_dir / "time_per_worker.png",
+        "time_budget_csv": out_dir / "time_per_worker.csv",
         "report": out_dir / "report.md",
     }
     log_y = metric == "perplexity"
@@ -246,6 +249,16 @@ def build_report(
     grace = {s.method: s.scenario.schedule.grace_period for s in timeline_specs}
     plot_timeline(first_events, files["timeline"], methods, grace)
     plot_staleness(events, files["staleness"], methods)
+    budgets = {
+        s.method: worker_time_budget(first_events[first_events["method"] == s.method],
+                                     [d.name for d in s.scenario.workers.devices])
+        for s in sorted(timeline_specs, key=lambda s: methods.index(s.method) if s.method in methods else len(methods))
+    }
+    plot_time_budget(budgets, files["time_budget"])
+    pd.concat([b.assign(method=m) for m, b in budgets.items()], ignore_index=True).to_csv(files["time_budget_csv"], index=False)
+    budget_sections = []
+    for method, budget in budgets.items():
+        budget_sections += [f"**{method}**", "", budget_markdown(budget), ""]
     wall = table.pivot_table(index="method", columns="sweep", values="simulated_seconds", sort=False)
     seeds = sorted({s.seed for s in specs})
     lines = [
@@ -283,7 +296,12 @@ def build_report(
         "",
         f"![staleness]({files['staleness'].name})",
         "",
-        "Per-run numbers and folders: `runs.csv`; the table as CSV: `table.csv`.",
+        "## Time per worker (first seed): training, communication, lost work, idle",
+        "",
+        f"![time per worker]({files['time_budget'].name})",
+        "",
+        *budget_sections,
+        "Per-run numbers and folders: `runs.csv`; the table as CSV: `table.csv`; time per worker: `time_per_worker.csv`.",
     ]
     files["report"].write_text("\n".join(lines) + "\n", encoding="utf-8")
     return files

@@ -29,7 +29,9 @@ import numpy as np
 import simpy
 import torch
 
+from sim.churn import timelines
 from sim.executors import JobFuture
+from sim.network import DTYPE_BYTES, fifo_arrivals, transfer_seconds, worker_link
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.records import Recorder
 from sim.profiles import round_time
@@ -38,9 +40,21 @@ from sim.scenario import Scenario
 from trainers.base import JobSpec, Trainer, UserError
 
 #: purposes of the scenario's independent RNG streams (numpy SeedSequence keys)
-STREAM_TRAINER, STREAM_SHARDS, STREAM_JITTER = 0, 1, 2
+STREAM_TRAINER, STREAM_SHARDS, STREAM_JITTER, STREAM_CHURN = 0, 1, 2, 3
 #: weight of the newest round in online DyLU's speed estimate
 ONLINE_DYLU_EMA = 0.5
+#: a run stops as stalled after this many jobs per worker in a row are lost to churn
+STALL_LOSSES_PER_WORKER = 50
+
+
+class _Never:
+    """The future of a job whose device goes down before it can report: nothing to compute."""
+
+    def result(self) -> Any:
+        raise AssertionError("a lost job has no result")
+
+
+_NEVER = _Never()
 
 
 def stream(seed: int, purpose: int) -> np.random.Generator:
@@ -69,6 +83,11 @@ class Job:
     done: simpy.Event
     theta_at_dispatch: torch.Tensor | None  # only when the outer update needs it
     inputs: tuple[torch.Tensor, JobSpec, Any]  # (snapshot, spec, carried state): to resubmit after a resume
+    # communication and churn (equal to dispatched_at / completes_at / None without them)
+    train_start: float = 0.0  # model downloaded, training begins
+    upload_start: float = 0.0  # training done, upload begins
+    reaches_server: float = 0.0  # upload has left the worker's link, enters the server's FIFO
+    lost_at: float | None = None  # the device goes down first: the pseudo-gradient never arrives
 
     @property
     def order(self) -> tuple[float, int]:
@@ -106,7 +125,6 @@ class Simulation:
         self.env = simpy.Environment()
         self.server = simpy.Resource(self.env, capacity=1)
         self.inboxes = [simpy.Store(self.env) for _ in range(self.k)]
-        self.recorder = Recorder(scenario.method.preset, scenario.seed)
         self.sampler = ShardSampler(trainer.shard_sizes(), stream(scenario.seed, STREAM_SHARDS))
         self.jitter_rng = stream(scenario.seed, STREAM_JITTER)
         single = scenario.method.schedule == "single"
@@ -120,6 +138,24 @@ class Simulation:
         )
         self.lr_counters = [0] * (1 if single else num_shards)
         self.theta = trainer.init_params()
+        net = scenario.network
+        self.links = None if net is None else [
+            worker_link(net, d.latency_ms or 0.0, d.bandwidth_gbps or math.inf, d.region) for d in self.devices
+        ]
+        if net is not None:
+            self.upload_bytes = self.theta.numel() * DTYPE_BYTES[net.dtype]
+            self.download_bytes = self.theta.numel() * DTYPE_BYTES[net.model_dtype]
+            self.ingress_seconds = transfer_seconds(self.upload_bytes, net.server_bandwidth_gbps, 0.0)
+            free = self.ingress_seconds == 0 and all(
+                link.download(self.download_bytes) == link.upload(self.upload_bytes) == 0 for link in self.links
+            )
+            if free:  # communication that costs nothing is no communication: same bytes as without it
+                self.links = None
+        self.uplink_free = 0.0  # when the server's link finished receiving the last collected upload
+        self.availability = timelines([d.availability for d in self.devices], scenario.seed, STREAM_CHURN)
+        self.timed_comm = self.links is not None or any(self.availability)  # comm / churn columns in the log
+        self.recorder = Recorder(scenario.method.preset, scenario.seed, comm_columns=self.timed_comm)
+        self.churn_queue: list[tuple[float, int, str, int]] = []  # (time, worker, "lost" | "rejoin", job): a heap
         self.version = 0  # server updates applied
         self.t_local = 0
         self.next_job_id = 0
@@ -127,6 +163,8 @@ class Simulation:
         self.queue: list[tuple[float, int, int]] = []  # (completes_at, worker, job id): a heap
         self.next_eval = 0
         self.diverged: str | None = None
+        self.stalled: str | None = None  # churn loses every job: the budget can never be reached
+        self.losses_in_a_row = 0
         self.loss_limit = math.inf  # divergence_factor x the initial eval loss
         self.last_worker = -1  # the worker whose pseudo-gradient was synced last
         self.now = 0.0  # planned simulated time of the current decision
@@ -142,6 +180,8 @@ class Simulation:
 
     # -- bookkeeping ---------------------------------------------------------
     def _event(self, kind: str, job: Job, **extra: Any) -> None:
+        if self.timed_comm:
+            extra.update(train_start=job.train_start, upload_start=job.upload_start)
         self.recorder.event(
             kind,
             job=job.id,
@@ -187,11 +227,19 @@ class Simulation:
 
     # -- dispatch (Algorithm 4) -------------------------------------------------
     def _dispatch(self, workers: list[int], state: Any = None) -> None:
-        """Start a round on each worker, in worker order, all from the current theta."""
+        """Start a round on each worker, in worker order, all from the current theta.
+
+        A worker that is down now gets no job: it rejoins when it is back up
+        (an entry on the churn queue).
+        """
         snapshot = self.theta.clone()  # one immutable copy shared by this batch
         single = self.sc.method.schedule == "single"
         multiplier = self.k if single else 1
         for w in sorted(workers):
+            back = self._all_up_at(self.now) if single else self._up_at(w, self.now)
+            if back > self.now:
+                heapq.heappush(self.churn_queue, (back, w, "rejoin", -1))
+                continue
             shard = self.sampler.sample()
             steps = self._job_steps(w)
             counter = 0 if single else shard
@@ -215,25 +263,91 @@ class Simulation:
             else:
                 duration = round_time(steps, self.step_times[w], self.devices[w].jitter, self.jitter_rng)
             needs_theta = self.outer is not None and self.outer.needs_dispatch_theta
+            train_start, upload_start, reaches, completes_at = self._round_times(w, duration, single)
+            lost_at = self._fails_before(w, reaches, single)
             job = Job(
                 id=self.next_job_id,
                 worker=w,
                 spec=spec,
                 dispatch_version=self.version,
                 dispatched_at=self.now,
-                completes_at=self.now + duration,
-                future=self.executor.submit(snapshot, spec, state),
+                completes_at=completes_at if lost_at is None else lost_at,
+                future=self.executor.submit(snapshot, spec, state) if lost_at is None else _NEVER,
                 done=self.env.event(),
                 theta_at_dispatch=snapshot if needs_theta else None,
                 inputs=(snapshot, spec, state),
+                train_start=train_start,
+                upload_start=upload_start,
+                reaches_server=reaches,
+                lost_at=lost_at,
             )
             self.next_job_id += 1
             self._start(job)
             self._event("dispatch", job)
+        self._plan_uploads()
+
+    def _round_times(self, w: int, duration: float, single: bool) -> tuple[float, float, float, float]:
+        """(training starts, upload starts, upload reaches the server's link, provisional arrival)."""
+        if self.links is None or single:  # the 1-worker baseline keeps its model: nothing to send
+            end = self.now + duration
+            return self.now, end, end, end
+        link = self.links[w]
+        train_start = self.now + link.download(self.download_bytes)
+        upload_start = train_start + duration
+        reaches = upload_start + link.upload(self.upload_bytes)
+        return train_start, upload_start, reaches, reaches + self.ingress_seconds
+
+    def _plan_uploads(self) -> None:
+        """Re-plan arrivals through the server's FIFO link after a dispatch (see sim/network.py)."""
+        if self.links is None or self.sc.method.schedule == "single":
+            return
+        jobs = sorted((j for j in self.in_flight.values() if j.lost_at is None), key=lambda j: j.worker)
+        arrivals = fifo_arrivals([(j.reaches_server, j.worker) for j in jobs], self.ingress_seconds, self.uplink_free)
+        for job, arrival in zip(jobs, arrivals):
+            job.completes_at = arrival
+        self.queue = [(j.completes_at, j.worker, j.id) for j in jobs]
+        heapq.heapify(self.queue)
+
+    # -- churn -------------------------------------------------------------------
+    def _up_at(self, w: int, t: float) -> float:
+        timeline = self.availability[w]
+        return t if timeline is None else timeline.up_at(t)
+
+    def _all_up_at(self, t: float) -> float:
+        """First time >= t at which every device is up (the 1-worker baseline uses them all)."""
+        while True:
+            back = max(self._up_at(w, t) for w in range(self.k))
+            if back == t:
+                return t
+            t = back
+
+    def _fails_before(self, w: int, t1: float, single: bool) -> float | None:
+        """When the job's device (any device, for the baseline) goes down before ``t1``; None if none does."""
+        failures = [
+            fail for v in (range(self.k) if single else (w,))
+            if (tl := self.availability[v]) is not None and (fail := tl.fails_before(self.now, t1)) is not None
+        ]
+        return min(failures) if failures else None
+
+    def _lose(self, job: Job) -> None:
+        """The job's device went down: record the loss; its pseudo-gradient never arrives."""
+        self.now = job.lost_at  # type: ignore[assignment]
+        self._event("lost", job)
+        del self.in_flight[job.worker]
+        job.inputs = None  # type: ignore[assignment]
+        self.losses_in_a_row += 1
+        if self.losses_in_a_row >= STALL_LOSSES_PER_WORKER * self.k:
+            self.stalled = (
+                f"{self.sc.method.preset} stalled at server update {self.version}: the last {self.losses_in_a_row} jobs "
+                f"were all lost to device churn (rounds last longer than the devices stay up)"
+            )
 
     def _start(self, job: Job) -> None:
         self.in_flight[job.worker] = job
-        heapq.heappush(self.queue, (job.completes_at, job.worker, job.id))
+        if job.lost_at is None:
+            heapq.heappush(self.queue, (job.completes_at, job.worker, job.id))
+        else:
+            heapq.heappush(self.churn_queue, (job.lost_at, job.worker, "lost", job.id))
         self.inboxes[job.worker].put(job)
 
     def _worker(self, w: int) -> Iterator[simpy.Event]:
@@ -250,7 +364,7 @@ class Simulation:
     def _collect(self, job: Job) -> Any:
         """Await a completed job's result and record its completion."""
         result = job.future.result()
-        self.now = job.completes_at
+        self.now = self.uplink_free = job.completes_at
         observed = job.spec.steps / (job.completes_at - job.dispatched_at)
         old = self.speed_estimates.get(job.worker)
         self.speed_estimates[job.worker] = observed if old is None else ONLINE_DYLU_EMA * observed + (1 - ONLINE_DYLU_EMA) * old
@@ -278,6 +392,7 @@ class Simulation:
                 self.theta, PseudoGradient(delta=delta, staleness=staleness, theta_at_dispatch=job.theta_at_dispatch)
             )
             self.t_local += job.spec.steps
+            self.losses_in_a_row = 0
             if applied:
                 self.version += 1
                 self.last_worker = job.worker
@@ -285,7 +400,7 @@ class Simulation:
 
     # -- the three schedules -------------------------------------------------
     def _running(self) -> bool:
-        return self.t_local < self.sc.schedule.t_max and self.diverged is None
+        return self.t_local < self.sc.schedule.t_max and self.diverged is None and self.stalled is None
 
     def _async_server(self) -> Iterator[simpy.Event]:
         """Algorithm 2 with the grace period of Algorithm 5."""
@@ -295,7 +410,16 @@ class Simulation:
             self._dispatch(list(range(self.k)))
         while self._running():
             job = self._earliest()
-            if job is not None and (self.tau_sync == math.inf or job.completes_at - self.tau_sync <= grace):
+            window_open = self.tau_sync != math.inf
+            closing = window_open and (job is None or job.completes_at - self.tau_sync > grace)
+            if self.churn_queue and (job is None or self.churn_queue[0][:2] < job.order):
+                # a loss or a rejoin comes first, unless the window closes before it
+                close_at = self.tau_sync + grace if self.sc.schedule.grace_wait == "window" and job is not None else self.now
+                if not closing or self.churn_queue[0][0] <= close_at:
+                    self._churn_event()
+                    self._safe_point()
+                    continue
+            if job is not None and not closing:
                 yield job.done
                 result = self._collect(job)
                 self.tau_sync = min(self.tau_sync, self.now)
@@ -315,19 +439,42 @@ class Simulation:
             self._dispatch(self.completed)
             self.completed = []
 
+    def _churn_event(self) -> None:
+        """The async server meets a loss (the worker rejoins when back up) or a rejoin (dispatch it now)."""
+        t, w, kind, _ = heapq.heappop(self.churn_queue)
+        if kind == "lost":
+            job = self.in_flight[w]
+            self._lose(job)
+            heapq.heappush(self.churn_queue, (self._up_at(w, t), w, "rejoin", -1))
+        else:
+            self.now = t
+            self.recorder.event("rejoin", job=-1, worker=w, shard=-1, steps=0, tau=t, server_version=self.version,
+                                dispatch_version=-1, t_local=self.t_local)
+            self._dispatch([w])
+
     def _sync_server(self) -> Iterator[simpy.Event]:
         """Algorithm 1: every worker starts from the same theta; one outer step on the mean."""
         assert self.outer is not None
         while self._running():
             self._safe_point()
             self._dispatch(list(range(self.k)))
-            jobs = sorted(self.in_flight.values(), key=lambda j: j.order)
+            if not self.in_flight:  # every device is down: wait for the first to come back
+                yield from self._wait_for_rejoin()
+                continue
+            jobs = sorted(self.in_flight.values(), key=lambda j: j.order)  # a lost job's completes_at is its loss
             deltas: dict[int, torch.Tensor] = {}
             for job in jobs:
                 yield job.done
-                deltas[job.worker] = self._collect(job).delta
+                if job.lost_at is not None:
+                    self._lose(job)
+                else:
+                    deltas[job.worker] = self._collect(job).delta
+            self.churn_queue.clear()  # the next round dispatches every worker that is up then
             if self.diverged:
                 break
+            if not deltas:  # every job of the round was lost
+                continue
+            jobs = [j for j in jobs if j.lost_at is None]
             mean = torch.stack([deltas[w] for w in sorted(deltas)]).sum(dim=0) / len(deltas)
             with self.server.request() as req:
                 yield req
@@ -336,6 +483,7 @@ class Simulation:
                     self.t_local += job.spec.steps
                     self._event("sync", job, staleness=0)
                 self.version += 1
+                self.losses_in_a_row = 0
             self._maybe_eval()
 
     def _single_server(self) -> Iterator[simpy.Event]:
@@ -343,8 +491,15 @@ class Simulation:
         while self._running():
             self._safe_point()
             self._dispatch([0], self.carried_state)
+            if not self.in_flight:  # a device is down: wait until all are up
+                yield from self._wait_for_rejoin()
+                continue
             job = self.in_flight[0]
             yield job.done
+            if job.lost_at is not None:  # a device failed mid-round: the round is lost, the state kept
+                self._lose(job)
+                self.churn_queue.clear()
+                continue
             result = self._collect(job)
             if self.diverged:
                 break
@@ -354,8 +509,15 @@ class Simulation:
                 self.theta.sub_(result.delta)
                 self.t_local += job.spec.steps * self.k  # each step does k workers' worth of work
                 self.version += 1
+                self.losses_in_a_row = 0
                 self._event("sync", job, staleness=0)
             self._maybe_eval()
+
+    def _wait_for_rejoin(self) -> Iterator[simpy.Event]:
+        """Synchronous schedules: nobody could start; resume when the first device is back."""
+        self.now = min(t for t, *_ in self.churn_queue)
+        self.churn_queue.clear()
+        yield self.env.timeout(max(self.now - self.env.now, 0.0))
 
     # -- checkpoints -------------------------------------------------------------
     def _safe_point(self) -> None:
@@ -381,7 +543,8 @@ class Simulation:
                 "id": job.id, "worker": job.worker, "spec": spec, "state": state,
                 "dispatch_version": job.dispatch_version, "dispatched_at": job.dispatched_at,
                 "completes_at": job.completes_at, "snapshot": id(theta),
-                "keep_theta": job.theta_at_dispatch is not None,
+                "keep_theta": job.theta_at_dispatch is not None, "train_start": job.train_start,
+                "upload_start": job.upload_start, "reaches_server": job.reaches_server, "lost_at": job.lost_at,
             })
         return {
             "scenario_digest": self.sc.digest(),
@@ -392,10 +555,11 @@ class Simulation:
             "sampler": {"dispatched": list(self.sampler.dispatched), "rng": self.sampler.rng.bit_generator.state},
             "jitter_rng": self.jitter_rng.bit_generator.state,
             "recorder": (self.recorder.events, self.recorder.metric_rows),
+            "rejoins": [entry for entry in self.churn_queue if entry[2] == "rejoin"],  # losses come with their jobs
             "scalars": {key: getattr(self, key) for key in (
                 "lr_counters", "version", "t_local", "next_job_id", "next_eval", "diverged", "loss_limit",
                 "last_worker", "now", "tau_sync", "completed", "carried_state", "started", "next_checkpoint",
-                "speed_estimates")},
+                "speed_estimates", "uplink_free", "stalled", "losses_in_a_row")},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -411,16 +575,21 @@ class Simulation:
         self.recorder.events, self.recorder.metric_rows = state["recorder"]
         for key, value in state["scalars"].items():
             setattr(self, key, value)
+        self.churn_queue = list(state["rejoins"])
+        heapq.heapify(self.churn_queue)
         self.env = simpy.Environment(initial_time=self.now)
         self.server = simpy.Resource(self.env, capacity=1)
         self.inboxes = [simpy.Store(self.env) for _ in range(self.k)]
         for j in state["jobs"]:
             theta = state["snapshots"][j["snapshot"]]
+            lost = j["lost_at"] is not None
             self._start(Job(
                 id=j["id"], worker=j["worker"], spec=j["spec"], dispatch_version=j["dispatch_version"],
                 dispatched_at=j["dispatched_at"], completes_at=j["completes_at"],
-                future=self.executor.submit(theta, j["spec"], j["state"]), done=self.env.event(),
+                future=_NEVER if lost else self.executor.submit(theta, j["spec"], j["state"]), done=self.env.event(),
                 theta_at_dispatch=theta if j["keep_theta"] else None, inputs=(theta, j["spec"], j["state"]),
+                train_start=j["train_start"], upload_start=j["upload_start"], reaches_server=j["reaches_server"],
+                lost_at=j["lost_at"],
             ))
 
     # -- driver ----------------------------------------------------------------

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sim.churn import Availability
 
 #: where the shipped fleet files live (a checkout or editable install)
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
@@ -33,6 +35,11 @@ class Device(BaseModel):
     peak_tflops: float | None = Field(None, gt=0, le=1e6, allow_inf_nan=False, description="datasheet peak, TFLOP/s")
     utilization: float = Field(0.4, gt=0, le=1, description="fraction of peak a training step achieves (MFU)")
     jitter: float = Field(0.0, ge=0, le=2, allow_inf_nan=False, description="log-normal sigma per round")
+    # communication and churn (see sim/network.py, sim/churn.py); None: not modelled
+    bandwidth_gbps: float | None = Field(None, gt=0, description="the device's link, Gbit/s each way")
+    latency_ms: float | None = Field(None, ge=0, allow_inf_nan=False, description="one-way latency of the link")
+    region: str | None = Field(None, min_length=1, max_length=100)
+    availability: Availability | None = None
 
     @model_validator(mode="after")
     def _one_speed(self) -> "Device":
@@ -40,6 +47,9 @@ class Device(BaseModel):
         if sum(given) != 1:
             raise ValueError("give exactly one of steps_per_second, seconds_per_step or peak_tflops")
         return self
+
+    #: optional fields that, left out, must not change a scenario's identity (its digest)
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("bandwidth_gbps", "latency_ms", "region", "availability")
 
     def step_time(self, flops_per_step: float | None = None) -> float:
         """Seconds per local step; FLOP-rated devices need the model's FLOPs per step."""

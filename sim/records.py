@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 EVENT_COLUMNS = (
-    "event",  # dispatch | complete | sync | drop | discard
+    "event",  # dispatch | complete | sync | drop | discard | lost | rejoin
     "job",
     "worker",
     "shard",
@@ -31,14 +31,20 @@ EVENT_COLUMNS = (
     "t_local",  # total synced local steps after this event
     "train_loss",  # mean inner loss of the job (complete events), else NaN
 )
+#: added when the scenario models communication or churn (absent otherwise, so old run hashes hold)
+COMM_COLUMNS = (
+    "train_start",  # the job's model download is done and training starts
+    "upload_start",  # training is done and the upload starts (tau of 'complete' is its arrival)
+)
 
 
 class Recorder:
     """Collects events and metric rows during a simulation."""
 
-    def __init__(self, method: str, seed: int):
+    def __init__(self, method: str, seed: int, comm_columns: bool = False):
         self.method, self.seed = method, seed
-        self.events: dict[str, list[Any]] = {c: [] for c in EVENT_COLUMNS}
+        self.columns = EVENT_COLUMNS + (COMM_COLUMNS if comm_columns else ())
+        self.events: dict[str, list[Any]] = {c: [] for c in self.columns}
         self.metric_rows: list[dict[str, Any]] = []
 
     def event(
@@ -55,6 +61,8 @@ class Recorder:
         t_local: int,
         staleness: int = -1,
         train_loss: float = math.nan,
+        train_start: float = math.nan,
+        upload_start: float = math.nan,
     ) -> None:
         ev = self.events
         ev["event"].append(event)
@@ -68,6 +76,9 @@ class Recorder:
         ev["staleness"].append(staleness)
         ev["t_local"].append(t_local)
         ev["train_loss"].append(train_loss)
+        if "train_start" in ev:
+            ev["train_start"].append(train_start)
+            ev["upload_start"].append(upload_start)
 
     def metrics(self, *, tau: float, server_updates: int, t_local: int, values: dict[str, float]) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -82,7 +93,7 @@ class Recorder:
         return row
 
     def events_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.events, columns=list(EVENT_COLUMNS))
+        return pd.DataFrame(self.events, columns=list(self.columns))
 
     def metrics_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.metric_rows)

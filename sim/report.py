@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 #: the metric shown first for each trainer family: lower is better
@@ -142,6 +143,7 @@ def final_table(runs: pd.DataFrame, metric: str, methods: list[str]) -> pd.DataF
                 "std": vals.std(ddof=1) if len(vals) > 1 else 0.0,
                 "n": len(vals),
                 "diverged": int((g["status"] == "diverged").sum()),
+                "stalled": int((g["status"] == "stalled").sum()),  # device churn lost every job
                 "simulated_seconds": g["simulated_seconds"].mean(),
             }
         )
@@ -168,36 +170,120 @@ def table_markdown(table: pd.DataFrame, metric: str, axis_label: str | None) -> 
                 cells.append("-")
                 continue
             r = r.iloc[0]
-            cell = "diverged" if r["n"] == 0 else f"{r['mean']:.4f} ± {r['std']:.4f}" if r["n"] > 1 else f"{r['mean']:.4f}"
-            if r["diverged"] and r["n"]:
-                cell += f" ({int(r['diverged'])} diverged)"
+            stopped = [f"{int(r[s])} {s}" for s in ("diverged", "stalled") if r[s]]
+            if r["n"] == 0:
+                cell = " / ".join(s.split()[1] for s in stopped)
+            else:
+                cell = f"{r['mean']:.4f} ± {r['std']:.4f}" if r["n"] > 1 else f"{r['mean']:.4f}"
+                cell += f" ({', '.join(stopped)})" if stopped else ""
             cells.append(cell)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\nFinal eval {metric}: mean ± std over seeds (lower is better)."
 
 
 def worker_intervals(events: pd.DataFrame) -> pd.DataFrame:
-    """Per job: training [dispatch, complete] and waiting [complete, next dispatch of that worker]."""
+    """Per job: [start, train_start) download, [train_start, upload_start) training, [upload_start, end) upload.
+
+    ``end`` is the arrival at the server (or the loss, for a lost job; NaN if
+    the run ended first). Without communication the download and upload are
+    empty. ``next_start`` is that worker's next dispatch: what lies between
+    is waiting (or being down).
+    """
     ev = events.sort_values(["tau", "job"], kind="stable")
     dispatch = ev[ev["event"] == "dispatch"].set_index("job")
-    complete = ev[ev["event"] == "complete"].set_index("job")
+    ended = ev[ev["event"].isin(["complete", "lost"])].set_index("job")
     synced = ev[ev["event"].isin(["sync", "drop"])].set_index("job")
-    rows = []
-    for job, d in dispatch.iterrows():
-        end = complete["tau"].get(job)
-        rows.append({"worker": d["worker"], "job": job, "start": d["tau"], "end": end, "sync": synced["tau"].get(job)})
-    jobs = pd.DataFrame(rows).sort_values(["worker", "start"])
+    comm = "train_start" in dispatch.columns
+    jobs = pd.DataFrame({
+        "worker": dispatch["worker"],
+        "job": dispatch.index,
+        "start": dispatch["tau"],
+        "train_start": dispatch["train_start"] if comm else dispatch["tau"],
+        "end": ended["tau"].reindex(dispatch.index),
+        "lost": ended["event"].reindex(dispatch.index).eq("lost"),
+        "sync": synced["tau"].reindex(dispatch.index),
+    }).reset_index(drop=True)
+    jobs["upload_start"] = dispatch["upload_start"].to_numpy() if comm else jobs["end"]
+    jobs = jobs.sort_values(["worker", "start"], kind="stable")
     jobs["next_start"] = jobs.groupby("worker")["start"].shift(-1)
     return jobs
 
 
+def worker_time_budget(events: pd.DataFrame, devices: list[str] | None = None) -> pd.DataFrame:
+    """Where each worker's simulated time went in one run: training, communication, lost work, idle.
+
+    Idle is the rest of the run: waiting for the server (sync barriers,
+    grace windows) and, with churn, being down. A job still running when the
+    budget is reached counts as ``unfinished``.
+    """
+    jobs = worker_intervals(events)
+    end = float(events["tau"].max())
+    done = jobs[jobs["end"].notna() & ~jobs["lost"]]
+    lost = jobs[jobs["lost"]]
+    open_ = jobs[jobs["end"].isna()]
+    rows = []
+    for w in sorted(jobs["worker"].unique()):
+        d, lo, op = done[done["worker"] == w], lost[lost["worker"] == w], open_[open_["worker"] == w]
+        training = float((d["upload_start"] - d["train_start"]).sum())
+        comm = float(((d["train_start"] - d["start"]) + (d["end"] - d["upload_start"])).sum())
+        lost_s = float((lo["end"] - lo["start"]).sum())
+        unfinished = float((end - op["start"]).sum())
+        idle = end - training - comm - lost_s - unfinished
+        idle = 0.0 if abs(idle) <= 1e-9 * max(end, 1.0) else idle  # rounding of the sums, not time
+        rows.append({
+            "worker": int(w),
+            "device": devices[int(w) % len(devices)] if devices else "",
+            "jobs": len(d), "lost_jobs": len(lo),
+            "training_s": training, "comm_s": comm, "lost_s": lost_s, "unfinished_s": unfinished,
+            "idle_s": idle,
+        })
+    table = pd.DataFrame(rows)
+    table["idle_pct"] = 100 * table["idle_s"] / end if end > 0 else 0.0
+    return table
+
+
+def budget_markdown(table: pd.DataFrame) -> str:
+    cols = ["training_s", "comm_s", "lost_s", "unfinished_s", "idle_s"]
+    lines = ["| worker | device | synced jobs | lost jobs | training s | communication s | lost work s | unfinished s | idle s | idle % |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        cells = " | ".join(f"{getattr(r, c):.1f}" for c in cols)
+        lines.append(f"| w{r.worker} | {r.device} | {r.jobs} | {r.lost_jobs} | {cells} | {r.idle_pct:.0f} |")
+    return "\n".join(lines)
+
+
+def plot_time_budget(budgets: dict[str, pd.DataFrame], path: Path) -> None:
+    """Stacked bars per worker, one panel per method: where the simulated time went."""
+    parts = [("training_s", "training", "C0"), ("comm_s", "communication", "C1"), ("lost_s", "lost work (device down)", "0.45"),
+             ("unfinished_s", "unfinished at the end", "C4"), ("idle_s", "idle (waiting or down)", "C3")]
+    fig, axes = plt.subplots(len(budgets), 1, figsize=(9, 1.0 + 0.35 * max(len(b) for b in budgets.values()) * len(budgets)),
+                             squeeze=False, constrained_layout=True)
+    for ax, (method, table) in zip(axes[:, 0], budgets.items()):
+        left = np.zeros(len(table))
+        for col, label, color in parts:
+            ax.barh(table["worker"], table[col], left=left, color=color, alpha=0.35 if col == "idle_s" else 0.85,
+                    label=label, height=0.7)
+            left += table[col].to_numpy()
+        ax.set_yticks(table["worker"])
+        ax.set_yticklabels([f"w{w} {d}".strip() for w, d in zip(table["worker"], table["device"])], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(method, fontsize=10, loc="left")
+        ax.set_xlabel("simulated seconds")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(parts), frameon=False, fontsize=8)
+    fig.suptitle("where each worker's time went (first seed)")
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
 def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: dict[str, float], horizon: int = 3) -> None:
-    """Gantt chart of the first rounds: training, waiting, sync marks; grace windows shaded."""
+    """Gantt chart of the first rounds: training, communication, waiting, lost jobs, syncs; grace windows shaded."""
     import matplotlib.patches as mpatches
 
     methods = [m for m in methods if m in set(events["method"])]
     fig, axes = plt.subplots(len(methods), 1, figsize=(11, 1.2 + 0.45 * events["worker"].nunique() * len(methods)),
                              squeeze=False, constrained_layout=True)
+    any_comm = any_lost = False
     for ax, method in zip(axes[:, 0], methods):
         ev = events[events["method"] == method]
         jobs = worker_intervals(ev)
@@ -205,12 +291,19 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
         t_end = jobs.groupby("worker")["end"].nth(horizon).max() if len(jobs) > horizon * k else jobs["end"].max()
         t_end = float(t_end) if pd.notna(t_end) else float(jobs["end"].max())
         for r in jobs.itertuples():
-            if r.start > t_end:
+            if r.start > t_end or pd.isna(r.end):
                 continue
-            if pd.notna(r.end):
-                ax.barh(r.worker, r.end - r.start, left=r.start, height=0.6, color="C0", alpha=0.85)
-                if pd.notna(r.next_start) and r.next_start > r.end:
-                    ax.barh(r.worker, r.next_start - r.end, left=r.end, height=0.6, color="C3", alpha=0.35)
+            if r.lost:
+                ax.barh(r.worker, r.end - r.start, left=r.start, height=0.6, color="0.6", hatch="//", alpha=0.8)
+                ax.plot([r.end], [r.worker], marker="x", color="k", ms=7)
+                any_lost = True
+            else:
+                for a, b, color in ((r.start, r.train_start, "C1"), (r.train_start, r.upload_start, "C0"), (r.upload_start, r.end, "C1")):
+                    if b > a:
+                        ax.barh(r.worker, b - a, left=a, height=0.6, color=color, alpha=0.85)
+                any_comm = any_comm or r.train_start > r.start or r.end > r.upload_start
+            if pd.notna(r.next_start) and r.next_start > r.end:
+                ax.barh(r.worker, r.next_start - r.end, left=r.end, height=0.6, color="C3", alpha=0.35)
             if pd.notna(r.sync):
                 ax.plot([r.sync], [r.worker], marker="|", color="k", ms=14, mew=2)
         window = grace.get(method, 0.0)
@@ -227,11 +320,13 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
         ax.invert_yaxis()
         ax.set_title(method, fontsize=10, loc="left")
         ax.set_xlabel("simulated wall-clock (s)")
-    handles = [
-        mpatches.Patch(color="C0", alpha=0.85, label="training"),
-        mpatches.Patch(color="C3", alpha=0.35, label="waiting (idle)"),
-        plt.Line2D([], [], color="k", marker="|", ls="", ms=12, mew=2, label="sync"),
-    ]
+    handles = [mpatches.Patch(color="C0", alpha=0.85, label="training")]
+    if any_comm:
+        handles.append(mpatches.Patch(color="C1", alpha=0.85, label="communication (download / upload)"))
+    handles.append(mpatches.Patch(color="C3", alpha=0.35, label="waiting (idle or down)"))
+    if any_lost:
+        handles.append(mpatches.Patch(facecolor="0.6", hatch="//", label="lost job (device down)"))
+    handles.append(plt.Line2D([], [], color="k", marker="|", ls="", ms=12, mew=2, label="sync"))
     if any(grace.get(m, 0) > 0 for m in methods):
         handles.append(mpatches.Patch(color="C2", alpha=0.15, label="grace window"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)

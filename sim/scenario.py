@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sim.churn import resolve_trace
+from sim.network import NetworkSpec
 from sim.outer.registry import import_object
 from sim.presets import PRESETS
 from sim.profiles import Device, Fleet, fleet_path, load_fleet_raw
@@ -95,10 +97,23 @@ class Scenario(_Strict):
     lr: LRSpec
     eval: EvalSpec
     compute: ComputeSpec = ComputeSpec()
+    network: NetworkSpec | None = None  # None: communication takes no time
 
     def resolved(self) -> dict[str, Any]:
-        """Plain-data form of everything that determines the run's results."""
-        return self.model_dump(mode="json", exclude_none=False)
+        """Plain-data form of everything that determines the run's results.
+
+        Optional features left out (no network, no link or churn on a
+        device) are left out here too, so scenarios written before they
+        existed keep their digests and their run folders.
+        """
+        raw = self.model_dump(mode="json", exclude_none=False)
+        if raw["network"] is None:
+            del raw["network"]
+        for device in raw["workers"]["devices"]:
+            for key in Device.OPTIONAL:
+                if device[key] is None:
+                    del device[key]
+        return raw
 
     def digest(self) -> str:
         """sha256 of the canonical resolved scenario; keys run folders."""
@@ -247,6 +262,19 @@ def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
     return resolved
 
 
+def _resolve_traces(devices: list[Any], source: str, field: str, base: Path | None) -> list[Any]:
+    """Read availability trace files (relative to the file that names them) into down intervals."""
+    out = []
+    for i, device in enumerate(devices):
+        try:
+            out.append(resolve_trace(device, base) if isinstance(device, dict) else device)
+        except OSError as exc:
+            raise _field_error(source, f"{field}.{i}.availability.trace", f"cannot read ({exc.strerror})") from None
+        except ValueError as exc:
+            raise _field_error(source, f"{field}.{i}.availability.trace", str(exc)) from None
+    return out
+
+
 def _resolve_workers(raw: Any, source: str, base: Path | None) -> dict[str, Any]:
     if raw is None:
         raw = {}
@@ -262,12 +290,16 @@ def _resolve_workers(raw: Any, source: str, base: Path | None) -> dict[str, Any]
             raise _field_error(source, "workers.fleet", f"no device profile {fleet!r} (looked for {path})")
         try:
             data = load_fleet_raw(path)
+            if isinstance(data, dict) and isinstance(data.get("devices"), list):
+                data = {**data, "devices": _resolve_traces(data["devices"], str(path), "devices", path.parent)}
             parsed = Fleet.model_validate(data)
         except yaml.YAMLError:
             raise _field_error(source, "workers.fleet", f"{path} is not valid YAML") from None
         except ValidationError as exc:
             raise _format_validation_error(str(path), exc) from None
         raw["devices"] = [d.model_dump() for d in parsed.devices]
+    elif isinstance(raw["devices"], list):
+        raw["devices"] = _resolve_traces(raw["devices"], source, "workers.devices", base)
     if "k" not in raw and isinstance(raw["devices"], list):
         raw["k"] = len(raw["devices"])
     return raw

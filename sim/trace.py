@@ -1,7 +1,9 @@
 """Export a run's event log as Chrome / Perfetto trace JSON.
 
 One process ("workers") with one track per worker showing each local round
-as a complete event, and a "server" track with an instant per sync. Open
+as a complete event (split into model download, training and upload when
+the scenario models communication; lost rounds and rejoins when it models
+churn), and a "server" track with an instant per sync. Open
 the file at https://ui.perfetto.dev or chrome://tracing. Timestamps are
 simulated microseconds.
 """
@@ -26,17 +28,27 @@ def trace_events(events: pd.DataFrame) -> list[dict[str, Any]]:
     for w in sorted(events["worker"].unique()):
         out.append({"ph": "M", "name": "thread_name", "pid": WORKERS_PID, "tid": int(w), "ts": 0, "args": {"name": f"worker {w}"}})
     dispatched: dict[int, Any] = {}
+    comm = "train_start" in events.columns
+
+    def span(name: str, cat: str, worker: int, start: float, end: float, args: dict[str, Any]) -> None:
+        if end > start:
+            out.append({"ph": "X", "name": name, "cat": cat, "pid": WORKERS_PID, "tid": worker,
+                        "ts": start * us, "dur": (end - start) * us, "args": args})
+
     for r in events.itertuples():
         if r.event == "dispatch":
             dispatched[r.job] = r
-        elif r.event == "complete":
+        elif r.event in ("complete", "lost"):
             d = dispatched[r.job]
-            out.append({
-                "ph": "X", "name": f"train shard {r.shard} ({r.steps} steps)", "cat": "train",
-                "pid": WORKERS_PID, "tid": int(r.worker), "ts": d.tau * us, "dur": (r.tau - d.tau) * us,
-                "args": {"job": int(r.job), "shard": int(r.shard), "steps": int(r.steps),
-                         "dispatch_version": int(r.dispatch_version), "train_loss": float(r.train_loss)},
-            })
+            args = {"job": int(r.job), "shard": int(r.shard), "steps": int(r.steps), "dispatch_version": int(r.dispatch_version)}
+            if r.event == "lost":
+                span(f"lost: device down ({r.steps} steps)", "lost", int(r.worker), d.tau, r.tau, args)
+                continue
+            train_start, upload_start = (d.train_start, d.upload_start) if comm else (d.tau, r.tau)
+            span("download model", "comm", int(r.worker), d.tau, train_start, args)
+            span(f"train shard {r.shard} ({r.steps} steps)", "train", int(r.worker), train_start, upload_start,
+                 {**args, "train_loss": float(r.train_loss)})
+            span("upload pseudo-gradient", "comm", int(r.worker), upload_start, r.tau, args)
         elif r.event in ("sync", "drop", "discard"):
             out.append({
                 "ph": "i", "s": "t", "name": f"{r.event} w{r.worker}", "cat": r.event,
@@ -44,6 +56,9 @@ def trace_events(events: pd.DataFrame) -> list[dict[str, Any]]:
                 "args": {"job": int(r.job), "worker": int(r.worker), "staleness": int(r.staleness),
                          "server_version": int(r.server_version), "t_local": int(r.t_local)},
             })
+        elif r.event == "rejoin":
+            out.append({"ph": "i", "s": "t", "name": "rejoin", "cat": "churn", "pid": WORKERS_PID, "tid": int(r.worker),
+                        "ts": r.tau * us, "args": {"server_version": int(r.server_version)}})
     return out
 
 

@@ -24,19 +24,24 @@ def scenario(
     eval_every: int = 10**9,
     method: dict[str, Any] | None = None,
     lr: float = 1e-2,
+    device_extra: list[dict[str, Any]] | dict[str, Any] | None = None,
+    network: dict[str, Any] | None = None,
 ) -> Scenario:
+    """A scenario on explicit step times; ``device_extra`` adds link / churn fields (one dict for all, or one each)."""
     m: dict[str, Any] = {"preset": preset, **(method or {})}
     if dylu is not None:
         m["dylu"] = dylu
-    return scenario_from_dict(
-        {
-            "name": "test",
-            "seed": seed,
-            "trainer": {"name": trainer, "config": trainer_config or {}},
-            "workers": {"devices": [{"seconds_per_step": s, "jitter": jitter} for s in speeds]},
-            "method": m,
-            "schedule": {"H": H, "t_max": t_max, "grace_period": grace, "grace_wait": grace_wait},
-            "lr": {"max": lr, "min": lr / 100, "warmup": 0},
-            "eval": {"every": eval_every},
-        }
-    )
+    extra = device_extra if isinstance(device_extra, list) else [device_extra or {}] * len(speeds)
+    raw: dict[str, Any] = {
+        "name": "test",
+        "seed": seed,
+        "trainer": {"name": trainer, "config": trainer_config or {}},
+        "workers": {"devices": [{"seconds_per_step": s, "jitter": jitter, **x} for s, x in zip(speeds, extra)]},
+        "method": m,
+        "schedule": {"H": H, "t_max": t_max, "grace_period": grace, "grace_wait": grace_wait},
+        "lr": {"max": lr, "min": lr / 100, "warmup": 0},
+        "eval": {"every": eval_every},
+    }
+    if network is not None:
+        raw["network"] = network
+    return scenario_from_dict(raw)

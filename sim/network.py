@@ -1,0 +1,115 @@
+"""Communication time: model downloads, pseudo-gradient uploads, and the server's link.
+
+A round of worker ``w`` dispatched at time ``t`` is, in simulated time::
+
+    download  t .. t + L_w + model_bytes / B_w           (the server's theta)
+    training  .. + steps x step time x jitter
+    upload    .. + L_w + grad_bytes / B_w                 (the worker's own link)
+    ingress   FIFO on the server's link: start at max(reached, link free),
+              hold it for grad_bytes / B_server            -> arrival at the server
+
+``L_w`` and ``B_w`` combine the device's link with the region matrix entry
+between its region and the server's (latencies add, the narrower bandwidth
+wins). The server link is a capacity-one first-in-first-out resource: uploads
+that reach it while another is being received wait their turn, which is how
+the server becomes the bottleneck of a large fleet.
+
+Arrival times are *planned* (computed, not discovered), like every time in
+the engine, for two reasons: the grace period of Algorithm 5 needs the next
+arrival before it happens, and a resumed run must reproduce the same floats.
+Planning stays exact under contention because uploads enter the FIFO in the
+order they reach it: :func:`fifo_arrivals` is re-run over the jobs in flight
+whenever new ones are dispatched, and a new job can only overtake uploads
+that have not reached the server yet.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Dtype = Literal["fp32", "bf16", "int8"]
+DTYPE_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "int8": 1}
+
+
+class RegionLink(BaseModel):
+    """One entry of the region matrix: the path between two regions (symmetric)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    between: tuple[str, str]
+    latency_ms: float = Field(0.0, ge=0, allow_inf_nan=False)
+    bandwidth_gbps: float = Field(math.inf, gt=0)
+
+
+class NetworkSpec(BaseModel):
+    """The scenario's ``network:`` section. Absent: communication takes no time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: Dtype = Field("fp32", description="pseudo-gradient encoding on upload (bf16 / int8: compressed)")
+    model_dtype: Dtype = Field("fp32", description="model encoding on download")
+    server_region: str | None = None
+    server_bandwidth_gbps: float = Field(math.inf, gt=0, description="the server's ingress link, shared by uploads")
+    regions: tuple[RegionLink, ...] = ()
+
+    @model_validator(mode="after")
+    def _pairs_once(self) -> "NetworkSpec":
+        seen: set[frozenset[str]] = set()
+        for link in self.regions:
+            pair = frozenset(link.between)
+            if pair in seen:
+                raise ValueError(f"region pair {'/'.join(link.between)} is listed twice")
+            seen.add(pair)
+        return self
+
+    def path(self, region: str | None) -> tuple[float, float]:
+        """(latency s, bandwidth Gbit/s) between ``region`` and the server's region."""
+        if region is None or self.server_region is None:
+            return 0.0, math.inf
+        for link in self.regions:
+            if frozenset(link.between) == frozenset((region, self.server_region)):
+                return link.latency_ms / 1e3, link.bandwidth_gbps
+        return 0.0, math.inf  # same region, or a pair the matrix leaves out: no extra cost
+
+
+def transfer_seconds(num_bytes: float, bandwidth_gbps: float, latency_s: float) -> float:
+    """latency + bytes / bandwidth; an infinite bandwidth moves any payload instantly."""
+    return latency_s + (0.0 if math.isinf(bandwidth_gbps) else num_bytes * 8 / (bandwidth_gbps * 1e9))
+
+
+@dataclass(frozen=True)
+class WorkerLink:
+    """A worker's effective path to the server: its own link and the region path combined."""
+
+    latency_s: float
+    bandwidth_gbps: float
+
+    def download(self, num_bytes: float) -> float:
+        return transfer_seconds(num_bytes, self.bandwidth_gbps, self.latency_s)
+
+    def upload(self, num_bytes: float) -> float:
+        return transfer_seconds(num_bytes, self.bandwidth_gbps, self.latency_s)
+
+
+def worker_link(net: NetworkSpec, latency_ms: float, bandwidth_gbps: float, region: str | None) -> WorkerLink:
+    path_latency, path_bandwidth = net.path(region)
+    return WorkerLink(latency_s=latency_ms / 1e3 + path_latency, bandwidth_gbps=min(bandwidth_gbps, path_bandwidth))
+
+
+def fifo_arrivals(reached: Sequence[tuple[float, int]], service_s: float, free_at: float) -> list[float]:
+    """Arrival times of uploads through a capacity-one FIFO link.
+
+    ``reached`` holds (time the upload reaches the server's link, worker) per
+    upload; they are served in that order (ties by worker), each holding the
+    link ``service_s`` seconds, starting no earlier than ``free_at``. Returns
+    the arrival times in the order given.
+    """
+    order = sorted(range(len(reached)), key=lambda i: reached[i])
+    out = [0.0] * len(reached)
+    for i in order:
+        start = max(reached[i][0], free_at)
+        free_at = out[i] = start + service_s
+    return out

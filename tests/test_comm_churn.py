@@ -1,0 +1,273 @@
+"""Communication time (sim/network.py) and device churn (sim/churn.py) in the engine."""
+from __future__ import annotations
+
+import io
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sim import simulate
+from sim.churn import Availability, Timeline
+from sim.engine import Simulation
+from sim.executors import SerialExecutor
+from sim.network import fifo_arrivals, transfer_seconds
+from sim.records import run_hash
+from sim.runner import build_outer, build_trainer
+from sim.scenario import ScenarioError
+from tests.helpers import TINY_TOY, scenario
+
+DIM = 250_000  # null trainer parameters: 1 MB in fp32
+
+
+def complete_times(events, worker=None):
+    ev = events[events["event"] == "complete"]
+    if worker is not None:
+        ev = ev[ev["worker"] == worker]
+    return ev["tau"].to_numpy()
+
+
+@pytest.mark.parametrize("dtype, grad_bytes", [("fp32", 4 * DIM), ("bf16", 2 * DIM), ("int8", DIM)])
+def test_round_time_is_download_plus_training_plus_upload_in_closed_form(dtype, grad_bytes):
+    """One worker: every round takes L + M/B (download) + H s (train) + L + G/B (upload) + G/B_server."""
+    s, H, gbps, latency_ms, server_gbps = 0.5, 10, 0.8, 40.0, 4.0
+    sc = scenario([s], preset="async_sgd", trainer_config={"dim": DIM}, H=H, t_max=H * 6,
+                  device_extra={"bandwidth_gbps": gbps, "latency_ms": latency_ms},
+                  network={"dtype": dtype, "server_bandwidth_gbps": server_gbps})
+    model_bytes = 4 * DIM
+    expected_round = (latency_ms / 1e3 + model_bytes * 8 / (gbps * 1e9)) + H * s \
+        + (latency_ms / 1e3 + grad_bytes * 8 / (gbps * 1e9)) + grad_bytes * 8 / (server_gbps * 1e9)
+    times = complete_times(simulate(sc).events)
+    assert len(times) == 6
+    np.testing.assert_allclose(np.diff(np.concatenate([[0.0], times])), expected_round, rtol=1e-12)
+
+
+def test_server_link_is_a_fifo_bottleneck_when_uploads_overlap():
+    """Four equal workers reach the server together: arrivals are S apart, in worker order."""
+    sc = scenario([1.0] * 4, preset="async_sgd", trainer_config={"dim": DIM}, H=10, t_max=40,
+                  network={"server_bandwidth_gbps": 0.1})
+    S = 4 * DIM * 8 / 0.1e9  # 0.08 s per upload through the server's link
+    ev = simulate(sc).events
+    done = ev[ev["event"] == "complete"]
+    np.testing.assert_allclose(done["tau"].to_numpy(), 10.0 + S * np.arange(1, 5), rtol=1e-12)
+    assert done["worker"].tolist() == [0, 1, 2, 3]
+
+
+def test_fifo_arrivals_closed_form():
+    assert fifo_arrivals([(5.0, 1), (1.0, 0), (1.0, 2)], 2.0, 0.0) == [7.0, 3.0, 5.0]
+    assert fifo_arrivals([(1.0, 0)], 2.0, 10.0) == [12.0]  # the link is still busy until 10
+    assert transfer_seconds(1e9, 8.0, 0.05) == pytest.approx(1.05)
+    assert transfer_seconds(1e9, math.inf, 0.05) == 0.05
+
+
+def test_region_matrix_adds_latency_and_narrows_bandwidth():
+    net = {"server_region": "us", "regions": [{"between": ["eu", "us"], "latency_ms": 100, "bandwidth_gbps": 0.5}]}
+    sc = scenario([1.0, 1.0], preset="async_sgd", trainer_config={"dim": DIM}, H=5, t_max=10,
+                  device_extra=[{"region": "us", "bandwidth_gbps": 8}, {"region": "eu", "bandwidth_gbps": 8, "latency_ms": 10}],
+                  network=net)
+    ev = simulate(sc).events
+    us, eu = complete_times(ev, 0)[0], complete_times(ev, 1)[0]
+    assert us == pytest.approx(5.0 + 2 * 4 * DIM * 8 / 8e9, rel=1e-12)
+    assert eu == pytest.approx(5.0 + 2 * (0.110 + 4 * DIM * 8 / 0.5e9), rel=1e-12)
+
+
+@pytest.mark.parametrize("preset", ["dn_dylu", "diloco", "async_buffer", "finetune_1w"])
+def test_zero_communication_gives_the_no_communication_hash(preset):
+    base = dict(preset=preset, trainer="toy", trainer_config=TINY_TOY, t_max=240, eval_every=60, jitter=0.1, grace=0.3)
+    plain = simulate(scenario([0.58, 0.75, 1.51, 3.33], **base))
+    free = simulate(scenario([0.58, 0.75, 1.51, 3.33], **base, device_extra={"bandwidth_gbps": math.inf, "latency_ms": 0.0},
+                             network={"dtype": "bf16", "server_bandwidth_gbps": math.inf}))
+    assert free.run_hash == plain.run_hash
+
+
+def test_communication_slows_rounds_but_not_the_learning_per_update_of_sync_diloco():
+    """Sync DiLoCo waits for every upload: the same updates, later in simulated time."""
+    base = dict(preset="diloco", trainer="toy", trainer_config=TINY_TOY, t_max=240, eval_every=60)
+    plain = simulate(scenario([0.58, 0.75, 1.51, 3.33], **base))
+    slow = simulate(scenario([0.58, 0.75, 1.51, 3.33], **base, device_extra={"bandwidth_gbps": 0.01, "latency_ms": 200},
+                             network={"server_bandwidth_gbps": 0.05}))
+    assert slow.metrics["loss"].tolist() == plain.metrics["loss"].tolist()
+    assert slow.metrics["tau"].iloc[-1] > plain.metrics["tau"].iloc[-1]
+
+
+# -- churn -----------------------------------------------------------------------------------
+
+
+def test_timeline_is_lazy_and_independent_of_how_far_it_is_queried():
+    spec = Availability(mean_up_s=10, mean_down_s=3)
+    a, b = Timeline(spec, np.random.default_rng(7)), Timeline(spec, np.random.default_rng(7))
+    a.down_interval(1000.0)
+    for t in np.linspace(0, 1000, 97):
+        b.down_interval(float(t))
+    n = min(len(a.starts), len(b.starts))
+    assert a.starts[:n] == b.starts[:n] and a.ends[:n] == b.ends[:n]
+    trace = Timeline(Availability(down=((5, 8), (20, 21))), np.random.default_rng(0))
+    assert trace.up_at(6) == 8 and trace.up_at(8) == 8 and trace.up_at(100) == 100
+    assert trace.fails_before(0, 5) is None and trace.fails_before(0, 5.5) == 5 and trace.fails_before(9, 30) == 20
+
+
+def test_a_job_lost_to_a_trace_rejoins_with_the_current_model():
+    """Worker 1 is down over [3, 12): its first job is lost at 3 and it restarts at 12 from the server's model."""
+    sc = scenario([1.0, 1.0], preset="async_sgd", trainer_config={"dim": 4}, H=5, t_max=60,
+                  device_extra=[{}, {"availability": {"down": [[3.0, 12.0]]}}])
+    ev = simulate(sc).events
+    w1 = ev[ev["worker"] == 1]
+    assert w1["event"].tolist()[:3] == ["dispatch", "lost", "rejoin"]
+    lost, rejoin, restart = w1.iloc[1], w1.iloc[2], w1.iloc[3]
+    assert lost["tau"] == 3.0 and rejoin["tau"] == 12.0
+    assert restart["event"] == "dispatch" and restart["tau"] == 12.0
+    assert restart["dispatch_version"] == rejoin["server_version"]  # the model current at 12
+    synced = ev[ev["event"] == "sync"]
+    assert lost["job"] not in set(synced["job"])
+
+
+def test_availability_needs_both_means_or_a_trace():
+    with pytest.raises(ScenarioError, match="availability"):
+        scenario([1.0], device_extra={"availability": {"mean_up_s": 10}})
+    with pytest.raises(ScenarioError, match="sorted"):
+        scenario([1.0], device_extra={"availability": {"down": [[5, 3]]}})
+
+
+def test_trace_file_is_read_relative_to_the_scenario(tmp_path):
+    from sim.scenario import load_scenario
+
+    (tmp_path / "down.csv").write_text("down_at,up_at\n3,12\n40,41\n", encoding="utf-8")
+    (tmp_path / "s.yaml").write_text(
+        "trainer: {name: 'null'}\nworkers: {devices: [{seconds_per_step: 1}, {seconds_per_step: 1, availability: {trace: down.csv}}]}\n"
+        "method: async_sgd\nschedule: {H: 5, t_max: 50}\nlr: {max: 0.1, min: 0.01}\neval: {every: 10}\n", encoding="utf-8")
+    sc = load_scenario(tmp_path / "s.yaml")
+    assert sc.workers.devices[1].availability.down == ((3.0, 12.0), (40.0, 41.0))
+    (tmp_path / "down.csv").write_text("3,twelve\n", encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"workers\.devices\.1\.availability\.trace"):
+        load_scenario(tmp_path / "s.yaml")
+
+
+churn_fleets = st.builds(
+    dict,
+    speeds=st.lists(st.sampled_from([0.25, 0.5, 1.0, 2.0, 3.33]), min_size=1, max_size=5),
+    up=st.tuples(st.sampled_from([0.5, 2.0, 10.0, 50.0]),  # the first device always churns
+                 *[st.one_of(st.none(), st.sampled_from([0.5, 2.0, 10.0, 50.0]))] * 4),
+    down=st.sampled_from([0.3, 1.0, 5.0, 20.0]),
+    H=st.integers(1, 10),
+    t_max=st.integers(1, 300),
+    grace=st.sampled_from([0.0, 0.5, 3.0, 1e9]),
+    grace_wait=st.sampled_from(["last_sync", "window"]),
+    preset=st.sampled_from(["async_diloco", "dn_dylu", "async_buffer", "diloco", "finetune_1w"]),
+    comm=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+
+
+def churn_scenario(p):
+    extra = [{"availability": {"mean_up_s": up, "mean_down_s": p["down"]}} if up else {} for up in p["up"][: len(p["speeds"])]]
+    if p["comm"]:
+        extra = [{**x, "bandwidth_gbps": 0.5, "latency_ms": 30.0} for x in extra]
+    return scenario(p["speeds"], preset=p["preset"], H=p["H"], t_max=p["t_max"], grace=p["grace"], grace_wait=p["grace_wait"],
+                    seed=p["seed"], device_extra=extra, trainer_config={"dim": 1000},
+                    network={"server_bandwidth_gbps": 0.2} if p["comm"] else None)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(churn_fleets)
+def test_with_churn_every_job_syncs_once_or_is_lost_or_discarded_and_time_moves_forward(p):
+    sc = churn_scenario(p)
+    result = simulate(sc)
+    ev = result.events
+    assert ev["tau"].is_monotonic_increasing
+    for job, kinds in ev[ev["job"] >= 0].groupby("job")["event"]:
+        c = Counter(kinds)
+        assert c["dispatch"] == 1
+        ends = (c["sync"] + c["drop"], c["lost"], c["discard"])
+        assert sorted(ends) == [0, 0, 1], (job, c)
+        assert c["complete"] == ends[0]
+    # a worker never holds two jobs, and is never given one while down
+    single = sc.method.schedule == "single"
+    sim = Simulation(sc, build_trainer(sc), build_outer(sc), SerialExecutor(build_trainer(sc)))
+    busy: dict[int, bool] = {}
+    for row in ev.itertuples():
+        if row.event == "dispatch":
+            assert not busy.get(row.worker), "two jobs on one worker"
+            busy[row.worker] = True
+            up = sim._all_up_at(row.tau) if single else sim._up_at(row.worker, row.tau)
+            assert up == row.tau, "dispatched to a device that is down"
+        elif row.event in ("complete", "lost", "discard"):
+            busy[row.worker] = False
+    # t_local counts exactly the synced steps
+    synced = ev[ev["event"] == "sync"]
+    per_step = sc.workers.k if single else 1
+    assert ev["t_local"].iloc[-1] == synced["steps"].sum() * per_step
+    lost = ev[ev["event"] == "lost"]
+    dispatched = ev[ev["event"] == "dispatch"].set_index("job")
+    assert (lost["tau"].to_numpy() >= dispatched.loc[lost["job"], "tau"].to_numpy()).all()
+    # lost before its upload left the worker (training end + the worker's own upload time)
+    upload_s = 0.030 + 1000 * 4 * 8 / 0.5e9 if p["comm"] and not single else 0.0
+    assert (lost["tau"].to_numpy() < dispatched.loc[lost["job"], "upload_start"].to_numpy() + upload_s).all()
+
+
+@pytest.mark.parametrize("preset", ["dn_dylu", "diloco", "finetune_1w"])
+def test_resume_with_communication_and_churn_gives_the_same_hash(preset):
+    extra = [{"bandwidth_gbps": 0.05, "latency_ms": 50, "availability": {"mean_up_s": 40, "mean_down_s": 8}}] * 4
+    sc = scenario([0.58, 0.75, 1.51, 3.33], preset=preset, trainer="toy", trainer_config=TINY_TOY, t_max=400, eval_every=50,
+                  grace=0.5, jitter=0.2, device_extra=extra, network={"dtype": "bf16", "server_bandwidth_gbps": 0.1})
+    expected = simulate(sc).run_hash
+    saved: list[bytes] = []
+
+    def fresh():
+        trainer = build_trainer(sc)
+        return Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer))
+
+    def keep(s: Simulation) -> None:
+        buf = io.BytesIO()
+        torch.save(s.state_dict(), buf)
+        saved.append(buf.getvalue())
+
+    sim = fresh()
+    sim.on_checkpoint, sim.checkpoint_every, sim.next_checkpoint = keep, 2, 2
+    rec = sim.run()
+    assert run_hash(rec.metrics_frame(), rec.events_frame()) == expected
+    assert "lost" in rec.events["event"] and len(saved) >= 3
+    for blob in saved[:: max(1, len(saved) // 4)]:
+        resumed = fresh()
+        resumed.load_state_dict(torch.load(io.BytesIO(blob), weights_only=False))
+        r = resumed.run()
+        assert run_hash(r.metrics_frame(), r.events_frame()) == expected
+
+
+def test_time_per_worker_adds_up_to_the_run_and_splits_comm_from_training():
+    from sim.report import worker_time_budget
+
+    # one worker, async: never idle; each round is training H*s plus its communication
+    s, H = 0.5, 10
+    sc = scenario([s], preset="async_sgd", trainer_config={"dim": DIM}, H=H, t_max=H * 4,
+                  device_extra={"bandwidth_gbps": 0.8, "latency_ms": 40.0}, network={"server_bandwidth_gbps": 4.0})
+    ev = simulate(sc).events
+    b = worker_time_budget(ev).iloc[0]
+    end = ev["tau"].max()
+    assert b["training_s"] == pytest.approx(4 * H * s) and b["jobs"] == 4
+    assert b["comm_s"] == pytest.approx(end - 4 * H * s) and b["idle_s"] == pytest.approx(0.0, abs=1e-9)
+    # sync DiLoCo, step times 1 and 2, no communication: the fast worker waits half of every round
+    ev = simulate(scenario([1.0, 2.0], preset="diloco", trainer_config={"dim": 4}, H=5, t_max=40)).events
+    b = worker_time_budget(ev, ["fast", "slow"]).set_index("device")
+    assert b.loc["fast", "idle_s"] == pytest.approx(b.loc["fast", "training_s"])
+    assert b.loc["slow", "idle_s"] == pytest.approx(0.0, abs=1e-9) and b.loc["slow", "comm_s"] == 0.0
+
+
+def test_geo_distributed_scenario_runs_with_communication_and_churn():
+    from pathlib import Path
+
+    from sim.report import worker_time_budget
+    from sim.scenario import load_scenario
+
+    path = Path(__file__).resolve().parent.parent / "scenarios" / "geo_distributed.yaml"
+    sc = load_scenario(path, overrides={"schedule.t_max": 2400, "trainer.config.hidden": 32, "trainer.config.dim": 32})
+    assert sc.network is not None and {d.region for d in sc.workers.devices} == {"us-east", "eu-west", "ap-south"}
+    result = simulate(sc)
+    budget = worker_time_budget(result.events, [d.name for d in sc.workers.devices])
+    assert (budget["comm_s"] > 0).all() and len(budget) == 8
+    # remote regions pay more communication per synced job than the server's own region
+    per_job = (budget["comm_s"] / budget["jobs"]).to_numpy()
+    assert per_job[5:].min() > per_job[3:5].max() > per_job[:3].max()
