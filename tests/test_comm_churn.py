@@ -271,3 +271,18 @@ def test_geo_distributed_scenario_runs_with_communication_and_churn():
     # remote regions pay more communication per synced job than the server's own region
     per_job = (budget["comm_s"] / budget["jobs"]).to_numpy()
     assert per_job[5:].min() > per_job[3:5].max() > per_job[:3].max()
+
+
+def test_trace_draws_download_training_upload_and_lost_rounds_separately():
+    from sim.trace import trace_events
+
+    sc = scenario([1.0, 1.0], preset="async_sgd", trainer_config={"dim": DIM}, H=5, t_max=60,
+                  device_extra=[{"bandwidth_gbps": 0.5}, {"bandwidth_gbps": 0.5, "availability": {"down": [[3.0, 12.0]]}}],
+                  network={})
+    events = trace_events(simulate(sc).events)
+    spans = [e for e in events if e["ph"] == "X"]
+    cats = Counter(e["cat"] for e in spans)
+    assert cats["comm"] == 2 * cats["train"] and cats["lost"] == 1
+    assert any(e.get("cat") == "churn" and e["tid"] == 1 for e in events)  # the rejoin instant on worker 1's track
+    for e in spans:
+        assert e["dur"] > 0 and {"ph", "ts", "pid", "tid"} <= e.keys()
