@@ -68,7 +68,7 @@ def main() -> None:
     discarded = int((process.events["event"] == "discard").sum())
     print(
         f"  pool CPU - serial CPU {pool_cpu - (self1 - self0):+.1f} s   (start-up of {args.jobs} processes, "
-        f"{discarded} jobs in flight at the end computed for nothing, contention)"
+        f"up to {min(discarded, args.jobs)} of the {discarded} jobs discarded at the end already running, contention)"
     )
     print(f"  speedup             {speedup:8.2f} x   (target >= {TARGET}x{'' if payload == 'lm' else ', set for the LM'})")
     print(f"  jobs                {serial.summary['jobs']} serial, {process.summary['jobs']} process")

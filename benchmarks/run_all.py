@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 
 # name -> (script, full-size arguments, --quick arguments)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
-    "overhead": ("overhead.py", [], ["--toy-t-max", "1600", "--lm-t-max", "40"]),
+    "overhead": ("overhead.py", [], ["--toy-t-max", "1600", "--lm-t-max", "40", "--toy-repeat", "1"]),
     "parallel": ("parallel.py", [], ["--t-max", "60"]),
     "engine": ("engine_throughput.py", [], ["--jobs", "2000", "--simpy-events", "100000", "--profile-jobs", "1000", "--repeat", "1"]),
     "memory": ("memory_lm.py", [], ["--size", "tiny", "--ks", "4"]),

@@ -272,7 +272,7 @@ class Simulation:
                 dispatch_version=self.version,
                 dispatched_at=self.now,
                 completes_at=completes_at if lost_at is None else lost_at,
-                future=self.executor.submit(snapshot, spec, state) if lost_at is None else _NEVER,
+                future=self.executor.submit(snapshot, spec, state, priority=completes_at) if lost_at is None else _NEVER,
                 done=self.env.event(),
                 theta_at_dispatch=snapshot if needs_theta else None,
                 inputs=(snapshot, spec, state),
@@ -586,7 +586,8 @@ class Simulation:
             self._start(Job(
                 id=j["id"], worker=j["worker"], spec=j["spec"], dispatch_version=j["dispatch_version"],
                 dispatched_at=j["dispatched_at"], completes_at=j["completes_at"],
-                future=_NEVER if lost else self.executor.submit(theta, j["spec"], j["state"]), done=self.env.event(),
+                future=_NEVER if lost else self.executor.submit(theta, j["spec"], j["state"], priority=j["completes_at"]),
+                done=self.env.event(),
                 theta_at_dispatch=theta if j["keep_theta"] else None, inputs=(theta, j["spec"], j["state"]),
                 train_start=j["train_start"], upload_start=j["upload_start"], reaches_server=j["reaches_server"],
                 lost_at=j["lost_at"],

@@ -17,7 +17,12 @@ executor runs it, because torch's bits depend on the thread count.
 """
 from __future__ import annotations
 
+import functools
+import heapq
+import itertools
 import os
+import threading
+from concurrent.futures import Future
 from typing import Any, Callable, Protocol
 
 import torch
@@ -64,7 +69,7 @@ class SerialExecutor:
     def __init__(self, trainer: Trainer):
         self.trainer = trainer
 
-    def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None) -> LazyFuture:
+    def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None, priority: float = 0.0) -> LazyFuture:
         return LazyFuture(self.trainer.local_train, theta, spec, state)
 
     def close(self) -> None:
@@ -113,7 +118,14 @@ def _run_in_process(theta: torch.Tensor, spec: JobSpec, state: Any) -> JobResult
 
 
 class ProcessExecutor:
-    """A local pool of processes; jobs in flight together compute in parallel."""
+    """A local pool of processes; jobs in flight together compute in parallel.
+
+    The pool never holds more jobs than it has processes: the rest wait here
+    and start in order of ``priority`` (the engine passes each job's planned
+    completion time). So the result the server needs next is computed
+    first, and the jobs still pending when the budget is reached, which the
+    run discards, are never computed at all (as with the serial executor).
+    """
 
     name = "process"
 
@@ -130,11 +142,41 @@ class ProcessExecutor:
             initializer=_init_process,
             initargs=(scenario.resolved(), os.getpid()),
         )
+        self._lock = threading.RLock()  # the pool's callback thread starts the next job
+        self._waiting: list[tuple[float, int, tuple[Any, ...], Future]] = []  # a heap by (priority, order)
+        self._order = itertools.count()
+        self._running = 0
 
-    def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None) -> Any:
-        return self.pool.submit(_run_in_process, theta, spec, state)
+    def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None, priority: float = 0.0) -> Future:
+        future: Future = Future()
+        with self._lock:
+            heapq.heappush(self._waiting, (priority, next(self._order), (theta, spec, state), future))
+            self._start_waiting()
+        return future
+
+    def _start_waiting(self) -> None:
+        while self._running < self.jobs and self._waiting:
+            _, _, args, future = heapq.heappop(self._waiting)
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled before it started: never computed
+            self._running += 1
+            self.pool.submit(_run_in_process, *args).add_done_callback(functools.partial(self._finished, future))
+
+    def _finished(self, future: Future, done: Future) -> None:
+        with self._lock:
+            self._running -= 1
+            self._start_waiting()
+        error = done.exception()
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(done.result())
 
     def close(self) -> None:
+        with self._lock:
+            for *_, future in self._waiting:
+                future.cancel()
+            self._waiting.clear()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -191,7 +233,7 @@ class RayExecutor:
         self.scenario_ref = ray.put(self.scenario)
         self._last_theta: tuple[torch.Tensor, Any] | None = None
 
-    def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None) -> _RayFuture:
+    def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None, priority: float = 0.0) -> _RayFuture:
         # jobs dispatched together share one snapshot tensor: one object-store copy
         if self._last_theta is None or self._last_theta[0] is not theta:
             self._last_theta = (theta, self.ray.put(theta))

@@ -93,6 +93,12 @@ class Results:
         hit = agg[agg["mean"] <= target]
         return float(hit["tau"].iloc[0]) if len(hit) else float("inf")
 
+    def initial(self, exp: str, method: str, sweep: str = "") -> float:
+        """The metric before any training (mean over seeds)."""
+        m = self.metrics[exp]
+        m = m[(m["method"] == method) & (m["sweep"] == sweep)]
+        return float(m[m["t_local"] == 0][self.metric].mean())
+
     def early_bump(self, exp: str, method: str, sweep: str = "") -> float:
         """Largest rise of the seed-mean curve above its running minimum in the first half of the budget."""
         m = self.metrics[exp]
@@ -151,6 +157,7 @@ def findings(res: Results) -> list[tuple[str, str, list[str]]]:
         dl, dd = res.final("heterogeneity", "diloco", fleet[lvl]), res.final("heterogeneity", "dn_dylu", fleet[lvl])
         # a level both curves reach: the worse of the two final means, first hit on each seed-mean curve
         target = max(dl.mean, dd.mean)
+        start = res.initial("heterogeneity", "diloco", fleet[lvl])
         t_dn = res.time_to("heterogeneity", "dn_dylu", target, fleet[lvl])
         t_dl = res.time_to("heterogeneity", "diloco", target, fleet[lvl])
         total_dl, total_dn = res.seconds("heterogeneity", "diloco", fleet[lvl]), res.seconds("heterogeneity", "dn_dylu", fleet[lvl])
@@ -159,8 +166,9 @@ def findings(res: Results) -> list[tuple[str, str, list[str]]]:
         all_ok &= matches and (faster or lvl == "no")
         rows.append(f"{lvl}: per update diloco {dl}, dn_dylu {dd} ({'match' if matches else 'dn_dylu worse'}); "
                     f"the whole budget takes {total_dl:.0f} s vs {total_dn:.0f} s ({total_dl / total_dn:.2f}x); "
-                    f"{res.metric} {target:.4f} is first reached at {t_dl:.0f} s vs {t_dn:.0f} s "
-                    f"({t_dl / t_dn if t_dn else float('inf'):.2f}x)")
+                    + (f"{res.metric} {target:.4f} is first reached at {t_dl:.0f} s vs {t_dn:.0f} s "
+                       f"({t_dl / t_dn if t_dn else float('inf'):.2f}x)" if target < start else
+                       f"no time-to-quality: both end worse than where they started ({res.metric} {start:.4f})"))
     out.append(("DN + DyLU matches DiLoCo per update and beats it per wall-clock at every heterogeneity level (Fig. 2, Table 1)",
                 "reproduced" if all_ok else "not reproduced at every level", rows))
 
@@ -170,6 +178,21 @@ def findings(res: Results) -> list[tuple[str, str, list[str]]]:
                 "reproduced" if overlap(c0, c1) else f"not reproduced: gap {c1.mean - c0.mean:+.4f} outside the seed ranges",
                 [f"c=0: {c0}; c=0.1: {c1}"]))
     return out
+
+
+def _starting_point(res: Results) -> str:
+    """Where training starts, and which methods end worse than that (short budgets make this common)."""
+    start = res.initial("heterogeneity", "diloco", cmp.FLEET_ALIASES["very"])
+    finals = pd.concat(res.runs.values())
+    finals = finals[finals["status"] == "finished"]
+    ends_worse = finals[finals[f"final_{res.metric}"] > start]["method"]
+    worse = sorted(set(ends_worse))
+    better = sorted(set(finals["method"]) - set(worse))
+    line = f"Before any training the eval {res.metric} is {start:.4f}."
+    if worse:
+        line += (f" Methods with a run ending worse than that: {', '.join(worse)}; "
+                 f"every run ends better for: {', '.join(better) or 'none'}.")
+    return line
 
 
 def reproduce(
@@ -208,6 +231,8 @@ def reproduce(
         f"{len({s.folder for s in all_specs})} distinct runs ({computed} computed by this call). "
         f"Final eval {res.metric} is the mean ± std over seeds; a gap whose seed ranges (min..max) overlap is "
         "called a tie.",
+        "",
+        _starting_point(res),
         "",
         "## Findings",
         "",
