@@ -208,6 +208,7 @@ def reproduce(
     set_: list[str] = SET_OPT,
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="runs computed in parallel (one process each)"),
     reports_dir: Path = typer.Option(Path("reports"), "--reports-dir"),
+    notes: Optional[Path] = typer.Option(None, "--notes", help="a markdown file appended to report.md (e.g. a tuning sweep)"),
 ) -> None:
     """Run the paper's comparisons (Fig. 2, 6, 7, 8; Tables 1, 4) and check each finding on the numbers."""
     from sim.reproduce import reproduce as run_reproduction
@@ -216,11 +217,16 @@ def reproduce(
         seed_list = [int(x) for x in seeds.split(",") if x.strip()]
     except ValueError:
         fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2")
+    try:
+        notes_text = notes.read_text(encoding="utf-8") if notes is not None else None
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"--notes {notes}: cannot read ({getattr(exc, 'strerror', None) or exc})")
     with RunsProgress() as progress:
         try:
-            command = canonical_command("reproduce", [str(scenario)], name=name, seeds=seeds, set_=list(set_), jobs=jobs)
+            command = canonical_command("reproduce", [str(scenario)], name=name, seeds=seeds, set_=list(set_), jobs=jobs,
+                                        notes=notes)
             report = run_reproduction(scenario, reports_dir / name, seed_list, jobs, list(set_), command,
-                                      on_plan=progress.total, on_done=progress.done)
+                                      on_plan=progress.total, on_done=progress.done, notes=notes_text)
         except UserError as exc:
             fail(str(exc))
     console.print(f"report: {report}")

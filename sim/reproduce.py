@@ -204,6 +204,7 @@ def reproduce(
     command: str,
     on_plan: Callable[[int], None] | None = None,
     on_done: Callable[[Any, bool], None] | None = None,
+    notes: str | None = None,
 ) -> Path:
     """Run every experiment (reusing runs), write sub-reports and the findings report."""
     planned = []
@@ -240,6 +241,8 @@ def reproduce(
     for claim, result, evidence in findings(res):
         lines += [f"### {claim}", "", f"**{result}**", ""] + [f"- {e}" for e in evidence] + [""]
     lines += ["## Experiments", ""] + sections + [""]
+    if notes:
+        lines += ["## Notes", "", notes.strip(), ""]
     report = out_dir / "report.md"
     out_dir.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,58 @@
+"""asyncsim reproduce: every experiment runs, every finding gets a verdict backed by the runs' numbers."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from sim.cli import app
+from sim.reproduce import Stat, overlap, verdict
+from tests.test_compare import ROOT, TINY
+
+runner = CliRunner()
+
+
+def test_verdicts_call_overlapping_seed_ranges_ties():
+    a, b = Stat(1.0, 0.1, 0.9, 1.1, 3), Stat(1.05, 0.1, 0.95, 1.2, 3)
+    assert overlap(a, b) and verdict(a, b).startswith("tie")
+    c = Stat(2.0, 0.1, 1.9, 2.1, 3)
+    assert verdict(a, c) == "yes" and verdict(c, a).startswith("no")
+
+
+def test_reproduce_writes_findings_with_numbers_notes_and_reuses_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    notes = tmp_path / "notes.md"
+    notes.write_text("A tuning sweep lives in reports/x.", encoding="utf-8")
+    args = ["reproduce", str(ROOT / "scenarios" / "very_heterogeneous.yaml"), "--name", "p", "--seeds", "0,1",
+            "--jobs", "1", "--notes", str(notes), *TINY]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    out = tmp_path / "reports" / "p"
+    report = (out / "report.md").read_text(encoding="utf-8")
+    claims = re.findall(r"^### (.+)$", report, flags=re.M)
+    assert len(claims) == 5
+    verdicts = re.findall(r"^\*\*(.+)\*\*$", report, flags=re.M)
+    assert len(verdicts) == 5 and all(re.match(r"(reproduced|not reproduced|partly reproduced)", v) for v in verdicts)
+    assert "--notes" in report and "## Notes" in report and "A tuning sweep lives in reports/x." in report
+    assert "Before any training the eval loss is" in report
+    for exp in ("heterogeneity", "fixes", "outer_sgd", "c"):
+        assert (out / exp / "report.md").exists() and (out / exp / "time_per_worker.png").exists()
+    # the Table 4 verdict follows from the c runs' seed ranges
+    runs = pd.read_csv(out / "c" / "runs.csv")
+    c0, c1 = (runs[runs["sweep"] == v]["final_loss"] for v in (0.0, 0.1))
+    ties = c0.min() <= c1.max() and c1.min() <= c0.max()
+    table4 = report.split("### c = 0 and c = 0.1")[1].split("###")[0]
+    assert ("**reproduced**" in table4) == ties
+    # a second call computes nothing
+    folders = sorted(Path("reports/runs").iterdir())
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert "(0 computed by this call)" in (out / "report.md").read_text(encoding="utf-8")
+    assert sorted(Path("reports/runs").iterdir()) == folders
+
+
+def test_reproduce_notes_file_missing_is_one_line(tmp_path):
+    result = runner.invoke(app, ["reproduce", "--notes", str(tmp_path / "nope.md")])
+    assert result.exit_code == 2 and "nope.md" in result.output and "Traceback" not in result.output
