@@ -10,6 +10,13 @@ Algorithm 5's ``get_worker`` is decided without peeking at real results.
 Ties in simulated time are broken by worker id: the server always takes the
 in-flight job with the smallest ``(completion time, worker)``.
 
+With a ``network`` section a job's completion is its arrival at the server:
+download, training, upload and its turn on the server's link, re-planned
+over the jobs in flight at every dispatch (sim/network.py). With device
+churn a job may instead be lost; losses and rejoins wait on their own heap,
+``churn_queue``, and are handled in time order with the arrivals
+(sim/churn.py).
+
 Recorded times come from the plan (``self.now``: a completion time fixed at
 dispatch, or a window's end), not from SimPy's float clock, which only
 orders the processes. That makes a resumed run's times identical to an
