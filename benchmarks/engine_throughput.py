@@ -31,10 +31,12 @@ import simpy
 from sim import scenario_from_dict, simulate
 from sim.engine import Simulation
 from sim.executors import make_executor
+from sim.profiles import fleet_path, load_fleet_raw
 from sim.runner import build_outer, build_trainer
 from sim.scenario import Scenario
 
-VERY_HETEROGENEOUS = (0.58, 0.75, 1.51, 3.33)  # seconds per step (device_profiles/very_heterogeneous.yaml)
+#: seconds per step of the paper's "very" fleet, read from its device profile
+VERY_HETEROGENEOUS = tuple(d["seconds_per_step"] for d in load_fleet_raw(fleet_path("very_heterogeneous"))["devices"])
 H = 10
 TARGET_K4 = 100_000.0
 TARGET_SCALING = 0.8

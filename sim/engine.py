@@ -90,11 +90,10 @@ class Job:
     done: simpy.Event
     theta_at_dispatch: torch.Tensor | None  # only when the outer update needs it
     inputs: tuple[torch.Tensor, JobSpec, Any]  # (snapshot, spec, carried state): to resubmit after a resume
-    # communication and churn (equal to dispatched_at / completes_at / None without them)
-    train_start: float = 0.0  # model downloaded, training begins
-    upload_start: float = 0.0  # training done, upload begins
-    reaches_server: float = 0.0  # upload has left the worker's link, enters the server's FIFO
-    lost_at: float | None = None  # the device goes down first: the pseudo-gradient never arrives
+    # communication and churn (without them: train_start = dispatched_at, upload_start = completes_at)
+    train_start: float  # model downloaded, training begins
+    upload_start: float  # training done, upload begins
+    lost_at: float | None  # the device goes down first: the pseudo-gradient never arrives
 
     @property
     def order(self) -> tuple[float, int]:
@@ -145,22 +144,22 @@ class Simulation:
         )
         self.lr_counters = [0] * (1 if single else num_shards)
         self.theta = trainer.init_params()
+        # per-worker links; None when nothing is sent or sending costs nothing (the 1-worker
+        # baseline keeps its model), so such runs have the same bytes as runs without a network
         net = scenario.network
-        self.links = None if net is None else [
-            worker_link(net, d.latency_ms or 0.0, d.bandwidth_gbps or math.inf, d.region) for d in self.devices
-        ]
-        if net is not None:
+        self.links = None
+        if net is not None and not single:
             self.upload_bytes = self.theta.numel() * DTYPE_BYTES[net.dtype]
             self.download_bytes = self.theta.numel() * DTYPE_BYTES[net.model_dtype]
             self.ingress_seconds = transfer_seconds(self.upload_bytes, net.server_bandwidth_gbps, 0.0)
-            free = self.ingress_seconds == 0 and all(
-                link.download(self.download_bytes) == link.upload(self.upload_bytes) == 0 for link in self.links
-            )
-            if free:  # communication that costs nothing is no communication: same bytes as without it
-                self.links = None
+            links = [worker_link(net, d.latency_ms or 0.0, d.bandwidth_gbps or math.inf, d.region) for d in self.devices]
+            if self.ingress_seconds > 0 or any(link.transfer(self.download_bytes) + link.transfer(self.upload_bytes) > 0
+                                               for link in links):
+                self.links = links
         self.uplink_free = 0.0  # when the server's link finished receiving the last collected upload
         self.availability = timelines([d.availability for d in self.devices], scenario.seed, STREAM_CHURN)
-        self.timed_comm = self.links is not None or any(self.availability)  # comm / churn columns in the log
+        self.churn = any(self.availability)
+        self.timed_comm = self.links is not None or self.churn  # comm / churn columns in the log
         self.recorder = Recorder(scenario.method.preset, scenario.seed, comm_columns=self.timed_comm)
         self.churn_queue: list[tuple[float, int, str, int]] = []  # (time, worker, "lost" | "rejoin", job): a heap
         self.version = 0  # server updates applied
@@ -270,8 +269,8 @@ class Simulation:
             else:
                 duration = round_time(steps, self.step_times[w], self.devices[w].jitter, self.jitter_rng)
             needs_theta = self.outer is not None and self.outer.needs_dispatch_theta
-            train_start, upload_start, reaches, completes_at = self._round_times(w, duration, single)
-            lost_at = self._fails_before(w, reaches, single)
+            train_start, upload_start, reaches, completes_at = self._round_times(w, duration)
+            lost_at = self._fails_before(w, reaches, single) if self.churn else None
             job = Job(
                 id=self.next_job_id,
                 worker=w,
@@ -285,7 +284,6 @@ class Simulation:
                 inputs=(snapshot, spec, state),
                 train_start=train_start,
                 upload_start=upload_start,
-                reaches_server=reaches,
                 lost_at=lost_at,
             )
             self.next_job_id += 1
@@ -293,23 +291,27 @@ class Simulation:
             self._event("dispatch", job)
         self._plan_uploads()
 
-    def _round_times(self, w: int, duration: float, single: bool) -> tuple[float, float, float, float]:
+    def _round_times(self, w: int, duration: float) -> tuple[float, float, float, float]:
         """(training starts, upload starts, upload reaches the server's link, provisional arrival)."""
-        if self.links is None or single:  # the 1-worker baseline keeps its model: nothing to send
+        if self.links is None:
             end = self.now + duration
             return self.now, end, end, end
-        link = self.links[w]
-        train_start = self.now + link.download(self.download_bytes)
+        train_start = self.now + self.links[w].transfer(self.download_bytes)
         upload_start = train_start + duration
-        reaches = upload_start + link.upload(self.upload_bytes)
+        reaches = self._reaches_server(w, upload_start)
         return train_start, upload_start, reaches, reaches + self.ingress_seconds
+
+    def _reaches_server(self, w: int, upload_start: float) -> float:
+        """When an upload started at ``upload_start`` has crossed the worker's own link."""
+        return upload_start + self.links[w].transfer(self.upload_bytes)  # type: ignore[index]
 
     def _plan_uploads(self) -> None:
         """Re-plan arrivals through the server's FIFO link after a dispatch (see sim/network.py)."""
-        if self.links is None or self.sc.method.schedule == "single":
+        if self.links is None:
             return
         jobs = sorted((j for j in self.in_flight.values() if j.lost_at is None), key=lambda j: j.worker)
-        arrivals = fifo_arrivals([(j.reaches_server, j.worker) for j in jobs], self.ingress_seconds, self.uplink_free)
+        reached = [(self._reaches_server(j.worker, j.upload_start), j.worker) for j in jobs]
+        arrivals = fifo_arrivals(reached, self.ingress_seconds, self.uplink_free)
         for job, arrival in zip(jobs, arrivals):
             job.completes_at = arrival
         self.queue = [(j.completes_at, j.worker, j.id) for j in jobs]
@@ -372,6 +374,7 @@ class Simulation:
         """Await a completed job's result and record its completion."""
         result = job.future.result()
         self.now = self.uplink_free = job.completes_at
+        self.losses_in_a_row = 0  # a pseudo-gradient arrived: churn is not losing every job
         observed = job.spec.steps / (job.completes_at - job.dispatched_at)
         old = self.speed_estimates.get(job.worker)
         self.speed_estimates[job.worker] = observed if old is None else ONLINE_DYLU_EMA * observed + (1 - ONLINE_DYLU_EMA) * old
@@ -399,7 +402,6 @@ class Simulation:
                 self.theta, PseudoGradient(delta=delta, staleness=staleness, theta_at_dispatch=job.theta_at_dispatch)
             )
             self.t_local += job.spec.steps
-            self.losses_in_a_row = 0
             if applied:
                 self.version += 1
                 self.last_worker = job.worker
@@ -490,7 +492,6 @@ class Simulation:
                     self.t_local += job.spec.steps
                     self._event("sync", job, staleness=0)
                 self.version += 1
-                self.losses_in_a_row = 0
             self._maybe_eval()
 
     def _single_server(self) -> Iterator[simpy.Event]:
@@ -516,7 +517,6 @@ class Simulation:
                 self.theta.sub_(result.delta)
                 self.t_local += job.spec.steps * self.k  # each step does k workers' worth of work
                 self.version += 1
-                self.losses_in_a_row = 0
                 self._event("sync", job, staleness=0)
             self._maybe_eval()
 
@@ -551,7 +551,7 @@ class Simulation:
                 "dispatch_version": job.dispatch_version, "dispatched_at": job.dispatched_at,
                 "completes_at": job.completes_at, "snapshot": id(theta),
                 "keep_theta": job.theta_at_dispatch is not None, "train_start": job.train_start,
-                "upload_start": job.upload_start, "reaches_server": job.reaches_server, "lost_at": job.lost_at,
+                "upload_start": job.upload_start, "lost_at": job.lost_at,
             })
         return {
             "scenario_digest": self.sc.digest(),
@@ -596,8 +596,7 @@ class Simulation:
                 future=_NEVER if lost else self.executor.submit(theta, j["spec"], j["state"], priority=j["completes_at"]),
                 done=self.env.event(),
                 theta_at_dispatch=theta if j["keep_theta"] else None, inputs=(theta, j["spec"], j["state"]),
-                train_start=j["train_start"], upload_start=j["upload_start"], reaches_server=j["reaches_server"],
-                lost_at=j["lost_at"],
+                train_start=j["train_start"], upload_start=j["upload_start"], lost_at=j["lost_at"],
             ))
 
     # -- driver ----------------------------------------------------------------

@@ -22,6 +22,7 @@ import heapq
 import itertools
 import os
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any, Callable, Protocol
 
@@ -89,9 +90,6 @@ def exit_with_parent(parent: int) -> None:
     parent itself: by the time a slow-starting child asks ``getppid()`` it
     may already have been re-parented.
     """
-    import threading
-    import time
-
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)

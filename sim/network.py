@@ -87,10 +87,8 @@ class WorkerLink:
     latency_s: float
     bandwidth_gbps: float
 
-    def download(self, num_bytes: float) -> float:
-        return transfer_seconds(num_bytes, self.bandwidth_gbps, self.latency_s)
-
-    def upload(self, num_bytes: float) -> float:
+    def transfer(self, num_bytes: float) -> float:
+        """Seconds to move ``num_bytes`` either way (the link is symmetric)."""
         return transfer_seconds(num_bytes, self.bandwidth_gbps, self.latency_s)
 
 

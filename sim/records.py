@@ -43,6 +43,7 @@ class Recorder:
 
     def __init__(self, method: str, seed: int, comm_columns: bool = False):
         self.method, self.seed = method, seed
+        self.comm_columns = comm_columns
         self.columns = EVENT_COLUMNS + (COMM_COLUMNS if comm_columns else ())
         self.events: dict[str, list[Any]] = {c: [] for c in self.columns}
         self.metric_rows: list[dict[str, Any]] = []
@@ -76,7 +77,7 @@ class Recorder:
         ev["staleness"].append(staleness)
         ev["t_local"].append(t_local)
         ev["train_loss"].append(train_loss)
-        if "train_start" in ev:
+        if self.comm_columns:
             ev["train_start"].append(train_start)
             ev["upload_start"].append(upload_start)
 
@@ -97,6 +98,38 @@ class Recorder:
 
     def metrics_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.metric_rows)
+
+
+def worker_intervals(events: pd.DataFrame) -> pd.DataFrame:
+    """Per job: [start, train_start) download, [train_start, upload_start) training, [upload_start, end) upload.
+
+    ``end`` is the arrival at the server (or the loss, for a lost job; NaN if
+    the run ended first). Without communication the download and upload are
+    empty. ``next_start`` is that worker's next dispatch: what lies between
+    is waiting (or being down).
+    """
+    ev = events.sort_values(["tau", "job"], kind="stable")
+    dispatch = ev[ev["event"] == "dispatch"].set_index("job")
+    ended = ev[ev["event"].isin(["complete", "lost"])].set_index("job")
+    synced = ev[ev["event"].isin(["sync", "drop"])].set_index("job")
+    comm = "train_start" in dispatch.columns
+    jobs = pd.DataFrame({
+        "worker": dispatch["worker"],
+        "job": dispatch.index,
+        "start": dispatch["tau"],
+        "train_start": dispatch["train_start"] if comm else dispatch["tau"],
+        "end": ended["tau"].reindex(dispatch.index),
+        "shard": dispatch["shard"],
+        "steps": dispatch["steps"],
+        "dispatch_version": dispatch["dispatch_version"],
+        "train_loss": ended["train_loss"].reindex(dispatch.index),
+        "lost": ended["event"].reindex(dispatch.index).eq("lost"),
+        "sync": synced["tau"].reindex(dispatch.index),
+    }).reset_index(drop=True)
+    jobs["upload_start"] = dispatch["upload_start"].to_numpy() if comm else jobs["end"]
+    jobs = jobs.sort_values(["worker", "start"], kind="stable")
+    jobs["next_start"] = jobs.groupby("worker")["start"].shift(-1)
+    return jobs
 
 
 def canonical_csv(df: pd.DataFrame) -> str:

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sim.records import worker_intervals  # noqa: E402
+
 #: the metric shown first for each trainer family: lower is better
 PRIMARY_METRICS = ("perplexity", "loss")
 
@@ -179,34 +181,6 @@ def table_markdown(table: pd.DataFrame, metric: str, axis_label: str | None) -> 
             cells.append(cell)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\nFinal eval {metric}: mean ± std over seeds (lower is better)."
-
-
-def worker_intervals(events: pd.DataFrame) -> pd.DataFrame:
-    """Per job: [start, train_start) download, [train_start, upload_start) training, [upload_start, end) upload.
-
-    ``end`` is the arrival at the server (or the loss, for a lost job; NaN if
-    the run ended first). Without communication the download and upload are
-    empty. ``next_start`` is that worker's next dispatch: what lies between
-    is waiting (or being down).
-    """
-    ev = events.sort_values(["tau", "job"], kind="stable")
-    dispatch = ev[ev["event"] == "dispatch"].set_index("job")
-    ended = ev[ev["event"].isin(["complete", "lost"])].set_index("job")
-    synced = ev[ev["event"].isin(["sync", "drop"])].set_index("job")
-    comm = "train_start" in dispatch.columns
-    jobs = pd.DataFrame({
-        "worker": dispatch["worker"],
-        "job": dispatch.index,
-        "start": dispatch["tau"],
-        "train_start": dispatch["train_start"] if comm else dispatch["tau"],
-        "end": ended["tau"].reindex(dispatch.index),
-        "lost": ended["event"].reindex(dispatch.index).eq("lost"),
-        "sync": synced["tau"].reindex(dispatch.index),
-    }).reset_index(drop=True)
-    jobs["upload_start"] = dispatch["upload_start"].to_numpy() if comm else jobs["end"]
-    jobs = jobs.sort_values(["worker", "start"], kind="stable")
-    jobs["next_start"] = jobs.groupby("worker")["start"].shift(-1)
-    return jobs
 
 
 def worker_time_budget(events: pd.DataFrame, devices: list[str] | None = None) -> pd.DataFrame:

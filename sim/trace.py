@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from sim.records import worker_intervals
+
 WORKERS_PID, SERVER_PID = 1, 0
 
 
@@ -27,29 +29,25 @@ def trace_events(events: pd.DataFrame) -> list[dict[str, Any]]:
     ]
     for w in sorted(events["worker"].unique()):
         out.append({"ph": "M", "name": "thread_name", "pid": WORKERS_PID, "tid": int(w), "ts": 0, "args": {"name": f"worker {w}"}})
-    dispatched: dict[int, Any] = {}
-    comm = "train_start" in events.columns
-
     def span(name: str, cat: str, worker: int, start: float, end: float, args: dict[str, Any]) -> None:
         if end > start:
             out.append({"ph": "X", "name": name, "cat": cat, "pid": WORKERS_PID, "tid": worker,
                         "ts": start * us, "dur": (end - start) * us, "args": args})
 
+    for j in worker_intervals(events).itertuples():
+        if pd.isna(j.end):  # still running when the budget was reached
+            continue
+        w = int(j.worker)
+        args = {"job": int(j.job), "shard": int(j.shard), "steps": int(j.steps), "dispatch_version": int(j.dispatch_version)}
+        if j.lost:
+            span(f"lost: device down ({j.steps} steps)", "lost", w, j.start, j.end, args)
+            continue
+        span("download model", "comm", w, j.start, j.train_start, args)
+        span(f"train shard {j.shard} ({j.steps} steps)", "train", w, j.train_start, j.upload_start,
+             {**args, "train_loss": float(j.train_loss)})
+        span("upload pseudo-gradient", "comm", w, j.upload_start, j.end, args)
     for r in events.itertuples():
-        if r.event == "dispatch":
-            dispatched[r.job] = r
-        elif r.event in ("complete", "lost"):
-            d = dispatched[r.job]
-            args = {"job": int(r.job), "shard": int(r.shard), "steps": int(r.steps), "dispatch_version": int(r.dispatch_version)}
-            if r.event == "lost":
-                span(f"lost: device down ({r.steps} steps)", "lost", int(r.worker), d.tau, r.tau, args)
-                continue
-            train_start, upload_start = (d.train_start, d.upload_start) if comm else (d.tau, r.tau)
-            span("download model", "comm", int(r.worker), d.tau, train_start, args)
-            span(f"train shard {r.shard} ({r.steps} steps)", "train", int(r.worker), train_start, upload_start,
-                 {**args, "train_loss": float(r.train_loss)})
-            span("upload pseudo-gradient", "comm", int(r.worker), upload_start, r.tau, args)
-        elif r.event in ("sync", "drop", "discard"):
+        if r.event in ("sync", "drop", "discard"):
             out.append({
                 "ph": "i", "s": "t", "name": f"{r.event} w{r.worker}", "cat": r.event,
                 "pid": SERVER_PID, "tid": 0, "ts": r.tau * us,

@@ -66,3 +66,29 @@ def test_pool_processes_exit_when_their_parent_is_killed(tmp_path):
     while any(running(k) for k in kids) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(running(k) for k in kids)
+
+
+def test_process_executor_starts_waiting_jobs_by_priority_and_skips_cancelled_ones():
+    """One process: the first job runs at once; of those waiting, the lowest priority starts next."""
+    from sim.executors import ProcessExecutor
+    from sim.runner import build_trainer
+    from trainers.base import JobSpec
+
+    sc = scenario([1.0], preset="async_sgd", trainer_config={"dim": 4})
+    theta = build_trainer(sc).init_params()
+    executor = ProcessExecutor(sc, jobs=1)
+    finished: list[int] = []  # list.append is atomic: safe from the pool's callback thread
+    try:
+        futures = {}
+        for worker, priority in ((0, 0.0), (1, 5.0), (2, 1.0), (3, 3.0)):
+            spec = JobSpec(worker=worker, shard=0, lrs=(0.1,) * 3, data_offset=0)
+            futures[worker] = executor.submit(theta, spec, priority=priority)
+        assert futures[3].cancel()  # still waiting: never computed
+        for worker, future in futures.items():
+            if worker != 3:
+                future.add_done_callback(lambda f, w=worker: finished.append(w))
+        for worker in (0, 1, 2):
+            assert futures[worker].result(timeout=120).delta.shape == theta.shape
+    finally:
+        executor.close()
+    assert finished == [0, 2, 1]
