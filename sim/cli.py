@@ -142,9 +142,10 @@ class RunsProgress:
     """A progress bar over whole runs (compare, reproduce)."""
 
     def __init__(self, total: int = 0):
-        self.bar = Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
                             TimeElapsedColumn(), console=err_console)
         self.task = self.bar.add_task("runs", total=total, last="")
+        self.pretrain_tasks: dict[str, Any] = {}
 
     def __enter__(self) -> "RunsProgress":
         self.bar.start()
@@ -155,6 +156,12 @@ class RunsProgress:
 
     def total(self, n: int) -> None:
         self.bar.update(self.task, total=n)
+
+    def pretraining(self, label: str, step: int, total: int) -> None:
+        """A second bar while shared pretraining runs before the runs fan out."""
+        if label not in self.pretrain_tasks:
+            self.pretrain_tasks[label] = self.bar.add_task(label, total=total, last=f"{label} (once, cached for every run)")
+        self.bar.update(self.pretrain_tasks[label], completed=step)
 
     def done(self, spec: Any, reused: bool) -> None:
         label = f"{spec.scenario.name}/{spec.method} seed {spec.seed}" + (f" [{spec.sweep_value}]" if spec.sweep_value is not None else "")
@@ -189,7 +196,7 @@ def compare(
     label = name or (specs[0].scenario.name + (f"_{axis}" if axis else ""))
     with RunsProgress(len(specs)) as progress:
         try:
-            computed = cmp.execute(specs, jobs=jobs, on_done=progress.done)
+            computed = cmp.execute(specs, jobs=jobs, on_done=progress.done, on_pretrain=progress.pretraining)
         except UserError as exc:
             fail(str(exc))
     out_dir = reports_dir / label
@@ -226,7 +233,8 @@ def reproduce(
             command = canonical_command("reproduce", [str(scenario)], name=name, seeds=seeds, set_=list(set_), jobs=jobs,
                                         notes=notes)
             report = run_reproduction(scenario, reports_dir / name, seed_list, jobs, list(set_), command,
-                                      on_plan=progress.total, on_done=progress.done, notes=notes_text)
+                                      on_plan=progress.total, on_done=progress.done, notes=notes_text,
+                                      on_pretrain=progress.pretraining)
         except UserError as exc:
             fail(str(exc))
     console.print(f"report: {report}")
@@ -249,7 +257,7 @@ def sweep(
         fail(str(exc))
     with RunsProgress(len(specs)) as progress:
         try:
-            computed = cmp.execute(specs, jobs=jobs, on_done=progress.done)
+            computed = cmp.execute(specs, jobs=jobs, on_done=progress.done, on_pretrain=progress.pretraining)
         except UserError as exc:
             fail(str(exc))
     _metrics, _events, runs = cmp.load_results(specs)

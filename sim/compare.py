@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from sim.prepare import PretrainProgress, pretrain_once
 from sim.records import is_complete_run, read_summary
 from sim.runner import default_run_folder
 from sim.scenario import Scenario, ScenarioError, load_scenario, parse_override
@@ -141,8 +142,17 @@ def _run_one(scenario_dict: dict[str, Any]) -> str:
     return result.run_hash
 
 
-def execute(specs: list[RunSpec], jobs: int = 1, on_done: Callable[[RunSpec, bool], None] | None = None) -> int:
-    """Compute the runs whose folders are missing; returns how many were computed."""
+def execute(
+    specs: list[RunSpec],
+    jobs: int = 1,
+    on_done: Callable[[RunSpec, bool], None] | None = None,
+    on_pretrain: PretrainProgress | None = None,
+) -> int:
+    """Compute the runs whose folders are missing; returns how many were computed.
+
+    Shared pretraining is done first, once per checkpoint (:mod:`sim.prepare`),
+    so parallel runs never pretrain the same model side by side.
+    """
     todo = {}
     for spec in specs:
         if is_complete_run(spec.folder):
@@ -152,6 +162,7 @@ def execute(specs: list[RunSpec], jobs: int = 1, on_done: Callable[[RunSpec, boo
             todo.setdefault(spec.folder, spec)  # identical scenarios run once
     if not todo:
         return 0
+    pretrain_once((spec.scenario for spec in todo.values()), on_pretrain)
     if jobs <= 1:
         for spec in todo.values():
             _run_one(spec.scenario.resolved())

@@ -22,7 +22,13 @@ from sim.records import is_complete_run, read_summary, run_hash, write_run_folde
 from sim.scenario import Scenario, resolve_trainer_class, scenario_from_dict
 from trainers.base import Trainer
 
-RUNS_DIR = Path("reports") / "runs"
+#: where run folders go unless ``$ASYNCSIM_RUNS`` says otherwise (relative to the working directory)
+DEFAULT_RUNS_DIR = Path("reports") / "runs"
+
+
+def runs_dir() -> Path:
+    """The run store: ``$ASYNCSIM_RUNS``, else ``reports/runs`` in the working directory."""
+    return Path(os.environ.get("ASYNCSIM_RUNS") or DEFAULT_RUNS_DIR)
 
 
 @dataclass
@@ -170,7 +176,7 @@ def partial_folder(folder: Path) -> Path:
     return folder.parent / f".{folder.name}.partial"
 
 
-def default_run_folder(scenario: Scenario, root: Path = RUNS_DIR) -> Path:
+def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
     """Run folders are keyed by the resolved scenario's digest: same scenario, same folder.
 
     When a newer asyncsim adds a field with a default, the digest of an old
@@ -179,6 +185,7 @@ def default_run_folder(scenario: Scenario, root: Path = RUNS_DIR) -> Path:
     their stored scenarios with this version, and adopts (renames) one whose
     digest now matches.
     """
+    root = runs_dir() if root is None else root
     folder = root / f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-{scenario.digest()[:12]}"
     if is_complete_run(folder) or not root.exists():
         return folder

@@ -182,3 +182,27 @@ def test_micro_batches_accumulate_to_the_full_batch_step(micro):
     whole, parts = micro.local_train(theta, spec), chunked.local_train(theta, spec)
     assert parts.train_loss == pytest.approx(whole.train_loss, rel=1e-5)
     assert torch.allclose(parts.delta, whole.delta, atol=1e-6)
+
+
+def test_shared_pretraining_is_built_once_before_runs_fan_out(tmp_path, monkeypatch):
+    """compare -j N pretrains each distinct checkpoint once, in the caller, whatever the methods and seeds."""
+    from sim.prepare import pretrain_once
+
+    monkeypatch.setenv("ASYNCSIM_CACHE", str(tmp_path / "cache"))
+    overrides = {**{f"trainer.config.{k}": v for k, v in MICRO.items()}, "trainer.config.pretrain_steps": 4}
+    scenarios = [load_scenario(DEMO, overrides={**overrides, "seed": seed}, method=method)
+                 for method in ("diloco", "dn_dylu") for seed in (0, 1)]
+    seen = []
+    assert pretrain_once(scenarios, lambda label, step, total: seen.append((label, step, total))) == 1
+    assert seen[-1] == ("pretrain tiny", 4, 4)
+    assert pretrain_once(scenarios) == 0  # cached: nothing to build
+    assert len(list((tmp_path / "cache" / "pretrained").glob("*.pt"))) == 1
+
+
+def test_micro_preset_is_measured_and_listed():
+    from trainers.lm import CPU_MS_PER_STEP
+
+    assert set(CPU_MS_PER_STEP) == set(PRESETS)
+    assert CPU_MS_PER_STEP["micro"] is not None and CPU_MS_PER_STEP["micro"] < CPU_MS_PER_STEP["tiny"]
+    # the whole paper protocol (24K + 64K steps) fits in about 10 minutes of one core
+    assert (24_000 + 64_000) * CPU_MS_PER_STEP["micro"] / 1000 < 600

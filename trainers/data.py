@@ -38,6 +38,7 @@ consecutive works / files / documents (a non-iid split by source).
 """
 from __future__ import annotations
 
+import fcntl
 import glob as globlib
 import gzip
 import hashlib
@@ -46,9 +47,10 @@ import os
 import re
 import socket
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 from urllib.parse import urlparse
 
 import numpy as np
@@ -109,6 +111,22 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if missing), held for the block.
+
+    Lets concurrent processes that need the same cache entry build it once:
+    the first takes the lock and builds, the others wait, then find it built.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # -- documents ----------------------------------------------------------------

@@ -23,13 +23,38 @@ preset   layers x hidden, heads  tied    parameters   with the other tying
 150M     12 x 896, 16            tied    149,804,928  178,476,928 untied
 small    4 x 256, 4, vocab 4096  tied    4,196,608
 tiny     2 x 128, 2, vocab 2048  tied    656,000
+micro    2 x 64, 2 x 32, v 512   tied    131,392
 =======  ======================  ======  ===========  =====================
 
 ``tied: true/false`` overrides it; ``asyncsim models`` prints the counts and
-checks them against :func:`closed_form_params`. ``tiny`` and ``small`` are
-CPU sizes: measured on this project's 2-core machine with torch 2.13, one
-thread, fused AdamW, ``tiny`` at its default batch (8 x 128 tokens) takes
-about 70 ms a step.
+checks them against :func:`closed_form_params`. ``micro``, ``tiny`` and
+``small`` are CPU sizes: measured on this project's 2-core machine with torch
+2.13, one thread, fused AdamW, ``tiny`` at its default batch (8 x 128 tokens)
+takes about 70 ms a step.
+
+``micro`` is the largest shape that runs the paper's whole protocol (24K
+pretraining steps, then 64K local steps at H = 50 on k = 4 workers: 88K
+AdamW steps) in about 10 minutes on one core. Measured ms per inner step
+(2026-11-30, same machine, one thread, 250 steps in rounds of 50 with a fresh
+AdamW each, no evaluation; time grows with tokens per step, not with width):
+
+=================================  =========  ===========  ===================
+shape (layers x d, heads x K/V)    vocab      batch x seq  ms/step (88K steps)
+=================================  =========  ===========  ===================
+2 x 64, 2 x 32                     512        8 x 64       9.4  (13.8 min)
+2 x 64, 2 x 32                     256        8 x 64       7.8  (11.4 min)
+2 x 48, 2 x 24                     512        8 x 64       6.4  (9.4 min)
+1 x 64, 2 x 32                     512        8 x 64       5.6  (8.2 min)
+2 x 32, 2 x 16                     512        8 x 64       4.8  (7.1 min)
+2 x 64, 2 x 32                     512        8 x 32       4.9  (7.2 min)
+**2 x 64, 2 x 32 (micro)**         512        4 x 64       4.7  (6.9 min)
+3 x 64, 2 x 32                     512        8 x 64       13.0 (19.1 min)
+2 x 96, 2 x 48                     512        8 x 64       14.5 (21.3 min)
+=================================  =========  ===========  ===================
+
+``micro`` keeps two layers, 64-token context and the 64-wide model, and
+halves the batch: 256 tokens a step. Evaluation (every 1,000 local steps on
+32,768 held-out tokens) and the simulator add the rest of the ~10 minutes.
 
 Training. A job is Algorithm 4: load the dispatch-time parameters, create a
 fresh fused AdamW (or load the carried state for the 1-worker baseline), and
@@ -84,6 +109,7 @@ from trainers.data import (
     cache_dir,
     digest,
     epoch_order,
+    file_lock,
     gather_windows,
     load_corpus,
     make_shards,
@@ -112,12 +138,21 @@ class Arch:
 
 
 PRESETS: dict[str, Arch] = {
+    # micro: the paper's whole LM protocol (24K pretraining + 64K local steps) in
+    # about 10 minutes on one CPU core; see the module docstring for the measurement.
+    "micro": Arch(layers=2, d_model=64, heads=2, head_dim=32, vocab_size=512, tied=True, seq_len=64, batch_size=4),
     "tiny": Arch(layers=2, d_model=128, heads=2, head_dim=64, vocab_size=2048, tied=True, seq_len=128, batch_size=8),
     "small": Arch(layers=4, d_model=256, heads=4, head_dim=64, vocab_size=4096, tied=True, seq_len=256, batch_size=8),
     "20M": Arch(layers=6, d_model=256, heads=4, head_dim=64, vocab_size=32_000, tied=False, seq_len=256, batch_size=128),
     "60M": Arch(layers=3, d_model=896, heads=16, head_dim=64, vocab_size=32_000, tied=True, seq_len=256, batch_size=128),
     "150M": Arch(layers=12, d_model=896, heads=16, head_dim=64, vocab_size=32_000, tied=True, seq_len=256, batch_size=128),
 }
+
+
+#: Measured ms per inner AdamW step at the preset's default batch, one CPU thread,
+#: torch 2.13, this project's 2-core machine (2026-11-30); None: not measured on a CPU
+#: (the 20M step at 128 x 256 tokens took over a minute, the larger ones more).
+CPU_MS_PER_STEP: dict[str, float | None] = {"micro": 4.8, "tiny": 63.4, "small": 675.5, "20M": None, "60M": None, "150M": None}
 
 
 def closed_form_params(arch: Arch) -> int:
@@ -135,7 +170,7 @@ class LMConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    size: Literal["tiny", "small", "20M", "60M", "150M"] = "tiny"
+    size: Literal["micro", "tiny", "small", "20M", "60M", "150M"] = "tiny"
     # Overrides of the preset; None keeps the preset's value.
     layers: int | None = Field(None, gt=0)
     d_model: int | None = Field(None, gt=0)
@@ -368,6 +403,13 @@ class LMTrainer:
         path = self.pretrain_path(threads)
         if path.exists():
             return torch.load(path, weights_only=True)["theta"]
+        # One process pretrains, the others wait for its checkpoint (same cache key).
+        with file_lock(path.with_name(path.name + ".lock")):
+            if path.exists():
+                return torch.load(path, weights_only=True)["theta"]
+            return self._pretrain_now(path, threads, progress)
+
+    def _pretrain_now(self, path, threads: int, progress: ProgressFn | None) -> torch.Tensor:
         cfg = self.config
         if progress is None:  # say why the first run of a scenario pauses before its first round
             print(f"pretraining the {cfg.size} LM for {cfg.pretrain_steps} steps (cached for later runs: {path})", file=sys.stderr)
