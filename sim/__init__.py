@@ -9,7 +9,27 @@ Notebook use::
     result.metrics.plot(x="t_local", y="loss")   # pandas DataFrames
     result.events.query("event == 'sync'").staleness.describe()
 """
-from sim.runner import RunResult, run, simulate
-from sim.scenario import Scenario, ScenarioError, load_scenario, scenario_from_dict
+from __future__ import annotations
 
-__all__ = ["RunResult", "Scenario", "ScenarioError", "load_scenario", "run", "scenario_from_dict", "simulate"]
+import importlib
+from typing import Any
+
+#: public name -> the module that defines it; imported on first use, so that
+#: ``import sim.errors`` (or the CLI's --help) does not pull in torch
+_EXPORTS = {
+    "RunResult": "sim.runner",
+    "run": "sim.runner",
+    "simulate": "sim.runner",
+    "Scenario": "sim.scenario",
+    "ScenarioError": "sim.scenario",
+    "load_scenario": "sim.scenario",
+    "scenario_from_dict": "sim.scenario",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sim' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

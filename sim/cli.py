@@ -1,4 +1,10 @@
-"""The ``asyncsim`` command line. User errors are one line and exit code 2."""
+"""The ``asyncsim`` command line. User errors are one line and exit code 2.
+
+Shared options (``--method``, ``--seed``, ``--set``, ``--out``, ``--runs``,
+``-j``, ``--quiet``, ``--force``) are defined once in :mod:`sim.cli_common`
+and mean the same in every command. Heavy modules (torch, pandas,
+matplotlib) are imported inside the commands that need them.
+"""
 from __future__ import annotations
 
 import sys
@@ -6,14 +12,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sim.compare import DEFAULT_METHODS
-from sim.scenario import Scenario, ScenarioError, load_scenario, parse_override
-from sim.engine import RunInterrupted
-from trainers.base import UserError
+from sim.cli_common import (FILE_ARG, FORCE_OPT, JOBS_OPT, QUIET_OPT, RUNS_OPT, SET_OPT, canonical_command, console,
+                            default_jobs, err_console, fail, fail_with, load, method_opt, out_opt, parse_seeds, seed_opt,
+                            split_list, use_runs_dir)
+from sim.cli_init import register as register_init_command
+from sim.cli_lm import register as register_lm_commands
+from sim.errors import RunDiverged, UserError
+from sim.scenario import ScenarioError
+
+#: compare's methods when --method is not given (mirrors sim.compare.DEFAULT_METHODS, which imports pandas)
+DEFAULT_METHODS = "finetune_1w,diloco,async_diloco,async_poly,async_buffer,dn_dylu"
 
 app = typer.Typer(
     add_completion=False,
@@ -21,50 +32,36 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Simulate asynchronous Local-SGD (Liu et al., 2024) with real PyTorch payloads.",
 )
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print a user error as exactly one line (control characters escaped) and exit."""
-    line = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
-    err_console.print(f"error: {line}", markup=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _load(file: Path, method: Optional[str], sets: list[str]) -> Scenario:
-    try:
-        overrides = dict(parse_override(s) for s in sets)
-        return load_scenario(file, overrides=overrides, method=method)
-    except ScenarioError as exc:
-        fail(str(exc))
-        raise  # unreachable, for type checkers
-
-
-FILE_ARG = typer.Argument(..., help="scenario YAML file", show_default=False)
-METHOD_OPT = typer.Option(None, "--method", "-m", help="method preset to run instead of the file's")
-SET_OPT = typer.Option([], "--set", "-s", help="override a field: KEY=VALUE, e.g. schedule.H=100 (repeatable)")
 
 
 @app.command()
 def run(
     file: Path = FILE_ARG,
-    method: Optional[str] = METHOD_OPT,
+    method: Optional[str] = method_opt(None),
     set_: list[str] = SET_OPT,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (computed afresh); default reports/runs/<name>-<method>-s<seed>-<digest>"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="override the scenario's seed"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    seed: Optional[str] = seed_opt(None),
+    out: Optional[Path] = out_opt("run folder, computed afresh (default: the run store, reused when it exists)"),
+    runs: Optional[Path] = RUNS_OPT,
+    jobs: Optional[int] = JOBS_OPT,
+    quiet: bool = QUIET_OPT,
     executor: str = typer.Option("serial", "--executor", "-e", help="serial | process | ray: where jobs are computed (never changes results)"),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="processes / Ray CPUs (default: cores / compute.threads)"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)"),
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", min=0, help="save the run's state every N server updates (0: only on Ctrl-C / SIGTERM)"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its checkpoint (same bytes as an uninterrupted run)"),
 ) -> None:
     """Simulate one scenario and write its run folder; prints the run hash."""
+    if method is not None and "," in method:
+        fail(f"--method {method!r}: run takes one method; use compare for several")
+    seeds = parse_seeds(seed) if seed is not None else []
+    if len(seeds) > 1:
+        fail(f"--seed {seed!r}: run takes one seed; use compare or sweep for several")
+    if executor not in ("serial", "process", "ray"):
+        fail(f"--executor {executor!r}: expected serial, process or ray")
+    use_runs_dir(runs)
+    scenario = load(file, method, list(set_) + [f"seed={s}" for s in seeds])
+    from sim.engine import RunInterrupted
     from sim.runner import run as run_scenario
 
-    sets = list(set_) + ([f"seed={seed}"] if seed is not None else [])
-    scenario = _load(file, method, sets)
     bar = None if quiet else Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -80,32 +77,31 @@ def run(
         task = bar.add_task(f"{scenario.name}/{scenario.method.preset}", total=scenario.schedule.t_max, metric="")
 
         def progress(t_local: int, t_max: int, row: dict[str, Any] | None) -> None:
-            metric = ""
             if row is not None:
                 key = "perplexity" if "perplexity" in row else "loss"
-                metric = f"{key} {row[key]:.4g}"
-            bar.update(task, completed=min(t_local, t_max), metric=metric)
+                bar.update(task, metric=f"{key} {row[key]:.4g}")
+            bar.update(task, completed=min(t_local, t_max))
+
+    def notify(line: str) -> None:
+        (bar.console if bar is not None else err_console).print(f"note: {line}", markup=False)
 
     try:
-        if executor not in ("serial", "process", "ray"):
-            fail(f"--executor {executor!r}: expected serial, process or ray")
-        result = run_scenario(scenario, out=out, progress=progress, executor=executor, jobs=jobs, address=address,
-                              checkpoint_every=checkpoint_every, resume=resume)
+        result = run_scenario(scenario, out=out, progress=progress, executor=executor,
+                              jobs=jobs or default_jobs(scenario.compute.threads), address=address,
+                              checkpoint_every=checkpoint_every, resume=resume, notify=notify)
     except RunInterrupted:
         if bar is not None:
             bar.stop()
         again = " ".join(["asyncsim", *sys.argv[1:]]) + ("" if resume else " --resume")
         fail(f"interrupted; state saved, no run folder written (earlier results untouched); continue with: {again}", code=130)
-        return
     except KeyboardInterrupt:
         if bar is not None:
             bar.stop()
         fail("interrupted; no run folder was written (earlier results are untouched)", code=130)
-        return
     except UserError as exc:
         if bar is not None:
             bar.stop()
-        fail(str(exc))
+        fail_with(exc)
     finally:
         if bar is not None:
             bar.stop()
@@ -115,37 +111,37 @@ def run(
     how = "reused existing run" if result.reused else s.get("status", "finished")
     if result.resumed_from is not None:
         how += f" (resumed from server update {result.resumed_from})"
-    if s.get("status") in ("diverged", "stalled"):
-        err_console.print(f"[red]{s['status']}[/red]: {s[s['status']]}; metrics up to that point are in the run folder")
     console.print(
         f"{how}: {s['method']} seed {s['seed']}: {metrics} after {final['t_local']} local steps, "
         f"{s['simulated_seconds']:.1f} simulated s"
     )
     console.print(f"run folder: {result.folder}")
     console.print(f"run hash: {result.run_hash}")
+    if s.get("status") in ("diverged", "stalled"):  # the run folder is written, but the run did not finish
+        fail(f"{s['status']}: {s[s['status']]}; metrics up to that point are in {result.folder}", RunDiverged.exit_code)
 
 
-def canonical_command(command: str, args: list[str], **options: Any) -> str:
-    """The command line that reproduces a report, rebuilt from parsed options."""
-    import shlex
+def _narrow_table(*headers: str, wrap: str) -> Table:
+    """A table for an 80-column terminal: compact borders; only the ``wrap`` column wraps, nothing is cut with '…'."""
+    from rich import box
 
-    parts = ["asyncsim", command, *args]
-    for key, value in options.items():
-        flag = "--" + key.rstrip("_").replace("_", "-")
-        for v in value if isinstance(value, list) else [value]:
-            if v is not None:
-                parts += [flag, str(v)]
-    return " ".join(shlex.quote(p) for p in parts)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0), show_edge=False)
+    for header in headers:
+        table.add_column(header, no_wrap=header != wrap, overflow="fold", ratio=1 if header == wrap else None)
+    return table
 
 
 class RunsProgress:
-    """A progress bar over whole runs (compare, reproduce)."""
+    """A progress bar over whole runs (compare, reproduce, sweep): done, running, queued."""
 
-    def __init__(self, total: int = 0):
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
-                            TimeElapsedColumn(), console=err_console)
+    def __init__(self, total: int = 0, quiet: bool = False):
+        self.quiet = quiet
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=err_console,
+                            disable=quiet)
         self.task = self.bar.add_task("runs", total=total, last="")
         self.pretrain_tasks: dict[str, Any] = {}
+        self.running: list[str] = []
 
     def __enter__(self) -> "RunsProgress":
         self.bar.start()
@@ -160,49 +156,88 @@ class RunsProgress:
     def pretraining(self, label: str, step: int, total: int) -> None:
         """A second bar while shared pretraining runs before the runs fan out."""
         if label not in self.pretrain_tasks:
-            self.pretrain_tasks[label] = self.bar.add_task(label, total=total, last=f"{label} (once, cached for every run)")
+            self.pretrain_tasks[label] = self.bar.add_task(label, total=total, last="once, cached for every run")
         self.bar.update(self.pretrain_tasks[label], completed=step)
 
+    @staticmethod
+    def _label(spec: Any) -> str:
+        return f"{spec.method} s{spec.seed}" + (f" [{spec.sweep_value}]" if spec.sweep_value is not None else "")
+
+    def _show(self, last: str) -> None:
+        running = f"running: {', '.join(self.running)}" if self.running else ""
+        self.bar.update(self.task, last=" | ".join(x for x in (running, last) if x))
+
+    def started(self, spec: Any) -> None:
+        self.running.append(self._label(spec))
+        self._show("")
+
     def done(self, spec: Any, reused: bool) -> None:
-        label = f"{spec.scenario.name}/{spec.method} seed {spec.seed}" + (f" [{spec.sweep_value}]" if spec.sweep_value is not None else "")
-        self.bar.update(self.task, advance=1, last=label + (" (reused)" if reused else ""))
+        label = self._label(spec)
+        if label in self.running:
+            self.running.remove(label)
+        self.bar.update(self.task, advance=1)
+        self._show(f"done: {label}" + (" (reused)" if reused else ""))
+
+
+def _report_folder(out: Optional[Path], name: Optional[str], default_name: str) -> Path:
+    if out is not None and name is not None:
+        fail("--out and --name both name the report folder; give one")
+    return out if out is not None else Path("reports") / (name or default_name)
+
+
+def _execute(specs: list[Any], jobs: Optional[int], quiet: bool) -> int:
+    from sim import compare as cmp
+
+    threads = max((s.scenario.compute.threads for s in specs), default=1)
+    with RunsProgress(len(specs), quiet) as progress:
+        try:
+            return cmp.execute(specs, jobs=jobs or default_jobs(threads), on_done=progress.done,
+                               on_start=progress.started, on_pretrain=progress.pretraining)
+        except UserError as exc:
+            progress.bar.stop()
+            fail_with(exc)
 
 
 @app.command()
 def compare(
     files: list[Path] = typer.Argument(..., help="scenario YAML file(s)", show_default=False),
-    methods: str = typer.Option(",".join(DEFAULT_METHODS), "--methods", help="comma-separated presets"),
-    seeds: str = typer.Option("0", "--seeds", help="comma-separated seeds, e.g. 0,1,2"),
+    method: str = method_opt(DEFAULT_METHODS),
+    seed: str = seed_opt("0"),
     sweep: Optional[str] = typer.Option(None, "--sweep", help="axis to sweep: workers=4,8,16 | heterogeneity=no,slight,moderate,very | c=0,0.1 | model=... | any.field=v1,v2"),
     set_: list[str] = SET_OPT,
-    name: Optional[str] = typer.Option(None, "--name", help="report folder name under reports/ (default from the scenario and sweep)"),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="runs computed in parallel (one process each)"),
-    reports_dir: Path = typer.Option(Path("reports"), "--reports-dir", help="where report folders go"),
+    out: Optional[Path] = out_opt("report folder (default reports/<scenario name>[_<swept axis>])"),
+    name: Optional[str] = typer.Option(None, "--name", help="report folder name under reports/ (instead of --out)"),
+    runs: Optional[Path] = RUNS_OPT,
+    jobs: Optional[int] = JOBS_OPT,
+    quiet: bool = QUIET_OPT,
+    force: bool = FORCE_OPT,
 ) -> None:
     """Run methods x seeds (x a swept axis), reusing existing runs; write plots, tables and report.md."""
     from sim import compare as cmp
+    from sim.outputs import check_report_destination, writing
 
-    method_list = [m.strip() for m in methods.split(",") if m.strip()]
-    try:
-        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
-    except ValueError:
-        fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2")
+    method_list = split_list(method, "--method", "diloco,dn_dylu")
+    seed_list = parse_seeds(seed)
+    use_runs_dir(runs)
     try:
         specs, axis = cmp.plan(list(files), method_list, seed_list, sweep, list(set_))
     except ScenarioError as exc:
-        fail(str(exc))
+        fail_with(exc)
     if not specs:
-        fail("nothing to run: no method accepts the swept field")
-    label = name or (specs[0].scenario.name + (f"_{axis}" if axis else ""))
-    with RunsProgress(len(specs)) as progress:
-        try:
-            computed = cmp.execute(specs, jobs=jobs, on_done=progress.done, on_pretrain=progress.pretraining)
-        except UserError as exc:
-            fail(str(exc))
-    out_dir = reports_dir / label
-    command = canonical_command("compare", [str(f) for f in files], methods=methods, seeds=seeds, sweep=sweep,
-                                set_=list(set_), name=name, jobs=jobs)
-    files_written = cmp.build_report(specs, axis, method_list, out_dir, command, computed)
+        fail(f"--sweep {sweep}: none of the methods {', '.join(method_list)} has that field")
+    out_dir = _report_folder(out, name, specs[0].scenario.name + (f"_{axis}" if axis else ""))
+    command = canonical_command("compare", [str(f) for f in files], methods=method, seeds=seed, sweep=sweep,
+                                set_=list(set_), name=name, out=out)
+    try:
+        check_report_destination(out_dir, command, force)
+    except UserError as exc:
+        fail_with(exc)
+    computed = _execute(specs, jobs, quiet)
+    try:
+        with writing(out_dir):
+            files_written = cmp.build_report(specs, axis, method_list, out_dir, command, computed)
+    except UserError as exc:
+        fail_with(exc)
     console.print(f"{len(specs)} runs ({computed} computed, {len(specs) - computed} reused); report: {files_written['report']}")
     console.print(files_written["table_md"].read_text(encoding="utf-8"))
 
@@ -210,86 +245,113 @@ def compare(
 @app.command()
 def reproduce(
     scenario: Path = typer.Argument(Path("scenarios/very_heterogeneous.yaml"), help="base scenario (its fleet is swept for Table 1)"),
-    name: str = typer.Option("paper_toy", "--name", help="report folder under reports/"),
-    seeds: str = typer.Option("0,1,2", "--seeds", help="comma-separated seeds"),
+    seed: str = seed_opt("0,1,2"),
     set_: list[str] = SET_OPT,
-    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="runs computed in parallel (one process each)"),
-    reports_dir: Path = typer.Option(Path("reports"), "--reports-dir"),
+    out: Optional[Path] = out_opt("report folder (default reports/paper_toy)"),
+    name: Optional[str] = typer.Option(None, "--name", help="report folder name under reports/ (instead of --out)"),
+    runs: Optional[Path] = RUNS_OPT,
+    jobs: Optional[int] = JOBS_OPT,
+    quiet: bool = QUIET_OPT,
+    force: bool = FORCE_OPT,
     notes: Optional[Path] = typer.Option(None, "--notes", help="a markdown file appended to report.md (e.g. a tuning sweep)"),
 ) -> None:
-    """Run the paper's comparisons (Fig. 2, 6, 7, 8; Tables 1, 4) and check each finding on the numbers."""
+    """Run the paper's comparisons (Fig. 2, 6, 7, 8; Tables 1-4) and check each finding on the numbers."""
+    from sim.outputs import check_report_destination
     from sim.reproduce import reproduce as run_reproduction
 
-    try:
-        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
-    except ValueError:
-        fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2")
+    seed_list = parse_seeds(seed)
+    use_runs_dir(runs)
     try:
         notes_text = notes.read_text(encoding="utf-8") if notes is not None else None
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"--notes {notes}: cannot read ({getattr(exc, 'strerror', None) or exc})")
-    with RunsProgress() as progress:
+    out_dir = _report_folder(out, name, "paper_toy")
+    command = canonical_command("reproduce", [str(scenario)], name=name, out=out, seeds=seed, set_=list(set_), notes=notes)
+    threads = load(scenario, None, list(set_)).compute.threads
+    with RunsProgress(quiet=quiet) as progress:
         try:
-            command = canonical_command("reproduce", [str(scenario)], name=name, seeds=seeds, set_=list(set_), jobs=jobs,
-                                        notes=notes)
-            report = run_reproduction(scenario, reports_dir / name, seed_list, jobs, list(set_), command,
+            check_report_destination(out_dir, command, force)
+            report = run_reproduction(scenario, out_dir, seed_list, jobs or default_jobs(threads), list(set_), command,
                                       on_plan=progress.total, on_done=progress.done, notes=notes_text,
-                                      on_pretrain=progress.pretraining)
+                                      on_start=progress.started, on_pretrain=progress.pretraining)
         except UserError as exc:
-            fail(str(exc))
+            progress.bar.stop()
+            fail_with(exc)
     console.print(f"report: {report}")
 
 
 @app.command()
 def sweep(
     file: Path = FILE_ARG,
-    grid: list[str] = typer.Option(..., "--grid", "-g", help="an axis: method=a,b | seed=0,1,2 | any.field=v1,v2 (repeatable; the cross product runs)"),
+    grid: list[str] = typer.Option([], "--grid", "-g", help="an axis: any.field=v1,v2 (repeatable; the cross product runs)"),
+    method: Optional[str] = method_opt(None),
+    seed: Optional[str] = seed_opt(None),
     set_: list[str] = SET_OPT,
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="runs computed in parallel (one process each)"),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="also write the table of runs as CSV"),
+    out: Optional[Path] = out_opt("also write the table of runs as CSV to this file"),
+    csv: Optional[Path] = typer.Option(None, "--csv", hidden=True),
+    runs: Optional[Path] = RUNS_OPT,
+    jobs: Optional[int] = JOBS_OPT,
+    quiet: bool = QUIET_OPT,
 ) -> None:
-    """Run the cross product of grid axes, reusing existing run folders; print a table of runs."""
+    """Run the cross product of grid axes (and --method, --seed lists), reusing runs; print a table of runs."""
     from sim import compare as cmp
+    from sim.outputs import check_file, writing
 
+    out = out or csv
+    axes = list(grid) + ([f"method={method}"] if method else []) + ([f"seed={seed}"] if seed else [])
+    if not axes:
+        fail("nothing to sweep: give --grid FIELD=V1,V2 (repeatable), --method A,B or --seed 0,1,2")
+    use_runs_dir(runs)
     try:
-        specs = cmp.plan_grid(file, list(grid), list(set_))
-    except ScenarioError as exc:
-        fail(str(exc))
-    with RunsProgress(len(specs)) as progress:
-        try:
-            computed = cmp.execute(specs, jobs=jobs, on_done=progress.done, on_pretrain=progress.pretraining)
-        except UserError as exc:
-            fail(str(exc))
-    _metrics, _events, runs = cmp.load_results(specs)
-    metric = "final_perplexity" if "final_perplexity" in runs.columns else "final_loss"
-    table = Table("method", "seed", "setting", metric.removeprefix("final_"), "simulated s", "run hash", "folder")
-    for r in runs.itertuples():
+        if out is not None:
+            check_file(out, "--out")
+        specs = cmp.plan_grid(file, axes, list(set_))
+    except UserError as exc:
+        fail_with(exc)
+    computed = _execute(specs, jobs, quiet)
+    _metrics, _events, runs_frame = cmp.load_results(specs)
+    metric = "final_perplexity" if "final_perplexity" in runs_frame.columns else "final_loss"
+    table = _narrow_table("method", "seed", "setting", metric.removeprefix("final_"), "sim. s", "run hash", wrap="setting")
+    for r in runs_frame.itertuples():
         table.add_row(r.method, str(r.seed), r.sweep or "-", f"{getattr(r, metric):.4f}", f"{r.simulated_seconds:.0f}",
-                      r.run_hash[:12], r.folder)
+                      r.run_hash[:8])
     console.print(table)
-    console.print(f"{len(specs)} runs ({computed} computed, {len(specs) - computed} reused)")
-    if csv is not None:
-        runs.to_csv(csv, index=False)
+    console.print(f"{len(specs)} runs ({computed} computed, {len(specs) - computed} reused); run folders in "
+                  f"{specs[0].folder.parent}")
+    if out is not None:
+        try:
+            with writing(out):
+                runs_frame.to_csv(out, index=False)
+        except UserError as exc:
+            fail_with(exc)
 
 
 @app.command()
 def trace(
     run_folder: Path = typer.Argument(..., help="a run folder (with events.parquet)", show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output JSON (default RUN/trace.json)"),
+    out: Optional[Path] = out_opt("output JSON (default RUN/trace.json)"),
 ) -> None:
     """Export a run's events as Chrome/Perfetto trace JSON (one track per worker)."""
-    from sim.trace import write_trace
+    from sim.outputs import check_file, writing
 
     if not (run_folder / "events.parquet").exists():
         fail(f"{run_folder}: not a run folder (no events.parquet)")
-    path = write_trace(run_folder, out)
+    target = out or run_folder / "trace.json"
+    try:
+        check_file(target, "--out")
+        from sim.trace import write_trace
+
+        with writing(target):
+            path = write_trace(run_folder, out)
+    except UserError as exc:
+        fail_with(exc)
     console.print(f"wrote {path}; open it at https://ui.perfetto.dev")
 
 
 @app.command()
-def validate(file: Path = FILE_ARG, method: Optional[str] = METHOD_OPT, set_: list[str] = SET_OPT) -> None:
+def validate(file: Path = FILE_ARG, method: Optional[str] = method_opt(None), set_: list[str] = SET_OPT) -> None:
     """Check a scenario file; prints its resolved method and digest."""
-    sc = _load(file, method, set_)
+    sc = load(file, method, set_)
     m = sc.method
     console.print(
         f"ok: {file}: {sc.name}, trainer {sc.trainer.name}, k={sc.workers.k}, method {m.preset} "
@@ -303,7 +365,7 @@ def methods() -> None:
     """List the method presets."""
     from sim.presets import DESCRIPTIONS, PRESETS
 
-    table = Table("preset", "schedule", "outer", "fix", "DyLU", "what")
+    table = _narrow_table("preset", "schedule", "outer", "fix", "DyLU", "what", wrap="what")
     for name, p in PRESETS.items():
         table.add_row(
             name,
@@ -328,7 +390,7 @@ def profiles(
     if scenario is not None:
         from sim.runner import build_trainer
 
-        trainer = build_trainer(_load(scenario, None, set_))
+        trainer = build_trainer(load(scenario, None, set_))
         flops_fn = getattr(trainer, "flops_per_step", None)
         if not callable(flops_fn):
             fail(f"{scenario}: trainer does not report flops_per_step(); FLOP-rated devices cannot be timed")
@@ -350,10 +412,9 @@ def profiles(
     console.print(table)
 
 
-# language-model commands (models, pretrain) live in their own module
-from sim.cli_lm import register as _register_lm_commands  # noqa: E402
-
-_register_lm_commands(app)
+# language-model commands (models, pretrain) and init live in their own modules
+register_lm_commands(app)
+register_init_command(app)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,8 +1,7 @@
 """Language-model commands of the ``asyncsim`` CLI: ``models`` and ``pretrain``.
 
-``sim/cli.py`` calls :func:`register` on its app. The command bodies import
-``sim.cli`` lazily (for its consoles and ``fail``), so this module can be
-imported from ``sim/cli.py`` without a cycle.
+``sim/cli.py`` calls :func:`register` on its app; the shared consoles and
+``fail`` come from :mod:`sim.cli_common`, which both import.
 """
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ def models() -> None:
     from rich import box
     from rich.table import Table
 
-    from sim.cli import console
+    from sim.cli_common import console
     from trainers.lm import CPU_MS_PER_STEP, PRESETS, closed_form_params, count_params
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0), show_edge=False)
@@ -46,13 +45,12 @@ def models() -> None:
     console.print(table)
     console.print(
         "heads: heads x K/V size; batch: sequences x tokens per inner step.\n"
-        "ms/step: one inner AdamW step at that batch, 1 CPU thread, torch 2.13, measured on a\n"
-        "2-core machine; micro runs the paper's whole 88K-step protocol in ~10 minutes.\n"
-        "params: the module's real count; formula layers x (4 d w + 8 d^2 + 2 d) + d\n"
-        "+ vocab x d x (1 if tied else 2), d hidden, w heads x K/V size: "
-        + (f"MISMATCH for {', '.join(mismatches)}" if mismatches else "every preset matches")
+        "ms/step: one inner AdamW step at that batch, 1 CPU thread, torch 2.13, measured\n"
+        "on a 2-core machine; micro runs the paper's 88K-step protocol in ~10 minutes.\n"
+        "params: the module's real count. Formula: layers x (4 d w + 8 d^2 + 2 d) + d\n"
+        "+ vocab x d x (1 if tied else 2), with d hidden and w heads x K/V size:\n"
+        + (f"MISMATCH for {', '.join(mismatches)}" if mismatches else "every preset matches it.")
     )
-
 
 def pretrain(
     file: Path = typer.Argument(..., help="scenario YAML file with trainer: lm", show_default=False),
@@ -62,7 +60,7 @@ def pretrain(
     import torch
     from rich.progress import MofNCompleteColumn, Progress, TextColumn
 
-    from sim.cli import console, err_console, fail
+    from sim.cli_common import console, err_console, fail
     from sim.runner import build_trainer
     from sim.scenario import ScenarioError, load_scenario, parse_override
     from trainers.base import UserError
@@ -73,7 +71,7 @@ def pretrain(
         torch.set_num_threads(threads)
         trainer = build_trainer(scenario)
     except (ScenarioError, UserError) as exc:
-        fail(str(exc))
+        fail(str(exc), exc.exit_code)
         return
     steps = getattr(getattr(trainer, "config", None), "pretrain_steps", None)
     if not callable(getattr(trainer, "pretrain", None)) or steps is None:

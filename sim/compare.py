@@ -58,11 +58,11 @@ class RunSpec:
         return default_run_folder(self.scenario)
 
 
-def parse_sweep(text: str) -> tuple[str, str, list[Any]]:
-    """``workers=4,8,16`` -> (label, field, values)."""
+def parse_sweep(text: str, option: str = "--sweep") -> tuple[str, str, list[Any]]:
+    """``workers=4,8,16`` -> (label, field, values); errors name ``option`` (--sweep or --grid)."""
     label, sep, values = text.partition("=")
-    if not sep or not values:
-        raise ScenarioError(f"--sweep {text!r}: expected AXIS=V1,V2,..., e.g. workers=4,8,16")
+    if not sep or not values.strip(", "):
+        raise ScenarioError(f"{option} {text!r}: expected AXIS=V1,V2,..., e.g. workers=4,8,16")
     label = label.strip()
     field = SWEEP_ALIASES.get(label, label)
     raw = [v.strip() for v in values.split(",") if v.strip()]
@@ -103,7 +103,11 @@ def plan_grid(file: Path, grids: list[str], sets: list[str] | None = None) -> li
     import itertools
 
     base = dict(parse_override(s) for s in (sets or []))
-    axes = [parse_sweep(g) for g in grids]
+    axes = [parse_sweep(g, "--grid") for g in grids]
+    fields = [field for _label, field, _values in axes]
+    if len(set(fields)) < len(fields):
+        raise ScenarioError(f"--grid: an axis is given twice ({', '.join(sorted({f for f in fields if fields.count(f) > 1}))})")
+    short = short_names(fields)
     specs = []
     for combo in itertools.product(*[[(field, v) for v in values] for _label, field, values in axes]):
         overrides = dict(base)
@@ -114,9 +118,22 @@ def plan_grid(file: Path, grids: list[str], sets: list[str] | None = None) -> li
             else:
                 overrides[field] = value
         sc = load_scenario(file, overrides=overrides, method=method)
-        label = ", ".join(f"{f}={v}" for f, v in combo if f not in ("method", "method.preset", "seed"))
+        label = ", ".join(f"{short[f]}={v}" for f, v in combo if f not in ("method", "method.preset", "seed"))
         specs.append(RunSpec(str(file), sc.method.preset, sc.seed, label or None, sc))
     return specs
+
+
+def short_names(fields: list[str]) -> dict[str, str]:
+    """Each dotted field's shortest trailing part that no other field ends with (``method.outer.lr`` -> ``lr``)."""
+    out = {}
+    for field in fields:
+        parts = field.split(".")
+        for n in range(1, len(parts) + 1):
+            tail = ".".join(parts[-n:])
+            if not any(other != field and (other == tail or other.endswith("." + tail)) for other in fields):
+                break
+        out[field] = tail
+    return out
 
 
 def _accepts(file: Path, method: str, base: dict[str, Any], field: str) -> bool:
@@ -147,11 +164,14 @@ def execute(
     jobs: int = 1,
     on_done: Callable[[RunSpec, bool], None] | None = None,
     on_pretrain: PretrainProgress | None = None,
+    on_start: Callable[[RunSpec], None] | None = None,
 ) -> int:
     """Compute the runs whose folders are missing; returns how many were computed.
 
     Shared pretraining is done first, once per checkpoint (:mod:`sim.prepare`),
-    so parallel runs never pretrain the same model side by side.
+    so parallel runs never pretrain the same model side by side. ``on_start``
+    hears of a run when a process takes it, ``on_done`` when it is finished
+    (or found complete).
     """
     todo = {}
     for spec in specs:
@@ -163,24 +183,33 @@ def execute(
     if not todo:
         return 0
     pretrain_once((spec.scenario for spec in todo.values()), on_pretrain)
+    started = on_start or (lambda spec: None)
+    finished = on_done or (lambda spec, reused: None)
     if jobs <= 1:
         for spec in todo.values():
+            started(spec)
             _run_one(spec.scenario.resolved())
-            if on_done:
-                on_done(spec, False)
+            finished(spec, False)
         return len(todo)
     import multiprocessing as mp
 
     from sim.executors import exit_with_parent
 
+    queue = list(todo.values())
     with ProcessPoolExecutor(
         max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=exit_with_parent, initargs=(os.getpid(),)
     ) as pool:
-        futures = {pool.submit(_run_one, spec.scenario.resolved()): spec for spec in todo.values()}
+        # the pool takes runs in submission order: the first `jobs` unfinished ones are running
+        futures = {pool.submit(_run_one, spec.scenario.resolved()): spec for spec in queue}
+        for spec in queue[:jobs]:
+            started(spec)
+        next_start = jobs
         for fut in as_completed(futures):
             fut.result()
-            if on_done:
-                on_done(futures[fut], False)
+            finished(futures[fut], False)
+            if next_start < len(queue):
+                started(queue[next_start])
+                next_start += 1
     return len(todo)
 
 

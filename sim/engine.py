@@ -27,6 +27,7 @@ where :meth:`state_dict` captures everything needed to continue.
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from dataclasses import dataclass
@@ -402,6 +403,7 @@ class Simulation:
                 self.theta, PseudoGradient(delta=delta, staleness=staleness, theta_at_dispatch=job.theta_at_dispatch)
             )
             self.t_local += job.spec.steps
+            self.progress(self.t_local, self.sc.schedule.t_max, None)  # the bar moves with synced work
             if applied:
                 self.version += 1
                 self.last_worker = job.worker
@@ -490,6 +492,7 @@ class Simulation:
                 self.outer.step(self.theta, PseudoGradient(delta=mean))
                 for job in sorted(jobs, key=lambda j: j.worker):
                     self.t_local += job.spec.steps
+                    self.progress(self.t_local, self.sc.schedule.t_max, None)  # the bar moves with synced work
                     self._event("sync", job, staleness=0)
                 self.version += 1
             self._maybe_eval()
@@ -516,6 +519,7 @@ class Simulation:
                 yield req
                 self.theta.sub_(result.delta)
                 self.t_local += job.spec.steps * self.k  # each step does k workers' worth of work
+                self.progress(self.t_local, self.sc.schedule.t_max, None)  # the bar moves with synced work
                 self.version += 1
                 self._event("sync", job, staleness=0)
             self._maybe_eval()
@@ -547,7 +551,7 @@ class Simulation:
             theta, spec, state = job.inputs
             snapshots.setdefault(id(theta), theta)
             jobs.append({
-                "id": job.id, "worker": job.worker, "spec": spec, "state": state,
+                "id": job.id, "worker": job.worker, "spec": dataclasses.asdict(spec), "state": state,
                 "dispatch_version": job.dispatch_version, "dispatched_at": job.dispatched_at,
                 "completes_at": job.completes_at, "snapshot": id(theta),
                 "keep_theta": job.theta_at_dispatch is not None, "train_start": job.train_start,
@@ -556,7 +560,7 @@ class Simulation:
         return {
             "scenario_digest": self.sc.digest(),
             "theta": self.theta,
-            "outer": self.outer,
+            "outer": None if self.outer is None else self.outer.state_dict(),
             "snapshots": snapshots,
             "jobs": jobs,
             "sampler": {"dispatched": list(self.sampler.dispatched), "rng": self.sampler.rng.bit_generator.state},
@@ -574,7 +578,8 @@ class Simulation:
         if state["scenario_digest"] != self.sc.digest():
             raise ValueError("checkpoint belongs to a different scenario")
         self.theta = state["theta"]
-        self.outer = state["outer"]
+        if self.outer is not None:
+            self.outer.load_state_dict(state["outer"])
         for shard, n in enumerate(state["sampler"]["dispatched"]):
             self.sampler.record(shard, n)
         self.sampler.rng.bit_generator.state = state["sampler"]["rng"]
@@ -589,6 +594,7 @@ class Simulation:
         self.inboxes = [simpy.Store(self.env) for _ in range(self.k)]
         for j in state["jobs"]:
             theta = state["snapshots"][j["snapshot"]]
+            j["spec"] = JobSpec(**{**j["spec"], "lrs": tuple(j["spec"]["lrs"])})
             lost = j["lost_at"] is not None
             self._start(Job(
                 id=j["id"], worker=j["worker"], spec=j["spec"], dispatch_version=j["dispatch_version"],

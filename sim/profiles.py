@@ -16,12 +16,33 @@ from typing import Any, ClassVar
 
 import numpy as np
 import yaml
+
+from sim.yamlio import load_yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sim.churn import Availability
 
-#: where the shipped fleet files live (a checkout or editable install)
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
+
+def shipped_dir(folder: str) -> Path:
+    """Where a shipped data folder (``device_profiles``, ``scenarios``) is.
+
+    The repository root holds the source of truth; the wheel maps each
+    folder into the package (``sim/device_profiles``, ``sim/scenarios``,
+    see pyproject.toml), because a wheel cannot install files next to
+    ``site-packages``. So: inside the package when installed, at the
+    repository root in a checkout or editable install.
+    """
+    package = Path(__file__).resolve().parent
+    for candidate in (package / folder, package.parent / folder):
+        if candidate.is_dir():
+            return candidate
+    return package.parent / folder
+
+
+#: where the shipped fleet files live, whatever the working directory
+PROFILE_DIR = shipped_dir("device_profiles")
+#: where the shipped example scenarios live (``asyncsim init`` copies from here)
+SCENARIO_DIR = shipped_dir("scenarios")
 
 
 class Device(BaseModel):
@@ -84,7 +105,14 @@ class Fleet(BaseModel):
 
 
 def fleet_path(name: str, base: Path | None = None) -> Path:
-    """Resolve a fleet name or path: relative paths first against ``base`` (the scenario's folder)."""
+    """Resolve a fleet name or path.
+
+    A path (``*.yaml`` or with a ``/``) that is relative is tried first
+    against ``base`` (the scenario's folder), so a scenario and its own
+    fleet file move together. A bare name is looked up in the working
+    directory's ``device_profiles/`` (a user's own fleets win), then in the
+    shipped ones (:data:`PROFILE_DIR`), so names work from any directory.
+    """
     if name.endswith((".yaml", ".yml")) or "/" in name:
         p = Path(name)
         if not p.is_absolute() and base is not None and (base / p).exists():
@@ -98,7 +126,7 @@ def fleet_path(name: str, base: Path | None = None) -> Path:
 
 def load_fleet_raw(path: Path) -> Any:
     with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        return load_yaml(fh.read())
 
 
 def available_fleets() -> list[str]:

@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from sim.outputs import check_run_destination, writing
+
 EVENT_COLUMNS = (
     "event",  # dispatch | complete | sync | drop | discard | lost | rejoin
     "job",
@@ -157,38 +159,74 @@ def write_run_folder(
 
     Everything goes into a hidden sibling first; only a finished folder is
     renamed into place, so an interrupted run never leaves a half-written
-    result, and an existing folder is replaced only by a complete one.
+    result. An existing folder is replaced only if it is an earlier asyncsim
+    run (:func:`sim.outputs.check_run_destination`); a user's folder is
+    refused before anything is touched.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    check_run_destination(folder)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     try:
-        (tmp / "scenario.yaml").write_text(yaml.safe_dump(scenario, sort_keys=False), encoding="utf-8")
-        metrics.to_csv(tmp / "metrics.csv", index=False, float_format="%.17g", lineterminator="\n")
-        events.to_csv(tmp / "events.csv", index=False, float_format="%.17g", lineterminator="\n")
-        metrics.to_parquet(tmp / "metrics.parquet", index=False)
-        events.to_parquet(tmp / "events.parquet", index=False)
-        for name, writer in (extra_files or {}).items():
-            writer(tmp / name)
-        # summary.json last: its presence marks a complete run folder
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if folder.exists():
-            old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(folder)
+        with writing(folder):
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+            (tmp / "scenario.yaml").write_text(yaml.safe_dump(scenario, sort_keys=False), encoding="utf-8")
+            metrics.to_csv(tmp / "metrics.csv", index=False, float_format="%.17g", lineterminator="\n")
+            events.to_csv(tmp / "events.csv", index=False, float_format="%.17g", lineterminator="\n")
+            metrics.to_parquet(tmp / "metrics.parquet", index=False)
+            events.to_parquet(tmp / "events.parquet", index=False)
+            for name, writer in (extra_files or {}).items():
+                writer(tmp / name)
+            # summary.json last: its presence marks a complete run folder
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            if folder.exists():  # an earlier run of ours, or an empty folder (checked above)
+                old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+                folder.rename(old)
+                tmp.rename(folder)
+                shutil.rmtree(old)
+            else:
+                tmp.rename(folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_folder_damage(folder: Path) -> str | None:
+    """Why ``folder`` is not a usable complete run (None if it is, or if it does not exist)."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no summary.json (an unfinished or damaged run)"
+    except (OSError, ValueError) as exc:
+        return f"summary.json is unreadable ({exc.__class__.__name__})"
+    if not isinstance(summary, dict) or "run_hash" not in summary or "final" not in summary:
+        return "summary.json lacks the run hash or final metrics"
+    for name in ("metrics.parquet", "events.parquet", "scenario.yaml"):
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+    return None
+
+
 def is_complete_run(folder: Path) -> bool:
-    return (Path(folder) / "summary.json").exists()
+    """A complete, undamaged run folder (see :func:`run_folder_damage`)."""
+    return Path(folder).exists() and run_folder_damage(folder) is None
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename a damaged run folder to ``NAME.damaged[-N]`` beside it (kept, never deleted); returns the new path."""
+    folder = Path(folder)
+    target = folder.with_name(folder.name + ".damaged")
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{folder.name}.damaged-{n}")
+    folder.rename(target)
+    return target
 
 
 def read_summary(folder: Path) -> dict[str, Any]:

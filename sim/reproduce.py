@@ -206,6 +206,7 @@ def reproduce(
     on_done: Callable[[Any, bool], None] | None = None,
     notes: str | None = None,
     on_pretrain: Callable[[str, int, int], None] | None = None,
+    on_start: Callable[[Any], None] | None = None,
 ) -> Path:
     """Run every experiment (reusing runs), write sub-reports and the findings report."""
     planned = []
@@ -215,7 +216,7 @@ def reproduce(
     all_specs = [s for _, specs, _ in planned for s in specs]
     if on_plan:
         on_plan(len(all_specs))
-    computed = cmp.execute(all_specs, jobs=jobs, on_done=on_done, on_pretrain=on_pretrain)
+    computed = cmp.execute(all_specs, jobs=jobs, on_done=on_done, on_pretrain=on_pretrain, on_start=on_start)
     res = Results()
     sections = []
     for exp, specs, axis in planned:

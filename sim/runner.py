@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import inspect
 import os
+import pickle
 import shutil
 import signal
 import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 import yaml
@@ -18,9 +19,10 @@ from sim.engine import Simulation, trainer_seed
 from sim.executors import make_executor
 from sim.outer.base import OuterUpdate
 from sim.outer.registry import resolve
-from sim.records import is_complete_run, read_summary, run_hash, write_run_folder
+from sim.outputs import check_folder, check_run_destination
+from sim.records import is_complete_run, read_summary, run_folder_damage, run_hash, set_aside, write_run_folder
 from sim.scenario import Scenario, resolve_trainer_class, scenario_from_dict
-from trainers.base import Trainer
+from trainers.base import Trainer, UserError
 
 #: where run folders go unless ``$ASYNCSIM_RUNS`` says otherwise (relative to the working directory)
 DEFAULT_RUNS_DIR = Path("reports") / "runs"
@@ -89,7 +91,11 @@ class Checkpointing:
 
         if not (self.resume and self.path.exists()):
             return None
-        return torch.load(self.path, weights_only=False)
+        try:  # plain data only: a checkpoint never unpickles (and so never runs) code
+            return torch.load(self.path, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise UserError(f"{self.path}: refused to load a checkpoint that holds more than tensors and plain "
+                            f"data ({str(exc).splitlines()[0][:120]}); remove it to start afresh") from None
 
 
 @contextmanager
@@ -167,6 +173,8 @@ def simulate(
         "final": {k: (v.item() if hasattr(v, "item") else v) for k, v in final.items()},
         "simulated_seconds": float(sim.now),
         "jobs": int((events["event"] == "dispatch").sum()),
+        "versions": software_versions(),
+        **({"code": scenario.code_digests()} if scenario.code_digests() else {}),
     }
     return RunResult(scenario, metrics, events, digest, summary, params=sim.theta, resumed_from=resumed_from)
 
@@ -197,10 +205,42 @@ def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
                 stored = scenario_from_dict(yaml.safe_load(fh), str(old))
         except (OSError, ValueError, yaml.YAMLError):
             continue
-        if stored.digest() == scenario.digest():
+        # the stored scenario is re-read with today's code, so its code hash is checked against the summary's
+        if stored.digest() == scenario.digest() and read_summary(old).get("code", {}) == scenario.code_digests():
             old.rename(folder)
             break
     return folder
+
+
+def software_versions() -> dict[str, str]:
+    """Versions that can change a run's bits; recorded in every run's summary."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import numpy
+    import torch
+
+    try:
+        asyncsim = version("asyncsim")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        asyncsim = "unknown"
+    return {"asyncsim": asyncsim, "torch": torch.__version__, "numpy": numpy.__version__}
+
+
+Notify = Callable[[str], None]
+
+
+def _reuse_notice(folder: Path, summary: dict[str, Any]) -> str | None:
+    """One line when a reused run was made with other software versions than this one."""
+    made, now = summary.get("versions"), software_versions()
+    if made == now:
+        return None
+    if not made:
+        return f"reused {folder}: made by an asyncsim that did not record versions (now {_versions_text(now)})"
+    return f"reused {folder}: made with {_versions_text(made)}, now {_versions_text(now)}"
+
+
+def _versions_text(versions: dict[str, str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
 
 
 def run(
@@ -213,28 +253,49 @@ def run(
     address: str | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
+    notify: Notify | None = None,
 ) -> RunResult:
     """Run into a folder. Without ``out``, an existing complete run of the same
     scenario is reused; with ``out`` the run is always computed afresh.
 
-    The checkpoint of an unfinished run lives in a hidden ``.NAME.partial``
-    folder beside the run folder; ``resume=True`` continues from it, and it
-    is removed once the complete folder has been written.
+    The output location is checked before anything is computed: ``out`` may
+    only be new, empty or an earlier asyncsim run (never a user's folder). A
+    damaged run folder in the store is kept aside (``NAME.damaged``) and
+    the run computed again. The checkpoint of an unfinished run lives in a
+    hidden ``.NAME.partial`` folder beside the run folder; ``resume=True``
+    continues from it, and it is removed once the complete folder has been
+    written. ``notify`` receives one line for each of these decisions.
     """
+    say = notify or (lambda _line: None)
     folder = Path(out) if out is not None else default_run_folder(scenario)
-    if out is None and is_complete_run(folder):
-        summary = read_summary(folder)
-        return RunResult(
-            scenario,
-            pd.read_parquet(folder / "metrics.parquet"),
-            pd.read_parquet(folder / "events.parquet"),
-            summary["run_hash"],
-            summary,
-            folder=folder,
-            reused=True,
-        )
+    if out is not None:
+        check_run_destination(folder, "--out")
+    else:  # the store's folders are ours (named by digest): a damaged one is set aside below
+        check_folder(folder.parent, "run store")
+        damage = run_folder_damage(folder)
+        if damage is None and folder.exists():
+            summary = read_summary(folder)
+            notice = _reuse_notice(folder, summary)
+            if notice:
+                say(notice)
+            return RunResult(
+                scenario,
+                pd.read_parquet(folder / "metrics.parquet"),
+                pd.read_parquet(folder / "events.parquet"),
+                summary["run_hash"],
+                summary,
+                folder=folder,
+                reused=True,
+            )
+        if damage is not None:
+            say(f"{folder}: damaged ({damage}); kept it as {set_aside(folder)} and computing the run again")
     partial = partial_folder(folder)
     checkpointing = Checkpointing(partial / "checkpoint.pt", every=checkpoint_every, resume=resume)
+    if resume and not checkpointing.path.exists():
+        say(f"--resume: no checkpoint of this run at {checkpointing.path}; starting from the beginning")
+    elif not resume and checkpointing.path.exists():
+        say(f"an interrupted run of this scenario left a checkpoint at {checkpointing.path}; starting afresh as asked "
+            "(it is overwritten at this run's first checkpoint; use --resume to continue it instead)")
     result = simulate(scenario, executor=executor, progress=progress, jobs=jobs, address=address,
                       checkpointing=checkpointing)
     extra = {}

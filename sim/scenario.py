@@ -6,6 +6,7 @@ the file, the field and what was expected; the CLI prints it and exits 2.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import inspect
 import json
@@ -17,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from sim.churn import resolve_trace
 from sim.network import NetworkSpec
-from sim.outer.registry import import_object
+from sim.outer.registry import import_object, source_digest
 from sim.presets import PRESETS
+from sim.yamlio import load_yaml
 from sim.profiles import Device, Fleet, fleet_path, load_fleet_raw
 from trainers import BUILTIN_TRAINERS
 from trainers.base import UserError
@@ -116,9 +118,26 @@ class Scenario(_Strict):
         return raw
 
     def digest(self) -> str:
-        """sha256 of the canonical resolved scenario; keys run folders."""
-        text = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
+        """sha256 of the canonical resolved scenario; keys run folders.
+
+        A scenario that runs the user's own code (a trainer, outer update or
+        fix named by import path) also hashes that code's source files, so
+        an edited model never reuses the old result. Built-in components are
+        covered by the asyncsim version instead (recorded in each run's
+        summary), which keeps committed reports reusable.
+        """
+        identity = self.resolved()
+        code = self.code_digests()
+        if code:  # absent for built-ins, so their digests are unchanged
+            identity["code"] = code
+        text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def code_digests(self) -> dict[str, str]:
+        """Source hash of each of the user's own components (import paths) this scenario runs."""
+        names = [self.trainer.name if self.trainer.name not in BUILTIN_TRAINERS else None]
+        names += [(spec or {}).get("name") for spec in (self.method.outer, self.method.fix)]
+        return {n: source_digest(n) for n in sorted({n for n in names if isinstance(n, str) and ":" in n})}
 
     def with_overrides(self, overrides: dict[str, Any], source: str = "<overrides>") -> "Scenario":
         """A new scenario with dotted-key overrides applied to the resolved form."""
@@ -146,7 +165,7 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None, met
     except OSError as exc:
         raise ScenarioError(f"{source}: cannot read ({exc.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -203,21 +222,27 @@ def _field_error(source: str, field: str, message: str) -> ScenarioError:
 
 
 def _format_validation_error(source: str, exc: ValidationError, prefix: str = "") -> ScenarioError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-    field = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "(top level)"
-    msg = err["msg"]
-    if err["type"] == "missing":
-        msg = "required field is missing"
-    elif err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif "input" in err and err["type"] not in ("value_error",):
-        got = err["input"]
-        shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-        msg = f"{msg} (got {shown[:60]})"
-    more = len(exc.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return _field_error(source, field, msg.replace("Value error, ", "") + suffix)
+    """Every problem in one line, unknown fields first (a typo is what makes a field 'missing')."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing" and e["loc"]]
+    parts = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        field = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(err["loc"][-1]), missing, n=1) if err["loc"] else []
+            msg = "unknown field" + (f" (did you mean '{close[0]}'?)" if close else "")
+        elif "input" in err and err["type"] not in ("value_error",):
+            got = err["input"]
+            shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+            msg = f"{msg} (got {shown[:60]})"
+        parts.append((field, msg.replace("Value error, ", "")))
+    (field, msg), rest = parts[0], parts[1:]
+    also = "".join(f"; also field '{f}': {m}" for f, m in rest)
+    return _field_error(source, field, msg + also)
 
 
 def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
@@ -293,12 +318,15 @@ def _resolve_workers(raw: Any, source: str, base: Path | None) -> dict[str, Any]
             if isinstance(data, dict) and isinstance(data.get("devices"), list):
                 data = {**data, "devices": _resolve_traces(data["devices"], str(path), "devices", path.parent)}
             parsed = Fleet.model_validate(data)
-        except yaml.YAMLError:
-            raise _field_error(source, "workers.fleet", f"{path} is not valid YAML") from None
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise _field_error(source, "workers.fleet", f"{path} is not valid YAML: {problem}") from None
         except ValidationError as exc:
             raise _format_validation_error(str(path), exc) from None
         raw["devices"] = [d.model_dump() for d in parsed.devices]
     elif isinstance(raw["devices"], list):
+        if not raw["devices"]:
+            raise _field_error(source, "workers.devices", "is empty: list at least one device (or name a fleet)")
         raw["devices"] = _resolve_traces(raw["devices"], source, "workers.devices", base)
     if "k" not in raw and isinstance(raw["devices"], list):
         raw["k"] = len(raw["devices"])
@@ -332,7 +360,7 @@ def _check_outer(spec: dict[str, Any] | None, field: str, source: str, k: int, w
 
     if spec is None:
         return None
-    from sim.outer.base import StalenessFix
+    from sim.outer.base import StalenessFix, check_argument
 
     try:
         cls = resolve(str(spec.get("name")))
@@ -361,6 +389,9 @@ def _check_outer(spec: dict[str, Any] | None, field: str, source: str, k: int, w
             coerced[key] = TypeAdapter(hints[key]).validate_python(value)
         except ValidationError as exc:
             raise _field_error(source, f"{field}.{key}", f"{exc.errors()[0]['msg']} (got {value!r})") from None
+        problem = check_argument(key, coerced[key])
+        if problem:
+            raise _field_error(source, f"{field}.{key}", problem)
     args = {key: (k if v == "k" else v) for key, v in coerced.items() if key != "name"}
     try:
         if wraps:

@@ -26,8 +26,10 @@ def test_cli_reports_divergence_and_compare_tables_show_it(tmp_path, monkeypatch
     scen = str(ROOT / "scenarios" / "very_heterogeneous.yaml")
     small = ["--set", "trainer.config.hidden=16", "--set", "trainer.config.shard_size=500", "--set", "schedule.t_max=400"]
     r = CliRunner().invoke(app, ["run", scen, "--set", "method.outer.lr=1e6", "--out", "d", "-q", *small])
-    assert r.exit_code == 0 and "diverged at server update" in r.output
+    # a diverged run keeps its folder but exits non-zero, with one error line
+    assert r.exit_code == 4 and "diverged at server update" in r.output, r.output
+    assert [line for line in r.output.splitlines() if line.startswith("error:")] == [r.output.splitlines()[-1]]
     assert json.loads((tmp_path / "d" / "summary.json").read_text())["status"] == "diverged"
-    c = CliRunner().invoke(app, ["compare", scen, "--methods", "diloco,dn_dylu", "--set", "method.outer.lr=1e6", "--name", "x", *small])
+    c = CliRunner().invoke(app, ["compare", scen, "--methods", "diloco,dn_dylu", "--set", "method.outer.lr=1e6", "--name", "x", "-j", "1", *small])
     assert c.exit_code == 0, c.output
     assert "diverged" in (tmp_path / "reports" / "x" / "table.md").read_text()

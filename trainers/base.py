@@ -15,13 +15,7 @@ import numpy as np
 
 import torch
 
-
-class UserError(Exception):
-    """A problem the user can fix (bad data path, no network for C4, ...).
-
-    The CLI prints its message as one line and exits 2; anything else that
-    escapes is a bug and keeps its traceback.
-    """
+from sim.errors import UserError  # noqa: F401  (re-exported: trainers raise it)
 
 
 @dataclass(frozen=True)

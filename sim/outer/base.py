@@ -6,10 +6,40 @@ DiLoCo is the special case of a single call with the workers' average.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+
+#: Bounds every outer update's (and fix's) arguments obey by name, checked when a
+#: scenario is validated: (low, high, low is allowed, high is allowed). A negative
+#: learning rate or a momentum of 5 is a typo, never an experiment.
+ARGUMENT_BOUNDS: dict[str, tuple[float, float, bool, bool]] = {
+    "lr": (0.0, math.inf, False, False),
+    "momentum": (0.0, 1.0, True, False),
+    "beta1": (0.0, 1.0, True, False),
+    "beta2": (0.0, 1.0, True, False),
+    "eps": (0.0, math.inf, False, False),
+    "weight": (0.0, math.inf, False, False),
+    "exponent": (0.0, math.inf, True, False),
+    "lam": (0.0, math.inf, True, False),
+    "threshold": (0.0, math.inf, True, False),
+}
+
+
+def check_argument(name: str, value: object) -> str | None:
+    """Why ``value`` is out of bounds for an argument called ``name`` (None if fine or unknown)."""
+    if name not in ARGUMENT_BOUNDS or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    low, high, low_ok, high_ok = ARGUMENT_BOUNDS[name]
+    inside = (value > low or (low_ok and value == low)) and (value < high or (high_ok and value == high))
+    if inside:
+        return None
+    interval = f"{'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}".replace("inf", "infinity")
+    return f"must lie in {interval}, got {value!r}"
 
 
 @dataclass(frozen=True)
@@ -48,6 +78,24 @@ class OuterUpdate(ABC):
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Named optimiser state, for checkpoints and memory accounting."""
         return dict(getattr(self, "state", {}))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every attribute as plain data (tensors, numbers, nested dicts), for checkpoints.
+
+        Plain data loads with ``torch.load(weights_only=True)``: a checkpoint
+        never unpickles an object, so a checkpoint someone else made cannot
+        run code. A fix's ``base`` update is nested as its own state dict.
+        """
+        return {key: value.state_dict() if isinstance(value, OuterUpdate) else value for key, value in vars(self).items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into an update built from the same scenario."""
+        for key, value in state.items():
+            current = getattr(self, key, None)
+            if isinstance(current, OuterUpdate):
+                current.load_state_dict(value)
+            else:
+                setattr(self, key, value)
 
 
 class StalenessFix(OuterUpdate):

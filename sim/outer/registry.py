@@ -6,7 +6,10 @@ so nothing needs forking to add a method.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import sys
+from pathlib import Path
 from typing import Callable, TypeVar
 
 T = TypeVar("T", bound=type)
@@ -52,3 +55,27 @@ def resolve(name: str) -> type:
     if not (isinstance(cls, type) and issubclass(cls, OuterUpdate)):
         raise ValueError(f"{name!r} is not a subclass of sim.outer.base.OuterUpdate")
     return cls
+
+
+def source_digest(path: str) -> str:
+    """sha256 of the source code behind an import path ``pkg.module:Class``.
+
+    Covers every ``.py`` file of the top-level package (a model's code is
+    rarely in one module), or the single module file. It goes into a run's
+    identity, so editing your own trainer or outer update makes a new run
+    instead of serving the old result.
+    """
+    module_name = path.partition(":")[0]
+    import_object(path)  # imported (and checked) already when a scenario names it
+    top = sys.modules[module_name.split(".")[0]]
+    if getattr(top, "__path__", None):  # a package: all its Python files
+        files = sorted(f for folder in top.__path__ for f in Path(folder).rglob("*.py"))
+        root = Path(next(iter(top.__path__)))
+    else:
+        files = [Path(top.__file__)] if getattr(top, "__file__", None) else []
+        root = files[0].parent if files else Path(".")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(root) if f.is_relative_to(root) else f.name).encode() + b"\0")
+        h.update(f.read_bytes() + b"\0")
+    return h.hexdigest()

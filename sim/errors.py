@@ -1,0 +1,29 @@
+"""Errors a user can fix, in one leaf module that every layer may import.
+
+The CLI prints a :class:`UserError` as one line and exits with its
+``exit_code`` (2 unless a subclass says otherwise); anything else that
+escapes is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad data path, no network for C4, an output that cannot be written...)."""
+
+    exit_code = 2
+
+
+class OutputError(UserError):
+    """An output could not be written: named path, the system's reason."""
+
+
+class DiskFullError(OutputError):
+    """The disk filled up while writing; distinct code so scripts can tell it from a mistake."""
+
+    exit_code = 3
+
+
+class RunDiverged(UserError):
+    """A run stopped because its losses became non-finite or exploded; its metrics so far are kept."""
+
+    exit_code = 4
