@@ -254,6 +254,9 @@ def reproduce(
     quiet: bool = QUIET_OPT,
     force: bool = FORCE_OPT,
     notes: Optional[Path] = typer.Option(None, "--notes", help="a markdown file appended to report.md (e.g. a tuning sweep)"),
+    wide_set: list[str] = typer.Option([], "--wide-set", help="KEY=VALUE for every experiment but the headline (and budget): a reduced budget for the wide sweeps"),
+    method_set: list[str] = typer.Option([], "--method-set", help="METHOD:KEY=VALUE, a tuned setting for one method only (repeatable)"),
+    budget_rounds: Optional[str] = typer.Option(None, "--budget-rounds", help="also run finetune, DiLoCo, DN + DyLU at these rounds per worker (e.g. 10,40,160,320) and plot the gaps"),
 ) -> None:
     """Run the paper's comparisons (Fig. 2, 6, 7, 8; Tables 1-4) and check each finding on the numbers."""
     from sim.outputs import check_report_destination
@@ -266,14 +269,27 @@ def reproduce(
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"--notes {notes}: cannot read ({getattr(exc, 'strerror', None) or exc})")
     out_dir = _report_folder(out, name, "paper_toy")
-    command = canonical_command("reproduce", [str(scenario)], name=name, out=out, seeds=seed, set_=list(set_), notes=notes)
+    per_method: dict[str, list[str]] = {}
+    for item in method_set:
+        method_name, sep, setting = item.partition(":")
+        if not sep or "=" not in setting:
+            fail(f"--method-set {item!r}: expected METHOD:KEY=VALUE, e.g. async_diloco:method.outer.lr=0.1")
+        per_method.setdefault(method_name.strip(), []).append(setting)
+    try:
+        rounds = [int(x) for x in split_list(budget_rounds, "--budget-rounds", "10,40,160,320")] if budget_rounds else None
+    except ValueError:
+        fail(f"--budget-rounds {budget_rounds!r}: expected comma-separated integers, e.g. 10,40,160,320")
+    command = canonical_command("reproduce", [str(scenario)], name=name, out=out, seeds=seed, set_=list(set_),
+                                wide_set=list(wide_set), method_set=list(method_set), budget_rounds=budget_rounds,
+                                notes=notes)
     threads = load(scenario, None, list(set_)).compute.threads
     with RunsProgress(quiet=quiet) as progress:
         try:
             check_report_destination(out_dir, command, force)
             report = run_reproduction(scenario, out_dir, seed_list, jobs or default_jobs(threads), list(set_), command,
                                       on_plan=progress.total, on_done=progress.done, notes=notes_text,
-                                      on_start=progress.started, on_pretrain=progress.pretraining)
+                                      on_start=progress.started, on_pretrain=progress.pretraining,
+                                      wide_sets=list(wide_set), method_sets=per_method, budget_rounds=rounds)
         except UserError as exc:
             progress.bar.stop()
             fail_with(exc)

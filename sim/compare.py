@@ -79,14 +79,21 @@ def plan(
     seeds: list[int],
     sweep: str | None = None,
     sets: list[str] | None = None,
+    method_sets: dict[str, list[str]] | None = None,
 ) -> tuple[list[RunSpec], str | None]:
-    """Resolve every (file, method, seed, sweep value) into a validated scenario."""
-    base = dict(parse_override(s) for s in (sets or []))
+    """Resolve every (file, method, seed, sweep value) into a validated scenario.
+
+    ``method_sets`` adds overrides for one method only (a tuned setting),
+    applied after ``sets`` and before the swept value.
+    """
+    common = dict(parse_override(s) for s in (sets or []))
+    per_method = {m: dict(parse_override(s) for s in v) for m, v in (method_sets or {}).items()}
     label, field, values = parse_sweep(sweep) if sweep else (None, None, [None])
     specs = []
     for file in files:
         for value in values:
             for method in methods:
+                base = {**common, **per_method.get(method, {})}
                 for seed in seeds:
                     overrides = {**base, "seed": seed}
                     if field is not None:

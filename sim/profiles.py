@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import yaml
 
 from sim.yamlio import load_yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator

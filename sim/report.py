@@ -1,6 +1,8 @@
 """Plots of run curves (headless: the Agg backend, no display needed)."""
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +118,7 @@ def plot_compare_curves(
         ax.set_ylabel(f"eval {metric}")
         if log_y:
             ax.set_yscale("log")
+        _clip_runaways(ax, panel, x, log_y)
         if x == "tau":
             ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
         ax.grid(alpha=0.3)
@@ -128,6 +131,29 @@ def plot_compare_curves(
     fig.suptitle(f"eval {metric} vs {X_LABELS.get(x, x)}\n({band})", fontsize=11)
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def _clip_runaways(ax: Any, panel: pd.DataFrame, x: str, log_y: bool) -> None:
+    """Keep the interesting range readable when a method blows up (async DiLoCo can reach 1e18 perplexity).
+
+    The y-axis stops a little above where training started; methods whose
+    curves leave the chart are named in the panel with their peak.
+    """
+    if panel.empty:
+        return
+    start = float(panel.sort_values(x).groupby("method")["mean"].first().max())
+    low = float(panel["low"].min())
+    if not (math.isfinite(start) and math.isfinite(low)) or start <= low:
+        return
+    log = log_y and low > 0
+    top = start * (start / low) if log else start + (start - low)
+    peaks = panel.groupby("method")["high"].max()
+    gone = peaks[peaks > top]
+    if gone.empty:
+        return
+    ax.set_ylim(low / (start / low) ** 0.05 if log else low - 0.05 * (start - low), top)
+    note = "off the chart: " + ", ".join(f"{m} (peak {v:.3g})" for m, v in gone.items())
+    ax.text(0.99, 0.97, note, transform=ax.transAxes, ha="right", va="top", fontsize=7.5, color="0.3")
 
 
 def final_table(runs: pd.DataFrame, metric: str, methods: list[str]) -> pd.DataFrame:
@@ -325,5 +351,27 @@ def plot_staleness(events: pd.DataFrame, path: Path, methods: list[str]) -> None
         ax.set_ylabel("syncs")
     for ax in list(axes.flat)[len(methods):]:
         ax.axis("off")
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_budget_gap(table: pd.DataFrame, metric: str, path: Path) -> None:
+    """(DN + DyLU - DiLoCo) and (finetune - DiLoCo) against rounds per worker, band = range over paired seeds."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), constrained_layout=True)
+    x = table["rounds_per_worker"]
+    for i, (other, label) in enumerate((("dn_dylu", "DN + DyLU - DiLoCo"), ("finetune_1w", "finetune (k x batch) - DiLoCo"))):
+        col = f"{other}_minus_diloco"
+        ax.plot(x, table[col], marker="o", color=f"C{i}", label=label, lw=1.6)
+        ax.fill_between(x, table[f"{col}_low"], table[f"{col}_high"], color=f"C{i}", alpha=0.18, lw=0)
+    ax.axhline(0.0, color="0.4", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xticks(list(x), [str(int(v)) for v in x])
+    ax.set_xlabel("rounds per worker (log scale)")
+    ax.set_ylabel(f"final eval {metric} difference")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=9)
+    seeds = int(table["seeds"].min()) if len(table) else 0
+    ax.set_title(f"gap to DiLoCo against budget (mean over {seeds} seeds, band = min..max)\nabove 0: worse than DiLoCo",
+                 fontsize=10)
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)

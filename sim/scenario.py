@@ -23,7 +23,8 @@ from sim.presets import PRESETS
 from sim.yamlio import load_yaml
 from sim.profiles import Device, Fleet, fleet_path, load_fleet_raw
 from trainers import BUILTIN_TRAINERS
-from trainers.base import UserError
+from trainers.configs import BUILTIN_CONFIGS
+from sim.errors import UserError
 
 TRAINER_METHODS = ("init_params", "shard_sizes", "batch_size", "local_train", "evaluate")
 
@@ -345,6 +346,20 @@ def resolve_trainer_class(name: str) -> type:
     return cls
 
 
+def trainer_config_class(name: str) -> type | None:
+    """The settings model a trainer validates its ``config`` with.
+
+    Built-in trainers' models come from :mod:`trainers.configs` without
+    importing the trainers (and torch); a user's trainer is imported and
+    checked against the protocol here, so a broken one fails at validation.
+    """
+    if name in BUILTIN_TRAINERS:
+        import trainers.configs
+
+        return getattr(trainers.configs, BUILTIN_CONFIGS[name])
+    return getattr(resolve_trainer_class(name), "Config", None)
+
+
 def _check_outer(spec: dict[str, Any] | None, field: str, source: str, k: int, wraps: bool) -> dict[str, Any] | None:
     """Validate an outer update's name and arguments; return them coerced to the annotated types.
 
@@ -415,10 +430,9 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "<scenario>", base: Pa
     except ValidationError as exc:
         raise _format_validation_error(source, exc) from None
     try:
-        trainer_cls = resolve_trainer_class(scenario.trainer.name)
+        config_model = trainer_config_class(scenario.trainer.name)
     except ValueError as exc:
         raise _field_error(source, "trainer.name", str(exc)) from None
-    config_model = getattr(trainer_cls, "Config", None)
     if isinstance(config_model, type) and issubclass(config_model, BaseModel):
         try:
             config = config_model(**scenario.trainer.config)

@@ -99,3 +99,17 @@ def test_run_progress_moves_with_synced_local_steps_not_only_at_evaluations():
     steps = [t for t, _ in calls]
     evals = sum(is_eval for _, is_eval in calls)
     assert steps == sorted(steps) and len(calls) > 3 * evals and steps[-1] >= 240
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["validate", SCEN], ["methods"], ["profiles"], ["run", "--help"]])
+def test_quick_commands_do_not_import_torch(argv):
+    """--help, validate, methods and profiles answer in well under a second: no torch (or pandas) import."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom sim.cli import app\n"
+            "try:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout, proc.stdout[-300:]

@@ -8,7 +8,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from sim.cli import app
-from sim.reproduce import Stat, overlap, verdict
+from sim.findings import Stat, overlap, verdict
 from tests.test_compare import ROOT, TINY
 
 runner = CliRunner()
@@ -26,19 +26,32 @@ def test_reproduce_writes_findings_with_numbers_notes_and_reuses_runs(tmp_path, 
     notes = tmp_path / "notes.md"
     notes.write_text("A tuning sweep lives in reports/x.", encoding="utf-8")
     args = ["reproduce", str(ROOT / "scenarios" / "very_heterogeneous.yaml"), "--name", "p", "--seeds", "0,1",
-            "--jobs", "1", "--notes", str(notes), *TINY]
+            "--jobs", "1", "--notes", str(notes), *TINY, "--wide-set", "schedule.t_max=120",
+            "--method-set", "async_diloco:method.outer.lr=0.3", "--budget-rounds", "1,2"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     out = tmp_path / "reports" / "p"
     report = (out / "report.md").read_text(encoding="utf-8")
     claims = re.findall(r"^### (.+)$", report, flags=re.M)
-    assert len(claims) == 5
+    assert len(claims) == 9  # the paper's eight findings and the budget question
     verdicts = re.findall(r"^\*\*(.+)\*\*$", report, flags=re.M)
-    assert len(verdicts) == 5 and all(re.match(r"(reproduced|not reproduced|partly reproduced)", v) for v in verdicts)
+    assert len(verdicts) == 9
+    assert all(re.match(r"(reproduced|not reproduced|partly reproduced)", v) for v in verdicts[:8])
+    assert re.match(r"the DN \+ DyLU gap to DiLoCo (shrinks|does not shrink)", verdicts[8])
+    assert "async_diloco: method.outer.lr=0.3" in report and "(schedule.t_max=120)" in report
     assert "--notes" in report and "## Notes" in report and "A tuning sweep lives in reports/x." in report
     assert "Before any training the eval loss is" in report
-    for exp in ("heterogeneity", "fixes", "outer_sgd", "c"):
+    for exp in ("headline", "heterogeneity", "fixes", "outer_sgd", "c", "workers", "size", "budget"):
         assert (out / exp / "report.md").exists() and (out / exp / "time_per_worker.png").exists()
+    # the wide sweeps ran at the reduced budget, the headline and budget runs at theirs; async DiLoCo at its tuned lr
+    runs = {exp: pd.read_csv(out / exp / "runs.csv") for exp in ("headline", "fixes", "budget")}
+    assert runs["fixes"]["final_t_local"].min() < runs["headline"]["final_t_local"].min()
+    assert sorted(set(runs["budget"]["sweep"])) == [80, 160]
+    gap = pd.read_csv(out / "budget" / "gap.csv")
+    assert list(gap["rounds_per_worker"]) == [1, 2] and (out / "budget" / "gap.png").stat().st_size > 1000
+    import yaml
+    tuned = yaml.safe_load(open(runs["headline"][runs["headline"]["method"] == "async_diloco"]["folder"].iloc[0] + "/scenario.yaml"))
+    assert tuned["method"]["outer"]["lr"] == 0.3
     # the Table 4 verdict follows from the c runs' seed ranges
     runs = pd.read_csv(out / "c" / "runs.csv")
     c0, c1 = (runs[runs["sweep"] == v]["final_loss"] for v in (0.0, 0.1))

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import fcntl
 import glob as globlib
-import gzip
 import hashlib
 import json
 import os
@@ -50,14 +49,14 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from trainers.base import UserError, epoch_order  # epoch_order re-exported for lm.py
+from trainers.configs import DataConfig  # noqa: F401  (re-exported)
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 EOS = "<|endoftext|>"
@@ -67,27 +66,6 @@ _SPLIT_SEED = 20240417
 _FORMAT_VERSION = 1
 _FORMATS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 _HUB_TIMEOUT_S = 3.0
-
-
-class DataConfig(BaseModel):
-    """Where the LM's text comes from and how it is split."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    corpus: Literal["shakespeare", "c4"] = Field(
-        "shakespeare", description="built-in corpus: the committed offline one, or C4 from the hub"
-    )
-    path: str | None = Field(None, description="local .txt/.jsonl/.parquet file, folder or glob; replaces corpus")
-    text_field: str = Field("text", description="field holding the text in jsonl/parquet files")
-    max_documents: int | None = Field(
-        None, gt=0, description="use only the first N training documents (C4 default 100,000)"
-    )
-    validation_documents: int = Field(2000, gt=0, description="C4 validation documents to read")
-    validation_fraction: float = Field(
-        0.05, gt=0, lt=1, description="share of documents held out where the corpus has no validation split"
-    )
-    eval_tokens: int = Field(32_768, gt=0, description="size of the fixed held-out evaluation set, in tokens")
-    shards: Literal["iid", "by_source"] = "iid"
 
 
 def cache_dir() -> Path:

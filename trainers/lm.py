@@ -92,16 +92,16 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Literal
+from dataclasses import asdict
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from trainers.base import JobResult, JobSpec, UserError, flatten_params, load_flat_params
+from trainers.configs import CPU_MS_PER_STEP, PRESETS, Arch, LMConfig, closed_form_params  # noqa: F401  (re-exported)
 from trainers.data import (
     DataConfig,
     TokenizedCorpus,
@@ -120,91 +120,6 @@ from trainers.data import (
 _STREAM_INIT, _STREAM_SHARDS, _STREAM_ORDER = range(3)
 _PRETRAIN_VERSION = 1  # bump when pretraining changes (invalidates cached checkpoints)
 _EVAL_BATCH = 16
-
-
-@dataclass(frozen=True)
-class Arch:
-    """A model size: architecture plus the batch geometry it defaults to."""
-
-    layers: int
-    d_model: int
-    heads: int
-    head_dim: int
-    vocab_size: int
-    tied: bool
-    seq_len: int
-    batch_size: int
-    mlp_ratio: int = 4
-
-
-PRESETS: dict[str, Arch] = {
-    # micro: the paper's whole LM protocol (24K pretraining + 64K local steps) in
-    # about 10 minutes on one CPU core; see the module docstring for the measurement.
-    "micro": Arch(layers=2, d_model=64, heads=2, head_dim=32, vocab_size=512, tied=True, seq_len=64, batch_size=4),
-    "tiny": Arch(layers=2, d_model=128, heads=2, head_dim=64, vocab_size=2048, tied=True, seq_len=128, batch_size=8),
-    "small": Arch(layers=4, d_model=256, heads=4, head_dim=64, vocab_size=4096, tied=True, seq_len=256, batch_size=8),
-    "20M": Arch(layers=6, d_model=256, heads=4, head_dim=64, vocab_size=32_000, tied=False, seq_len=256, batch_size=128),
-    "60M": Arch(layers=3, d_model=896, heads=16, head_dim=64, vocab_size=32_000, tied=True, seq_len=256, batch_size=128),
-    "150M": Arch(layers=12, d_model=896, heads=16, head_dim=64, vocab_size=32_000, tied=True, seq_len=256, batch_size=128),
-}
-
-
-#: Measured ms per inner AdamW step at the preset's default batch, one CPU thread,
-#: torch 2.13, this project's 2-core machine (2026-11-30); None: not measured on a CPU
-#: (the 20M step at 128 x 256 tokens took over a minute, the larger ones more).
-CPU_MS_PER_STEP: dict[str, float | None] = {"micro": 4.8, "tiny": 63.4, "small": 675.5, "20M": None, "60M": None, "150M": None}
-
-
-def closed_form_params(arch: Arch) -> int:
-    """Parameter count from the architecture alone (no biases, RMSNorm weights only)."""
-    d, width = arch.d_model, arch.heads * arch.head_dim
-    attention = d * 3 * width + width * d
-    mlp = 2 * d * arch.mlp_ratio * d
-    per_layer = attention + mlp + 2 * d
-    embeddings = arch.vocab_size * d * (1 if arch.tied else 2)
-    return arch.layers * per_layer + d + embeddings
-
-
-class LMConfig(BaseModel):
-    """The LM trainer's settings (``trainer.config`` of a scenario)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    size: Literal["micro", "tiny", "small", "20M", "60M", "150M"] = "tiny"
-    # Overrides of the preset; None keeps the preset's value.
-    layers: int | None = Field(None, gt=0)
-    d_model: int | None = Field(None, gt=0)
-    heads: int | None = Field(None, gt=0)
-    head_dim: int | None = Field(None, gt=0)
-    vocab_size: int | None = Field(None, ge=258, description="BPE vocabulary: 256 bytes + end-of-text + merges")
-    tied: bool | None = None
-    seq_len: int | None = Field(None, gt=0)
-    batch_size: int | None = Field(None, gt=0, description="sequences per inner step per worker")
-    micro_batch_size: int | None = Field(None, gt=0, description="gradient-accumulation chunk (memory)")
-    # Inner AdamW (paper: default betas, weight decay 0.1).
-    weight_decay: float = Field(0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
-    grad_clip: float | None = Field(1.0, gt=0, description="global gradient-norm clip; null for none")
-    # Pretraining before Local-SGD (paper: 24K steps with Adam).
-    pretrain_steps: int = Field(0, ge=0)
-    pretrain_lr: float = Field(3e-3, gt=0)
-    pretrain_warmup: int = Field(100, ge=0)
-    pretrain_batch_size: int | None = Field(None, gt=0, description="default: batch_size")
-    pretrain_seed: int = Field(0, ge=0)
-    data: DataConfig = DataConfig()
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    @model_validator(mode="after")
-    def _even_head_dim(self) -> "LMConfig":
-        if self.arch().head_dim % 2:
-            raise ValueError(f"head_dim must be even for rotary position embeddings (got {self.arch().head_dim})")
-        return self
-
-    def arch(self) -> Arch:
-        base = PRESETS[self.size]
-        overrides = {k: getattr(self, k) for k in ("layers", "d_model", "heads", "head_dim", "vocab_size", "tied", "seq_len", "batch_size")}
-        return Arch(**{**asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
 
 
 # -- model ------------------------------------------------------------------------

@@ -7,21 +7,12 @@ to measure the simulator's own overhead.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from trainers.base import JobResult, JobSpec
-
-
-class NullConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dim: int = Field(4, gt=0, le=10**8, description="length of the parameter vector")
-    shard_size: int = Field(1_000_000, gt=0, le=10**15)
-    batch_size: int = Field(1, gt=0, le=10**6)
-    dtype: Literal["float32", "float64"] = "float64"
+from trainers.configs import NullConfig
 
 
 class NullTrainer:

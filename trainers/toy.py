@@ -8,37 +8,18 @@ uses points drawn fresh from the same mixture (never training points).
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
 from trainers.base import JobResult, JobSpec, epoch_order, flatten_params, load_flat_params
+from trainers.configs import ToyConfig
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Independent seed streams, one per purpose.
 _STREAM_CENTRES, _STREAM_TRAIN, _STREAM_EVAL, _STREAM_INIT, _STREAM_ORDER = range(5)
-
-
-class ToyConfig(BaseModel):
-    """Sizes of the toy task; defaults follow the authors' public notebook."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dim: int = Field(512, gt=0)
-    num_classes: int = Field(4, ge=2)
-    clusters_per_class: int = Field(8, ge=1)
-    noise_std: float = Field(0.5, ge=0)
-    hidden: int = Field(512, gt=0, description="width of each hidden layer")
-    hidden_layers: int = Field(1, ge=0)
-    shard_size: int = Field(32_000, gt=0, description="training examples per shard (notebook: 128k over 4)")
-    eval_size: int = Field(4096, gt=0)
-    batch_size: int = Field(32, gt=0)
-    weight_decay: float = Field(1e-3, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    dtype: Literal["float32", "float64"] = "float32"
 
 
 class ToyTrainer:

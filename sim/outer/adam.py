@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import math
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: validating a scenario does not import torch
+    import torch
 
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.outer.registry import register

@@ -6,7 +6,10 @@ server model does not move, unlike Delayed Nesterov.
 """
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: validating a scenario does not import torch
+    import torch
 
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.outer.nesterov import nesterov_step

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # annotations only: validating a scenario does not import torch
+    import torch
 
 
 #: Bounds every outer update's (and fix's) arguments obey by name, checked when a
@@ -72,7 +73,7 @@ class OuterUpdate(ABC):
         if not hasattr(self, "state"):
             self.state = {}
         if name not in self.state:
-            self.state[name] = torch.zeros_like(like)
+            self.state[name] = like.new_zeros(like.shape)  # zeros_like without importing torch
         return self.state[name]
 
     def state_tensors(self) -> dict[str, torch.Tensor]:

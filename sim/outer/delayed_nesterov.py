@@ -8,7 +8,10 @@ average (the paper's footnote 5), which is what makes it match DiLoCo.
 """
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: validating a scenario does not import torch
+    import torch
 
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.outer.registry import register

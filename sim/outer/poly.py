@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: validating a scenario does not import torch
+    import torch
 
 from sim.outer.base import OuterUpdate, PseudoGradient, StalenessFix
 from sim.outer.registry import register

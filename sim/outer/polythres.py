@@ -1,7 +1,10 @@
 """PolyThres: Poly weighting, and pseudo-gradients staler than a threshold are dropped."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: validating a scenario does not import torch
+    import torch
 
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.outer.poly import Poly
