@@ -242,3 +242,21 @@ def test_validation_names_typos_every_problem_and_bounds(tmp_path):
         assert r.exit_code == 2 and f"'{field}'" in one_error_line(r)
     r = runner.invoke(app, ["validate", SCEN, "--set", "workers.devices=[]"])
     assert r.exit_code == 2 and "'workers.devices'" in one_error_line(r)
+
+
+def test_the_lm_demo_uses_the_outer_lr_its_own_sweep_chose():
+    """The default LM demo runs the setting the committed sweep found best, not the paper's 0.7 that failed there."""
+    import pandas as pd
+
+    from sim import load_scenario
+
+    table = pd.read_csv(ROOT / "reports" / "lm_tiny_outer_lr_sweep" / "table.csv")
+    best = table[table["method"] == "dn_dylu"].sort_values("mean").iloc[0]
+    demo = load_scenario(ROOT / "scenarios" / "lm_tiny_very_heterogeneous.yaml")
+    assert demo.method.preset == "dn_dylu" and demo.method.outer["lr"] == float(best["sweep"])
+    assert "reports/lm_tiny_outer_lr_sweep" in (ROOT / "scenarios" / "lm_tiny_very_heterogeneous.yaml").read_text()
+
+
+def test_readme_links_stay_inside_the_repository():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "../" not in text
