@@ -428,6 +428,25 @@ def profiles(
     console.print(table)
 
 
+@app.command()
+def findings(
+    report: list[str] = typer.Option(
+        ["toy=reports/paper_toy/report.md", "tiny LM=reports/paper_lm_tiny/report.md",
+         "micro LM, paper protocol=reports/paper_lm_micro/report.md"],
+        "--report", help="LABEL=PATH of a reproduce report.md, one table column each (repeatable)"),
+) -> None:
+    """Print the findings table (row per finding of the paper, column per reproduction) from reproduce reports."""
+    from sim.findings_table import findings_table
+
+    columns = []
+    for item in report:
+        label, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            fail(f"--report {item!r}: expected LABEL=PATH to an existing report.md")
+        columns.append((label, Path(path)))
+    console.print(findings_table(columns), markup=False)
+
+
 # language-model commands (models, pretrain) and init live in their own modules
 register_lm_commands(app)
 register_init_command(app)
