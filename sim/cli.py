@@ -15,9 +15,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sim.cli_common import (FILE_ARG, FORCE_OPT, JOBS_OPT, QUIET_OPT, RUNS_OPT, SET_OPT, canonical_command, console,
-                            default_jobs, err_console, fail, fail_with, load, method_opt, out_opt, parse_seeds, seed_opt,
-                            split_list, use_runs_dir)
+from sim.cli_common import (FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_SET_OPT, QUIET_OPT, RUNS_OPT, SET_OPT,
+                            canonical_command, console, default_jobs, err_console, fail, fail_with, load, method_opt,
+                            out_opt, parse_method_sets, parse_seeds, seed_opt, split_list, use_runs_dir)
 from sim.cli_init import register as register_init_command
 from sim.cli_lm import register as register_lm_commands
 from sim.errors import RunDiverged, UserError
@@ -205,6 +205,7 @@ def compare(
     seed: str = seed_opt("0"),
     sweep: Optional[str] = typer.Option(None, "--sweep", help="axis to sweep: workers=4,8,16 | heterogeneity=no,slight,moderate,very | c=0,0.1 | model=... | any.field=v1,v2"),
     set_: list[str] = SET_OPT,
+    method_set: list[str] = METHOD_SET_OPT,
     out: Optional[Path] = out_opt("report folder (default reports/<scenario name>[_<swept axis>])"),
     name: Optional[str] = typer.Option(None, "--name", help="report folder name under reports/ (instead of --out)"),
     runs: Optional[Path] = RUNS_OPT,
@@ -218,16 +219,17 @@ def compare(
 
     method_list = split_list(method, "--method", "diloco,dn_dylu")
     seed_list = parse_seeds(seed)
+    per_method = parse_method_sets(method_set)
     use_runs_dir(runs)
     try:
-        specs, axis = cmp.plan(list(files), method_list, seed_list, sweep, list(set_))
+        specs, axis = cmp.plan(list(files), method_list, seed_list, sweep, list(set_), per_method)
     except ScenarioError as exc:
         fail_with(exc)
     if not specs:
         fail(f"--sweep {sweep}: none of the methods {', '.join(method_list)} has that field")
     out_dir = _report_folder(out, name, specs[0].scenario.name + (f"_{axis}" if axis else ""))
     command = canonical_command("compare", [str(f) for f in files], methods=method, seeds=seed, sweep=sweep,
-                                set_=list(set_), name=name, out=out)
+                                set_=list(set_), method_set=list(method_set), name=name, out=out)
     try:
         check_report_destination(out_dir, command, force)
     except UserError as exc:
@@ -255,7 +257,7 @@ def reproduce(
     force: bool = FORCE_OPT,
     notes: Optional[Path] = typer.Option(None, "--notes", help="a markdown file appended to report.md (e.g. a tuning sweep)"),
     wide_set: list[str] = typer.Option([], "--wide-set", help="KEY=VALUE for every experiment but the headline (and budget): a reduced budget for the wide sweeps"),
-    method_set: list[str] = typer.Option([], "--method-set", help="METHOD:KEY=VALUE, a tuned setting for one method only (repeatable)"),
+    method_set: list[str] = METHOD_SET_OPT,
     budget_rounds: Optional[str] = typer.Option(None, "--budget-rounds", help="also run finetune, DiLoCo, DN + DyLU at these rounds per worker (e.g. 10,40,160,320) and plot the gaps"),
 ) -> None:
     """Run the paper's comparisons (Fig. 2, 6, 7, 8; Tables 1-4) and check each finding on the numbers."""
@@ -269,12 +271,7 @@ def reproduce(
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"--notes {notes}: cannot read ({getattr(exc, 'strerror', None) or exc})")
     out_dir = _report_folder(out, name, "paper_toy")
-    per_method: dict[str, list[str]] = {}
-    for item in method_set:
-        method_name, sep, setting = item.partition(":")
-        if not sep or "=" not in setting:
-            fail(f"--method-set {item!r}: expected METHOD:KEY=VALUE, e.g. async_diloco:method.outer.lr=0.1")
-        per_method.setdefault(method_name.strip(), []).append(setting)
+    per_method = parse_method_sets(method_set)
     try:
         rounds = [int(x) for x in split_list(budget_rounds, "--budget-rounds", "10,40,160,320")] if budget_rounds else None
     except ValueError:

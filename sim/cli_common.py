@@ -59,6 +59,17 @@ def parse_seeds(text: str) -> list[int]:
         fail(f"--seed {text!r}: expected comma-separated integers, e.g. 0,1,2")
 
 
+def parse_method_sets(items: list[str]) -> dict[str, list[str]]:
+    """``METHOD:KEY=VALUE`` items -> {method: [KEY=VALUE, ...]} (a tuned setting for one method only)."""
+    per_method: dict[str, list[str]] = {}
+    for item in items:
+        method, sep, setting = item.partition(":")
+        if not sep or "=" not in setting or not method.strip():
+            fail(f"--method-set {item!r}: expected METHOD:KEY=VALUE, e.g. async_diloco:method.outer.lr=0.1")
+        per_method.setdefault(method.strip(), []).append(setting)
+    return per_method
+
+
 def use_runs_dir(runs: Optional[Path]) -> None:
     """Point the run store at ``--runs`` (also seen by worker processes, through the environment)."""
     if runs is not None:
@@ -91,6 +102,7 @@ JOBS_OPT = typer.Option(None, "--jobs", "-j", min=1, help="processes computing i
 RUNS_OPT = typer.Option(None, "--runs", envvar="ASYNCSIM_RUNS", help="run store: where run folders go and are reused from (default reports/runs)")
 QUIET_OPT = typer.Option(False, "--quiet", "-q", help="no progress bars")
 FORCE_OPT = typer.Option(False, "--force", help="replace an output made by a different command")
+METHOD_SET_OPT = typer.Option([], "--method-set", help="METHOD:KEY=VALUE, a setting for one method only, e.g. a tuned lr (repeatable)")
 
 
 def method_opt(default: Optional[str]) -> Any:

@@ -50,6 +50,7 @@ def test_aliases_and_short_forms_are_the_same_everywhere():
         assert table[cmd]["-o"] is table[cmd]["--out"] and table[cmd]["-j"] is table[cmd]["--jobs"]
     for cmd in ("compare", "reproduce"):
         assert "--force" in table[cmd]
+    assert table["compare"]["--method-set"].help == table["reproduce"]["--method-set"].help
 
 
 def test_mistakes_in_shared_options_name_the_option(tmp_path, monkeypatch):
