@@ -260,3 +260,23 @@ def test_the_lm_demo_uses_the_outer_lr_its_own_sweep_chose():
 def test_readme_links_stay_inside_the_repository():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "../" not in text
+
+
+def test_unwritable_output_folders_are_one_line_before_computing(tmp_path, monkeypatch):
+    """As a user without write permission sees it (the tests run as root, so the permission check is simulated)."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr("sim.outputs.os.access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    calls = []
+    monkeypatch.setattr("sim.runner.simulate", lambda *a, **k: calls.append(1))
+    r = runner.invoke(app, ["run", SCEN, "--out", "locked/run", *FAST])
+    assert r.exit_code == 2 and "not writable" in one_error_line(r) and "locked" in r.output
+    r = runner.invoke(app, ["sweep", SCEN, "--seed", "0,1", "--out", "locked/t.csv", *FAST])
+    assert r.exit_code == 2 and "not writable" in one_error_line(r)
+    r = runner.invoke(app, ["compare", SCEN, "--method", "diloco", "--out", "locked/rep", *FAST])
+    assert r.exit_code == 2 and "not writable" in one_error_line(r)
+    assert calls == [] and list(locked.iterdir()) == []
