@@ -1,0 +1,99 @@
+"""What a compressed transfer does to the values: encode, then decode, deterministically.
+
+A pseudo-gradient uploaded as ``bf16``, ``int8`` or ``fp4`` reaches the server
+changed, and the outer update accumulates what it receives (in float32, as
+the papers do). Modelling only the shorter transfer would tell a user that
+compression is free. Formats:
+
+* ``fp32``: unchanged.
+* ``bf16``: round to nearest even (torch's float32 -> bfloat16 conversion);
+  relative error at most 2^-8.
+* ``int8``: symmetric, one scale per block of ``block`` consecutive values of
+  the flat vector (the MX formats' layout: blocks, not tensors, so one outlier
+  costs only its block). The scale is a power of two, ``s = 2^ceil(log2(amax
+  / 127))``, stored in one byte (an E8M0 exponent); values are
+  ``round_half_even(x / s)`` in [-127, 127]. Error per value at most s / 2 <=
+  amax / 127.
+* ``fp4``: E2M1 (the values 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives,
+  as MXFP4 and Streaming DiLoCo use), a power-of-two scale per block,
+  ``s = 2^ceil(log2(amax / 6))`` so nothing saturates; each value goes to the
+  nearest grid point (ties to the even grid index). Error per value at most
+  s <= amax / 3.
+
+Power-of-two scales make every codec idempotent (decoding and encoding again
+changes nothing), so a value that crossed the wire twice is not degraded
+twice, and the product ``q x s`` is exact in float32.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+Format = Literal["fp32", "bf16", "int8", "fp4"]
+#: payload bits per value, without the block scales
+VALUE_BITS: dict[str, int] = {"fp32": 32, "bf16": 16, "int8": 8, "fp4": 4}
+#: bytes of one block scale (an E8M0 exponent)
+SCALE_BYTES = 1
+DEFAULT_BLOCK = 32
+
+_E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+
+
+def wire_bytes(n: int, fmt: Format, block: int = DEFAULT_BLOCK) -> int:
+    """Bytes on the wire for ``n`` values: the payload plus one scale per block (int8, fp4)."""
+    payload = math.ceil(n * VALUE_BITS[fmt] / 8)
+    return payload + (math.ceil(n / block) * SCALE_BYTES if fmt in ("int8", "fp4") else 0)
+
+
+def _block_scales(blocks: torch.Tensor, top: float) -> torch.Tensor:
+    """Power-of-two scale per block with ``amax / scale`` in (top / 2, top]; 1 for all-zero blocks."""
+    amax = blocks.abs().amax(dim=1, keepdim=True)
+    exponent = torch.ceil(torch.log2(amax / top))
+    return torch.where(amax > 0, torch.exp2(exponent), torch.ones_like(amax))
+
+
+def _round_to_grid(u: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Nearest point of an ascending non-negative ``grid`` to ``|u|`` (ties to the even index), sign kept."""
+    mag = u.abs()
+    upper = torch.searchsorted(grid, mag.contiguous()).clamp(1, len(grid) - 1)
+    lo, hi = grid[upper - 1], grid[upper]
+    take_hi = (mag - lo > hi - mag) | ((mag - lo == hi - mag) & (upper % 2 == 0))
+    return torch.where(take_hi, hi, lo) * torch.sign(u)
+
+
+def roundtrip(x: torch.Tensor, fmt: Format, block: int = DEFAULT_BLOCK) -> torch.Tensor:
+    """decode(encode(x)): the float32 values that arrive after a transfer in ``fmt``."""
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    flat = x.detach().reshape(-1).to(torch.float32)
+    if fmt == "fp32":
+        return flat.clone().reshape(x.shape)
+    if fmt == "bf16":
+        return flat.to(torch.bfloat16).to(torch.float32).reshape(x.shape)
+    if fmt not in ("int8", "fp4"):
+        raise ValueError(f"unknown format {fmt!r}; expected fp32, bf16, int8 or fp4")
+    pad = (-flat.numel()) % block
+    blocks = torch.nn.functional.pad(flat, (0, pad)).reshape(-1, block)
+    if fmt == "int8":
+        scale = _block_scales(blocks, 127.0)
+        decoded = torch.round(blocks / scale).clamp(-127, 127) * scale  # torch.round: half to even
+    else:
+        scale = _block_scales(blocks, 6.0)
+        decoded = _round_to_grid(blocks / scale, _E2M1.to(blocks.device)) * scale
+    return decoded.reshape(-1)[: flat.numel()].reshape(x.shape)
+
+
+def error_bound(x: torch.Tensor, fmt: Format, block: int = DEFAULT_BLOCK) -> torch.Tensor:
+    """Largest |roundtrip(x) - x| each value may have, from its block's amax (see the module docstring)."""
+    flat = x.detach().reshape(-1).to(torch.float32)
+    if fmt == "fp32":
+        return torch.zeros_like(flat).reshape(x.shape)
+    if fmt == "bf16":
+        return (flat.abs() * 2.0**-8).reshape(x.shape)
+    pad = (-flat.numel()) % block
+    blocks = torch.nn.functional.pad(flat, (0, pad)).reshape(-1, block)
+    scale = _block_scales(blocks, 127.0 if fmt == "int8" else 6.0)
+    bound = (scale / 2 if fmt == "int8" else scale).expand_as(blocks)
+    return bound.reshape(-1)[: flat.numel()].reshape(x.shape)
