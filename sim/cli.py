@@ -191,11 +191,15 @@ def _execute(specs: list[Any], jobs: Optional[int], quiet: bool) -> int:
     threads = max((s.scenario.compute.threads for s in specs), default=1)
     with RunsProgress(len(specs), quiet) as progress:
         try:
-            return cmp.execute(specs, jobs=jobs or default_jobs(threads), on_done=progress.done,
-                               on_start=progress.started, on_pretrain=progress.pretraining)
+            computed = cmp.execute(specs, jobs=jobs or default_jobs(threads), on_done=progress.done,
+                                   on_start=progress.started, on_pretrain=progress.pretraining)
         except UserError as exc:
             progress.bar.stop()
             fail_with(exc)
+    notice = cmp.version_notice(specs)
+    if notice:
+        err_console.print(f"note: {notice}", markup=False)
+    return computed
 
 
 @app.command()

@@ -220,6 +220,20 @@ def execute(
     return len(todo)
 
 
+def version_notice(specs: list[RunSpec]) -> str | None:
+    """One line when some runs were made with other software versions than this one (their summaries say)."""
+    from sim.runner import software_versions, versions_text
+
+    now = software_versions()
+    other = [(spec, read_summary(spec.folder).get("versions")) for spec in specs]
+    other = [(spec, made) for spec, made in other if made != now]
+    if not other:
+        return None
+    spec, made = other[0]
+    return (f"{len(other)} of {len(specs)} runs were made with other versions than this one ({versions_text(now)}), "
+            f"e.g. {spec.folder.name} with {versions_text(made) if made else 'unrecorded versions'}")
+
+
 def load_results(specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Metrics and events of every run (with file / sweep columns) and one summary row per run."""
     metrics, events, rows = [], [], []

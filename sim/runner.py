@@ -235,11 +235,11 @@ def _reuse_notice(folder: Path, summary: dict[str, Any]) -> str | None:
     if made == now:
         return None
     if not made:
-        return f"reused {folder}: made by an asyncsim that did not record versions (now {_versions_text(now)})"
-    return f"reused {folder}: made with {_versions_text(made)}, now {_versions_text(now)}"
+        return f"reused {folder}: made by an asyncsim that did not record versions (now {versions_text(now)})"
+    return f"reused {folder}: made with {versions_text(made)}, now {versions_text(now)}"
 
 
-def _versions_text(versions: dict[str, str]) -> str:
+def versions_text(versions: dict[str, str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
 
 

@@ -280,3 +280,17 @@ def test_unwritable_output_folders_are_one_line_before_computing(tmp_path, monke
     r = runner.invoke(app, ["compare", SCEN, "--method", "diloco", "--out", "locked/rep", *FAST])
     assert r.exit_code == 2 and "not writable" in one_error_line(r)
     assert calls == [] and list(locked.iterdir()) == []
+
+
+def test_compare_says_when_reused_runs_were_made_with_other_versions(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["sweep", SCEN, "--seed", "0,1", "-j", "1", *FAST]
+    assert runner.invoke(app, args).exit_code == 0
+    assert "other versions" not in runner.invoke(app, args).output
+    folder = sorted((tmp_path / "reports" / "runs").iterdir())[0]
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["versions"]["torch"] = "0.0.1"
+    (folder / "summary.json").write_text(json.dumps(summary))
+    again = runner.invoke(app, args)
+    notes = [line for line in again.output.splitlines() if "other versions" in line]
+    assert len(notes) == 1 and "1 of 2 runs" in notes[0] and "torch 0.0.1" in notes[0] and folder.name in notes[0]
