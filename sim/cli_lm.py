@@ -1,4 +1,4 @@
-"""Language-model commands of the ``asyncsim`` CLI: ``models`` and ``pretrain``.
+"""Language-model commands of the ``asyncsim`` CLI: ``models``, ``pretrain`` and ``noise-scale``.
 
 ``sim/cli.py`` calls :func:`register` on its app; the shared consoles and
 ``fail`` come from :mod:`sim.cli_common`, which both import.
@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     """Add ``models`` and ``pretrain`` to ``app``."""
     app.command("models")(models)
     app.command("pretrain")(pretrain)
+    app.command("noise-scale")(noise_scale)
 
 
 def models() -> None:
@@ -101,3 +102,32 @@ def pretrain(
         f"loss {metrics['loss']:.4f}"
     )
     console.print(f"checkpoint: {path}")
+
+
+def noise_scale(
+    file: Path = typer.Argument(..., help="scenario YAML file with trainer: lm", show_default=False),
+    set_: list[str] = typer.Option([], "--set", "-s", help="override a field: KEY=VALUE (repeatable)"),
+) -> None:
+    """Gradient noise scale at the scenario's starting model: is the batch in the regime where Local-SGD pays?"""
+    import torch
+
+    from sim.cli_common import console, fail, load
+    from sim.errors import UserError
+    from sim.runner import build_trainer
+
+    scenario = load(file, None, list(set_))
+    torch.set_num_threads(scenario.compute.threads)
+    try:
+        trainer = build_trainer(scenario)
+        if not callable(getattr(trainer, "gradient_noise_scale", None)):
+            fail(f"{file}: trainer {scenario.trainer.name!r} cannot estimate a gradient noise scale (use trainer: lm)")
+        est = trainer.gradient_noise_scale(trainer.init_params())
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
+    batch, k, seq = trainer.batch_size(), scenario.workers.k, trainer.arch.seq_len
+    b = est["noise_scale_sequences"]
+    console.print(f"gradient noise scale B_simple = {b:.1f} sequences = {b * seq:,.0f} tokens (McCandlish et al. 2018)")
+    console.print(f"per-worker batch {batch} sequences ({batch / b:.2g} x B); the 1-worker baseline's k x batch "
+                  f"{k * batch} ({k * batch / b:.2g} x B)")
+    console.print("well below B, a k x larger batch makes nearly k x the progress per step, so the 1-worker k x batch "
+                  "baseline is hard to beat per update; near or above B, extra batch buys little and Local-SGD can win")

@@ -206,3 +206,25 @@ def test_micro_preset_is_measured_and_listed():
     assert CPU_MS_PER_STEP["micro"] is not None and CPU_MS_PER_STEP["micro"] < CPU_MS_PER_STEP["tiny"]
     # the whole paper protocol (24K + 64K steps) fits in about 10 minutes of one core
     assert (24_000 + 64_000) * CPU_MS_PER_STEP["micro"] / 1000 < 600
+
+
+def test_gradient_noise_scale_is_reproducible_and_scales_with_sequences(micro):
+    theta = micro.init_params()
+    first = micro.gradient_noise_scale(theta, small=2, groups=2, per_group=4)
+    assert first == micro.gradient_noise_scale(theta, small=2, groups=2, per_group=4)  # a fixed stream
+    assert first["trace_sigma"] > 0 and first["grad_norm_sq"] > 0
+    assert first["noise_scale_tokens"] == pytest.approx(first["noise_scale_sequences"] * micro.arch.seq_len)
+    assert first["noise_scale_sequences"] == pytest.approx(first["trace_sigma"] / first["grad_norm_sq"])
+
+
+def test_noise_scale_command_reports_the_batch_against_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+
+    sets = [f"--set=trainer.config.{k}={v}" for k, v in MICRO.items()] + ["--set=trainer.config.pretrain_steps=0"]
+    out = CliRunner().invoke(app, ["noise-scale", DEMO, *sets])
+    assert out.exit_code == 0, out.output
+    assert "B_simple =" in out.output and "per-worker batch 4 sequences" in out.output
+    toy = CliRunner().invoke(app, ["noise-scale", "scenarios/very_heterogeneous.yaml"])
+    assert toy.exit_code == 2 and "cannot estimate" in toy.output

@@ -117,7 +117,7 @@ from trainers.data import (
 )
 
 # Independent seed streams, one per purpose.
-_STREAM_INIT, _STREAM_SHARDS, _STREAM_ORDER = range(3)
+_STREAM_INIT, _STREAM_SHARDS, _STREAM_ORDER, _STREAM_NOISE = range(4)
 _PRETRAIN_VERSION = 1  # bump when pretraining changes (invalidates cached checkpoints)
 _EVAL_BATCH = 16
 
@@ -378,6 +378,40 @@ class LMTrainer:
         delta = theta - flatten_params(self._model).cpu()
         state = opt.state_dict() if job.keep_optimizer_state else None
         return JobResult(delta=delta, train_loss=total / job.steps, optimizer_state=state)
+
+    def gradient_noise_scale(self, theta: torch.Tensor, small: int = 4, groups: int = 8, per_group: int = 32) -> dict[str, float]:
+        """The simple gradient noise scale B = tr(Sigma) / |G|^2 at ``theta`` (McCandlish et al. 2018, App. A).
+
+        B is the batch size (in sequences) around which doubling the batch
+        stops halving the steps needed: far below it, a k x larger batch is
+        almost k x the progress per step, which is what the 1-worker k x batch
+        baseline gets and Local-SGD workers do not. Estimated from gradients
+        of ``per_group`` batches of ``small`` training sequences each (their
+        mean is the big batch), in ``groups`` independent groups drawn with a
+        fixed stream, so the estimate is reproducible.
+        """
+        load_flat_params(self._model, theta)
+        self._model.train()
+        rng = self._rng(_STREAM_NOISE)
+        big = small * per_group
+        g_small_sq, g_big_sq = [], []
+        for _ in range(groups):
+            windows = rng.choice(self._n_train, size=big, replace=False)
+            grads = []
+            for start in range(0, big, small):
+                self._model.zero_grad(set_to_none=True)
+                lm_loss(self._model, gather_windows(self.corpus.train, windows[start:start + small], self.arch.seq_len)
+                        .to(self.device)).backward()
+                grads.append(torch.cat([p.grad.reshape(-1) for p in self._model.parameters()]).double().cpu())
+            stacked = torch.stack(grads)
+            g_small_sq.append(float((stacked ** 2).sum(dim=1).mean()))
+            g_big_sq.append(float((stacked.mean(dim=0) ** 2).sum()))
+        self._model.zero_grad(set_to_none=True)
+        small_sq, big_sq = float(np.mean(g_small_sq)), float(np.mean(g_big_sq))
+        true_sq = (big * big_sq - small * small_sq) / (big - small)
+        trace = (small_sq - big_sq) / (1 / small - 1 / big)
+        return {"noise_scale_sequences": trace / true_sq, "noise_scale_tokens": trace / true_sq * self.arch.seq_len,
+                "grad_norm_sq": true_sq, "trace_sigma": trace}
 
     @torch.no_grad()
     def evaluate(self, theta: torch.Tensor) -> dict[str, float]:
