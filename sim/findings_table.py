@@ -44,13 +44,17 @@ def short(verdict: str | None) -> str:
 
 
 def findings_table(columns: list[tuple[str, Path]], root: Path = Path(".")) -> str:
-    """A markdown table; each cell links to the report its verdict comes from."""
-    verdicts = [(label, report, read_verdicts(root / report)) for label, report in columns]
+    """A markdown table; each cell links to the report its verdict comes from ("not run yet" if it does not exist)."""
+    verdicts = [(label, report, read_verdicts(root / report) if (root / report).is_file() else None)
+                for label, report in columns]
     lines = ["| finding of the paper | " + " | ".join(label for label, _ in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for row, ref in ROWS:
         cells = []
         for _label, report, found in verdicts:
+            if found is None:  # the reproduction has not been run (or committed) yet
+                cells.append("not run yet")
+                continue
             text = short(found.get(ref))
             cells.append(text if text == "not checked" else f"[{text}]({report.as_posix()})")
         lines.append(f"| {row} | " + " | ".join(cells) + " |")

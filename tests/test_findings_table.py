@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from sim.cli import app
 from sim.findings_table import ROWS, findings_table, read_verdicts, short
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,3 +20,9 @@ def test_verdicts_are_read_from_report_headings(tmp_path):
     assert [short(verdicts.get(ref)) for _, ref in ROWS[:3]] == ["reproduced", "not checked", "partly"]
     table = findings_table([("toy", Path("report.md"))], root=tmp_path)
     assert "[reproduced](report.md)" in table and table.count("not checked") == len(ROWS) - 2
+def test_readme_table_matches_the_committed_reports(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = CliRunner().invoke(app, ["findings"], terminal_width=400)
+    assert out.exit_code == 0, out.output
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert out.output.strip() in readme
