@@ -29,10 +29,9 @@ from common import emit, header, profile_top, timed
 import simpy
 
 from sim import scenario_from_dict, simulate
+from sim.build import build_outer, build_trainer, make_executor
 from sim.engine import Simulation
-from sim.executors import make_executor
 from sim.profiles import fleet_path, load_fleet_raw
-from sim.runner import build_outer, build_trainer
 from sim.scenario import Scenario
 
 #: seconds per step of the paper's "very" fleet, read from its device profile

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from trainers.base import seeded_rng
+
 
 class Availability(BaseModel):
     """A device's up/down behaviour: random (mean up and down seconds) or a list of down intervals."""
@@ -106,7 +108,7 @@ class Timeline:
 def timelines(availability: list[Availability | None], seed: int, purpose: int) -> list[Timeline | None]:
     """One timeline per worker; worker ``w`` draws from stream (seed, purpose, w)."""
     return [
-        None if spec is None else Timeline(spec, np.random.default_rng(np.random.SeedSequence([seed, purpose, w])))
+        None if spec is None else Timeline(spec, seeded_rng(seed, purpose, w))
         for w, spec in enumerate(availability)
     ]
 

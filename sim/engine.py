@@ -37,18 +37,17 @@ import numpy as np
 import simpy
 import torch
 
+from sim.build import STREAM_CHURN, STREAM_JITTER, STREAM_SHARDS, stream
 from sim.churn import timelines
-from sim.executors import JobFuture
+from sim.errors import RunInterrupted
 from sim.network import DTYPE_BYTES, fifo_arrivals, transfer_seconds, worker_link
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.records import Recorder
 from sim.profiles import round_time
 from sim.sampling import LRSchedule, ShardSampler, dylu_steps
 from sim.scenario import Scenario
-from trainers.base import JobSpec, Trainer, UserError
+from trainers.base import JobFuture, JobSpec, Trainer, UserError
 
-#: purposes of the scenario's independent RNG streams (numpy SeedSequence keys)
-STREAM_TRAINER, STREAM_SHARDS, STREAM_JITTER, STREAM_CHURN = 0, 1, 2, 3
 #: weight of the newest round in online DyLU's speed estimate
 ONLINE_DYLU_EMA = 0.5
 #: a run stops as stalled after this many jobs per worker in a row are lost to churn
@@ -63,18 +62,6 @@ class _Never:
 
 
 _NEVER = _Never()
-
-
-def stream(seed: int, purpose: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, purpose]))
-
-
-def trainer_seed(seed: int) -> int:
-    return int(np.random.SeedSequence([seed, STREAM_TRAINER]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-class RunInterrupted(Exception):
-    """Raised at a safe point after a stop was requested (SIGINT / SIGTERM)."""
 
 
 @dataclass

@@ -1,7 +1,6 @@
 """Build the pieces a scenario names, run the simulation, write the run folder."""
 from __future__ import annotations
 
-import inspect
 import os
 import pickle
 import shutil
@@ -15,14 +14,12 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 import yaml
 
-from sim.engine import Simulation, trainer_seed
-from sim.executors import make_executor
-from sim.outer.base import OuterUpdate
-from sim.outer.registry import resolve
+from sim.build import build_outer, build_trainer, make_executor
+from sim.engine import Simulation
+from sim.errors import UserError
 from sim.outputs import check_folder, check_run_destination
 from sim.records import is_complete_run, read_summary, run_folder_damage, run_hash, set_aside, write_run_folder
-from sim.scenario import Scenario, resolve_trainer_class, scenario_from_dict
-from trainers.base import Trainer, UserError
+from sim.scenario import Scenario, scenario_from_dict
 
 #: where run folders go unless ``$ASYNCSIM_RUNS`` says otherwise (relative to the working directory)
 DEFAULT_RUNS_DIR = Path("reports") / "runs"
@@ -44,29 +41,6 @@ class RunResult:
     reused: bool = False
     params: Any = None  # final server parameters (in-memory runs only)
     resumed_from: int | None = None  # server update a resumed run continued from
-
-
-def build_trainer(scenario: Scenario) -> Trainer:
-    cls = resolve_trainer_class(scenario.trainer.name)
-    kwargs: dict[str, Any] = {"seed": trainer_seed(scenario.seed)}
-    if "num_shards" in inspect.signature(cls).parameters:
-        kwargs["num_shards"] = scenario.workers.k
-    return cls(scenario.trainer.config, **kwargs)
-
-
-def _outer_args(spec: dict[str, Any], k: int) -> dict[str, Any]:
-    return {key: (k if value == "k" else value) for key, value in spec.items() if key != "name"}
-
-
-def build_outer(scenario: Scenario) -> OuterUpdate | None:
-    """The outer update, wrapped in the staleness fix if the method has one."""
-    method, k = scenario.method, scenario.workers.k
-    if method.outer is None:
-        return None
-    outer = resolve(method.outer["name"])(**_outer_args(method.outer, k))
-    if method.fix is not None:
-        outer = resolve(method.fix["name"])(outer, **_outer_args(method.fix, k))
-    return outer
 
 
 @dataclass
@@ -134,7 +108,7 @@ def simulate(
     ``executor`` (serial / process / ray) changes only how fast jobs are
     computed, never the results. With ``checkpointing``, the run saves its
     state every N server updates and when stopped by SIGINT / SIGTERM
-    (raising :class:`sim.engine.RunInterrupted`), and can resume from it
+    (raising :class:`sim.errors.RunInterrupted`), and can resume from it
     with identical bytes in the end.
     """
     import torch

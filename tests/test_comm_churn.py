@@ -17,7 +17,7 @@ from sim.engine import Simulation
 from sim.executors import SerialExecutor
 from sim.network import DTYPE_BYTES, fifo_arrivals, transfer_seconds
 from sim.records import run_hash
-from sim.runner import build_outer, build_trainer
+from sim.build import build_outer, build_trainer
 from sim.scenario import ScenarioError
 from tests.helpers import TINY_TOY, scenario
 

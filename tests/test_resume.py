@@ -16,7 +16,8 @@ import torch
 
 from sim.engine import Simulation
 from sim.executors import SerialExecutor
-from sim.runner import build_outer, build_trainer, simulate
+from sim.build import build_outer, build_trainer
+from sim.runner import simulate
 from tests.helpers import TINY_TOY, scenario
 
 ROOT = Path(__file__).resolve().parent.parent
