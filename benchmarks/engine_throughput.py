@@ -64,8 +64,8 @@ def engine_alone(sc: Scenario) -> tuple[float, int, int]:
     """Seconds of ``Simulation.run`` alone, synced jobs, SimPy events scheduled."""
     trainer = build_trainer(sc)
     sim = Simulation(sc, trainer, build_outer(sc), make_executor("serial", sc, trainer))
-    seconds, recorder = timed(sim.run)
-    jobs = sum(1 for e in recorder.events["event"] if e in ("sync", "drop"))
+    seconds, outcome = timed(sim.run)
+    jobs = sum(1 for e in outcome.recorder.events["event"] if e in ("sync", "drop"))
     return seconds, jobs, next(sim.env._eid)  # SimPy numbers every scheduled event
 
 

@@ -19,7 +19,8 @@ from sim.engine import Simulation
 from sim.errors import UserError
 from sim.outputs import check_folder, check_run_destination
 from sim.records import is_complete_run, read_summary, run_folder_damage, run_hash, set_aside, write_run_folder
-from sim.scenario import Scenario, scenario_from_dict
+from sim.runstate import Checkpoints
+from sim.scenario import SIMULATION_VERSION, Scenario, scenario_from_dict
 
 #: where run folders go unless ``$ASYNCSIM_RUNS`` says otherwise (relative to the working directory)
 DEFAULT_RUNS_DIR = Path("reports") / "runs"
@@ -51,13 +52,13 @@ class Checkpointing:
     every: int = 0  # server updates between checkpoints; 0: only when stopped by a signal
     resume: bool = False
 
-    def save(self, sim: Simulation) -> None:
+    def save(self, state: dict[str, Any]) -> None:
         """Atomically: write a temporary file, then rename it over the old checkpoint."""
         import torch
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
-        torch.save(sim.state_dict(), tmp)
+        torch.save(state, tmp)
         os.replace(tmp, self.path)
 
     def load(self) -> dict[str, Any] | None:
@@ -85,7 +86,7 @@ def stop_on_signals(sim: Simulation) -> Iterator[None]:
     def request_stop(signum: int, frame: Any) -> None:
         if sim.stop_requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        sim.stop_requested = True
+        sim.request_stop()
 
     old = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -118,21 +119,17 @@ def simulate(
     torch.set_num_threads(scenario.compute.threads)
     trainer = build_trainer(scenario)
     engine_exec = make_executor(executor, scenario, trainer, jobs=jobs, address=address)
-    resumed_from = None
+    checkpoints = None if checkpointing is None else Checkpoints(checkpointing.save, checkpointing.every)
     try:
-        sim = Simulation(scenario, trainer, build_outer(scenario), engine_exec, progress=progress)
-        if checkpointing is not None:
-            sim.on_checkpoint, sim.checkpoint_every = checkpointing.save, checkpointing.every
-            sim.next_checkpoint = checkpointing.every
-            state = checkpointing.load()
-            if state is not None:
-                sim.load_state_dict(state)
-                resumed_from = sim.version
+        sim = Simulation(scenario, trainer, build_outer(scenario), engine_exec, progress=progress, checkpoints=checkpoints)
+        state = None if checkpointing is None else checkpointing.load()
+        if state is not None:
+            sim.load_state_dict(state)
         with stop_on_signals(sim) if checkpointing is not None else nullcontext():
-            recorder = sim.run()
+            outcome = sim.run()
     finally:
         engine_exec.close()
-    metrics, events = recorder.metrics_frame(), recorder.events_frame()
+    metrics, events = outcome.recorder.metrics_frame(), outcome.recorder.events_frame()
     digest = run_hash(metrics, events)
     final = metrics.iloc[-1].to_dict()
     summary = {
@@ -140,17 +137,18 @@ def simulate(
         "method": scenario.method.preset,
         "seed": scenario.seed,
         "scenario_digest": scenario.digest(),
+        "simulation": SIMULATION_VERSION,
         "run_hash": digest,
-        "status": "diverged" if sim.diverged else "stalled" if sim.stalled else "finished",
-        "diverged": sim.diverged,
-        **({"stalled": sim.stalled} if sim.stalled else {}),
+        "status": outcome.status,
+        "diverged": outcome.diverged,
+        **({"stalled": outcome.stalled} if outcome.stalled else {}),
         "final": {k: (v.item() if hasattr(v, "item") else v) for k, v in final.items()},
-        "simulated_seconds": float(sim.now),
+        "simulated_seconds": outcome.simulated_seconds,
         "jobs": int((events["event"] == "dispatch").sum()),
         "versions": software_versions(),
         **({"code": scenario.code_digests()} if scenario.code_digests() else {}),
     }
-    return RunResult(scenario, metrics, events, digest, summary, params=sim.theta, resumed_from=resumed_from)
+    return RunResult(scenario, metrics, events, digest, summary, params=outcome.theta, resumed_from=outcome.resumed_from)
 
 
 def partial_folder(folder: Path) -> Path:
@@ -165,7 +163,8 @@ def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
     folder's scenario changes although its results still hold. So a miss
     looks at the folders of the same name, method and seed, re-validates
     their stored scenarios with this version, and adopts (renames) one whose
-    digest now matches.
+    digest now matches, provided the same simulation made it (its summary's
+    ``simulation``, :data:`sim.scenario.SIMULATION_VERSION`).
     """
     root = runs_dir() if root is None else root
     folder = root / f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-{scenario.digest()[:12]}"
@@ -179,8 +178,10 @@ def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
                 stored = scenario_from_dict(yaml.safe_load(fh), str(old))
         except (OSError, ValueError, yaml.YAMLError):
             continue
-        # the stored scenario is re-read with today's code, so its code hash is checked against the summary's
-        if stored.digest() == scenario.digest() and read_summary(old).get("code", {}) == scenario.code_digests():
+        # the stored scenario is re-read with today's code, so the summary says which code and simulation made it
+        summary = read_summary(old)
+        if (stored.digest() == scenario.digest() and summary.get("code", {}) == scenario.code_digests()
+                and summary.get("simulation") == SIMULATION_VERSION):
             old.rename(folder)
             break
     return folder

@@ -22,6 +22,7 @@ from sim.network import NetworkSpec
 from sim.outer.registry import construct, import_object, resolve, source_digest
 from sim.presets import PRESETS
 from sim.profiles import Device, Fleet, fleet_path, load_fleet_raw
+from sim.schedules import SCHEDULES
 from sim.yamlio import load_yaml
 from trainers import BUILTIN_TRAINERS
 from trainers.base import TRAINER_METHODS
@@ -46,9 +47,18 @@ class WorkersSpec(_Strict):
         return self.devices[worker % len(self.devices)]
 
 
+#: What the simulator makes of a scenario, in the run's identity (its digest and summary). Bumped when
+#: the same scenario can give a different run, so that run folders made before are not reused for it.
+#: 2 (#12): exact simulated time; rounds that end together mathematically are synced together.
+SIMULATION_VERSION = 2
+
+#: the schedules a method may name (sim/schedules/: one policy per file)
+ScheduleName = Literal[tuple(SCHEDULES)]  # type: ignore[valid-type]
+
+
 class MethodSpec(_Strict):
     preset: str
-    schedule: Literal["async", "sync", "single"]
+    schedule: ScheduleName
     outer: dict[str, Any] | None
     fix: dict[str, Any] | None
     dylu: bool
@@ -120,9 +130,10 @@ class Scenario(_Strict):
         fix named by import path) also hashes that code's source files, so
         an edited model never reuses the old result. Built-in components are
         covered by the asyncsim version instead (recorded in each run's
-        summary), which keeps committed reports reusable.
+        summary), which keeps committed reports reusable, except when the
+        simulation itself changes: :data:`SIMULATION_VERSION`.
         """
-        identity = self.resolved()
+        identity = {**self.resolved(), "simulation": SIMULATION_VERSION}
         code = self.code_digests()
         if code:  # absent for built-ins, so their digests are unchanged
             identity["code"] = code

@@ -126,3 +126,21 @@ def test_old_run_folders_are_adopted_when_only_defaults_were_added(tmp_path, mon
     again = runner.invoke(app, ["run", scen, *FAST])
     assert "reused" in again.output and hash_of(again.output) == hash_of(first.output)
     assert folder.exists() and not old_name.exists()
+
+
+def test_run_folders_of_an_older_simulation_are_not_adopted(tmp_path, monkeypatch):
+    """A folder made before exact time (no ``simulation`` in its summary) is kept, and the run computed afresh."""
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    scen = str(ROOT / "scenarios" / "very_heterogeneous.yaml")
+    runner.invoke(app, ["run", scen, *FAST])
+    folder = next((tmp_path / "reports" / "runs").iterdir())
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary.pop("simulation") == 2
+    (folder / "summary.json").write_text(json.dumps(summary))
+    old_name = folder.with_name(folder.name[:-12] + "0" * 12)  # as named by the digest before the bump
+    folder.rename(old_name)
+    again = runner.invoke(app, ["run", scen, *FAST])
+    assert "finished" in again.output and "reused" not in again.output
+    assert old_name.exists() and folder.exists()

@@ -56,5 +56,5 @@ def test_delay_compensation_keeps_dispatch_snapshots_only_when_needed():
         sc = scenario(VERY, preset=preset, t_max=50)
         trainer = build_trainer(sc)
         sim = Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer))
-        sim._dispatch([0])
-        assert (sim.in_flight[0].theta_at_dispatch is not None) is expect
+        sim.dispatch([0])
+        assert (sim.jobs.in_flight[0].theta_at_dispatch is not None) is expect

@@ -125,6 +125,10 @@ class JobFuture(Protocol):
 
     def result(self) -> Any: ...
 
+    def cancel(self) -> Any:
+        """The result will never be needed (the run ended first): skip the work if it has not started."""
+        ...
+
 
 class Executor(Protocol):
     """Where jobs are computed (sim/executors.py); results never depend on which one, only speed does."""
