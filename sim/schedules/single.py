@@ -13,7 +13,8 @@ from typing import Any
 
 from sim.jobs import Job
 from sim.scenario import Scenario
-from sim.schedules.base import RoundSchedule, Run
+from sim.schedules.base import Run
+from sim.schedules.rounds import RoundSchedule
 from trainers.base import JobResult
 
 

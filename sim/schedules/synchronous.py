@@ -15,7 +15,8 @@ import torch
 
 from sim.jobs import Job
 from sim.scenario import Scenario
-from sim.schedules.base import RoundSchedule, Run
+from sim.schedules.base import Run
+from sim.schedules.rounds import RoundSchedule
 from sim.simtime import Time
 from trainers.base import JobResult
 
