@@ -29,10 +29,9 @@ from common import emit, header, profile_top, timed
 import simpy
 
 from sim import scenario_from_dict, simulate
+from sim.build import build_outer, build_trainer, make_executor
 from sim.engine import Simulation
-from sim.executors import make_executor
 from sim.profiles import fleet_path, load_fleet_raw
-from sim.runner import build_outer, build_trainer
 from sim.scenario import Scenario
 
 #: seconds per step of the paper's "very" fleet, read from its device profile
@@ -65,8 +64,8 @@ def engine_alone(sc: Scenario) -> tuple[float, int, int]:
     """Seconds of ``Simulation.run`` alone, synced jobs, SimPy events scheduled."""
     trainer = build_trainer(sc)
     sim = Simulation(sc, trainer, build_outer(sc), make_executor("serial", sc, trainer))
-    seconds, recorder = timed(sim.run)
-    jobs = sum(1 for e in recorder.events["event"] if e in ("sync", "drop"))
+    seconds, outcome = timed(sim.run)
+    jobs = sum(1 for e in outcome.recorder.events["event"] if e in ("sync", "drop"))
     return seconds, jobs, next(sim.env._eid)  # SimPy numbers every scheduled event
 
 

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from sim import load_scenario, simulate
-from sim.runner import build_trainer
+from sim.build import build_trainer
 from sim.scenario import Scenario, resolve_trainer_class
 from trainers.base import JobSpec, flatten_params, load_flat_params
 

@@ -21,7 +21,7 @@ _EXPORTS = {
     "run": "sim.runner",
     "simulate": "sim.runner",
     "Scenario": "sim.scenario",
-    "ScenarioError": "sim.scenario",
+    "ScenarioError": "sim.errors",
     "load_scenario": "sim.scenario",
     "scenario_from_dict": "sim.scenario",
 }

@@ -20,6 +20,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sim.simtime import Time
+from trainers.base import seeded_rng
+
 
 class Availability(BaseModel):
     """A device's up/down behaviour: random (mean up and down seconds) or a list of down intervals."""
@@ -72,32 +75,40 @@ def _is_number(text: str) -> bool:
 
 
 class Timeline:
-    """One worker's down intervals, extended lazily from its own stream."""
+    """One worker's down intervals, extended lazily from its own stream.
+
+    Instants are exact :class:`~sim.simtime.Time` values: a job is lost iff
+    its device goes down strictly before its upload has left, and an exact
+    tie between a failure and a round's end must not depend on float rounding.
+    """
 
     def __init__(self, spec: Availability, rng: np.random.Generator):
         self.spec, self.rng = spec, rng
-        self.starts = [s for s, _ in spec.down]
-        self.ends = [e for _, e in spec.down]
+        self.starts = [Time.of(s) for s, _ in spec.down]
+        self.ends = [Time.of(e) for _, e in spec.down]
+        self._end_ticks = [e.ticks for e in self.ends]
         self.random = spec.mean_up_s is not None
 
-    def _extend_past(self, t: float) -> None:
+    def _extend_past(self, t: Time) -> None:
         while self.random and (not self.ends or self.ends[-1] <= t):
-            start = (self.ends[-1] if self.ends else 0.0) + float(self.rng.exponential(self.spec.mean_up_s))
-            self.starts.append(start)
-            self.ends.append(start + float(self.rng.exponential(self.spec.mean_down_s)))
+            start = (self.ends[-1].seconds if self.ends else 0.0) + float(self.rng.exponential(self.spec.mean_up_s))
+            end = start + float(self.rng.exponential(self.spec.mean_down_s))
+            self.starts.append(Time.of(start))
+            self.ends.append(Time.of(end))
+            self._end_ticks.append(self.ends[-1].ticks)
 
-    def down_interval(self, t: float) -> tuple[float, float] | None:
+    def down_interval(self, t: Time) -> tuple[Time, Time] | None:
         """The first down interval that ends after ``t`` (it contains ``t`` if its start <= t); None: up for good."""
         self._extend_past(t)
-        i = bisect.bisect_right(self.ends, t)
+        i = bisect.bisect_right(self._end_ticks, t.ticks)
         return (self.starts[i], self.ends[i]) if i < len(self.ends) else None
 
-    def up_at(self, t: float) -> float:
+    def up_at(self, t: Time) -> Time:
         """``t`` if the worker is up then, else when it comes back."""
         interval = self.down_interval(t)
         return interval[1] if interval is not None and interval[0] <= t else t
 
-    def fails_before(self, t0: float, t1: float) -> float | None:
+    def fails_before(self, t0: Time, t1: Time) -> Time | None:
         """When a worker up at ``t0`` goes down before ``t1``, or None if it stays up."""
         interval = self.down_interval(t0)
         return interval[0] if interval is not None and interval[0] < t1 else None
@@ -106,7 +117,7 @@ class Timeline:
 def timelines(availability: list[Availability | None], seed: int, purpose: int) -> list[Timeline | None]:
     """One timeline per worker; worker ``w`` draws from stream (seed, purpose, w)."""
     return [
-        None if spec is None else Timeline(spec, np.random.default_rng(np.random.SeedSequence([seed, purpose, w])))
+        None if spec is None else Timeline(spec, seeded_rng(seed, purpose, w))
         for w, spec in enumerate(availability)
     ]
 

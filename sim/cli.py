@@ -20,8 +20,7 @@ from sim.cli_common import (FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_SET_OPT, QUIET
                             out_opt, parse_method_sets, parse_seeds, seed_opt, split_list, use_runs_dir)
 from sim.cli_init import register as register_init_command
 from sim.cli_lm import register as register_lm_commands
-from sim.errors import RunDiverged, UserError
-from sim.scenario import ScenarioError
+from sim.errors import RunDiverged, RunInterrupted, ScenarioError, UserError
 
 #: compare's methods when --method is not given (mirrors sim.compare.DEFAULT_METHODS, which imports pandas)
 DEFAULT_METHODS = "finetune_1w,diloco,async_diloco,async_poly,async_buffer,dn_dylu"
@@ -59,7 +58,6 @@ def run(
         fail(f"--executor {executor!r}: expected serial, process or ray")
     use_runs_dir(runs)
     scenario = load(file, method, list(set_) + [f"seed={s}" for s in seeds])
-    from sim.engine import RunInterrupted
     from sim.runner import run as run_scenario
 
     bar = None if quiet else Progress(
@@ -405,7 +403,7 @@ def profiles(
 
     flops = None
     if scenario is not None:
-        from sim.runner import build_trainer
+        from sim.build import build_trainer
 
         trainer = build_trainer(load(scenario, None, set_))
         flops_fn = getattr(trainer, "flops_per_step", None)

@@ -15,8 +15,8 @@ from typing import Any, NoReturn, Optional
 import typer
 from rich.console import Console
 
-from sim.errors import UserError
-from sim.scenario import Scenario, ScenarioError, load_scenario, parse_override
+from sim.errors import ScenarioError, UserError
+from sim.scenario import Scenario, load_scenario, parse_override
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)

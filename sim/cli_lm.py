@@ -62,9 +62,9 @@ def pretrain(
     from rich.progress import MofNCompleteColumn, Progress, TextColumn
 
     from sim.cli_common import console, err_console, fail
-    from sim.runner import build_trainer
-    from sim.scenario import ScenarioError, load_scenario, parse_override
-    from trainers.base import UserError
+    from sim.build import build_trainer
+    from sim.errors import ScenarioError, UserError
+    from sim.scenario import load_scenario, parse_override
 
     try:
         scenario = load_scenario(file, overrides=dict(parse_override(s) for s in set_))

@@ -15,10 +15,11 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from sim.errors import ScenarioError
 from sim.prepare import PretrainProgress, pretrain_once
 from sim.records import is_complete_run, read_summary
 from sim.runner import default_run_folder
-from sim.scenario import Scenario, ScenarioError, load_scenario, parse_override
+from sim.scenario import Scenario, load_scenario, parse_override
 
 DEFAULT_METHODS = ("finetune_1w", "diloco", "async_diloco", "async_poly", "async_buffer", "dn_dylu")
 

@@ -1,4 +1,4 @@
-"""Errors a user can fix, in one leaf module that every layer may import.
+"""Errors a user can fix, and the run's interruption, in one leaf module that every layer may import.
 
 The CLI prints a :class:`UserError` as one line and exits with its
 ``exit_code`` (2 unless a subclass says otherwise); anything else that
@@ -11,6 +11,10 @@ class UserError(Exception):
     """A problem the user can fix (bad data path, no network for C4, an output that cannot be written...)."""
 
     exit_code = 2
+
+
+class ScenarioError(UserError, ValueError):
+    """A user error in a scenario: the message is one line, ready to print."""
 
 
 class OutputError(UserError):
@@ -27,3 +31,7 @@ class RunDiverged(UserError):
     """A run stopped because its losses became non-finite or exploded; its metrics so far are kept."""
 
     exit_code = 4
+
+
+class RunInterrupted(Exception):
+    """A run stopped at a safe point because a stop was requested (SIGINT / SIGTERM); its state is saved."""

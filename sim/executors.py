@@ -24,15 +24,16 @@ import os
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import torch
 
+from sim.errors import UserError
 from trainers.base import JobResult, JobSpec, Trainer
 
-
-class JobFuture(Protocol):
-    def result(self) -> Any: ...
+#: builds a trainer from a scenario, in a pool's own processes (sim.build.build_trainer)
+TrainerFactory = Callable[[Any], Trainer]
+EXECUTORS = ("serial", "process", "ray")
 
 
 class LazyFuture:
@@ -98,16 +99,15 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
-def _init_process(scenario: dict[str, Any], parent: int) -> None:
+def _init_process(make_trainer: TrainerFactory, scenario: dict[str, Any], parent: int) -> None:
     """Pool initializer: build this process's own trainer once."""
     global _WORKER_TRAINER
     exit_with_parent(parent)
-    from sim.runner import build_trainer
     from sim.scenario import scenario_from_dict
 
     sc = scenario_from_dict(scenario, "<executor>")
     torch.set_num_threads(sc.compute.threads)
-    _WORKER_TRAINER = build_trainer(sc)
+    _WORKER_TRAINER = make_trainer(sc)
 
 
 def _run_in_process(theta: torch.Tensor, spec: JobSpec, state: Any) -> JobResult:
@@ -127,7 +127,7 @@ class ProcessExecutor:
 
     name = "process"
 
-    def __init__(self, scenario: Any, jobs: int | None = None):
+    def __init__(self, scenario: Any, make_trainer: TrainerFactory, jobs: int | None = None):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
@@ -138,7 +138,7 @@ class ProcessExecutor:
             max_workers=self.jobs,
             mp_context=mp.get_context("spawn"),
             initializer=_init_process,
-            initargs=(scenario.resolved(), os.getpid()),
+            initargs=(make_trainer, scenario.resolved(), os.getpid()),
         )
         self._lock = threading.RLock()  # the pool's callback thread starts the next job
         self._waiting: list[tuple[float, int, tuple[Any, ...], Future]] = []  # a heap by (priority, order)
@@ -197,13 +197,13 @@ class _RayFuture:
 _RAY_TRAINERS: dict[str, Trainer] = {}
 
 
-def _ray_job(scenario: dict[str, Any], digest: str, theta: torch.Tensor, spec: JobSpec, state: Any) -> JobResult:
+def _ray_job(make_trainer: TrainerFactory, scenario: dict[str, Any], digest: str, theta: torch.Tensor, spec: JobSpec,
+             state: Any) -> JobResult:
     """Runs inside a Ray worker process; the trainer is built once per process."""
     if digest not in _RAY_TRAINERS:
-        from sim.runner import build_trainer
         from sim.scenario import scenario_from_dict
 
-        _RAY_TRAINERS[digest] = build_trainer(scenario_from_dict(scenario, "<ray>"))
+        _RAY_TRAINERS[digest] = make_trainer(scenario_from_dict(scenario, "<ray>"))
     torch.set_num_threads(spec.threads)
     return _RAY_TRAINERS[digest].local_train(theta, spec, state)
 
@@ -213,12 +213,10 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, scenario: Any, jobs: int | None = None, address: str | None = None):
+    def __init__(self, scenario: Any, make_trainer: TrainerFactory, jobs: int | None = None, address: str | None = None):
         try:
             import ray
         except ImportError:
-            from trainers.base import UserError
-
             raise UserError("the ray executor needs Ray: pip install 'asyncsim[ray]' (or pip install ray)") from None
         self.ray = ray
         self.started_here = not ray.is_initialized()
@@ -227,6 +225,7 @@ class RayExecutor:
             ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
         self.scenario = scenario.resolved()
         self.digest = scenario.digest()
+        self.make_trainer = make_trainer
         self.task = ray.remote(num_cpus=scenario.compute.threads)(_ray_job)
         self.scenario_ref = ray.put(self.scenario)
         self._last_theta: tuple[torch.Tensor, Any] | None = None
@@ -235,7 +234,7 @@ class RayExecutor:
         # jobs dispatched together share one snapshot tensor: one object-store copy
         if self._last_theta is None or self._last_theta[0] is not theta:
             self._last_theta = (theta, self.ray.put(theta))
-        ref = self.task.remote(self.scenario_ref, self.digest, self._last_theta[1], spec, state)
+        ref = self.task.remote(self.make_trainer, self.scenario_ref, self.digest, self._last_theta[1], spec, state)
         return _RayFuture(ref, self.ray)
 
     def close(self) -> None:
@@ -243,15 +242,3 @@ class RayExecutor:
         if self.started_here:
             self.ray.shutdown()
 
-
-EXECUTORS = ("serial", "process", "ray")
-
-
-def make_executor(name: str, scenario: Any, trainer: Trainer, jobs: int | None = None, address: str | None = None) -> Any:
-    if name == "serial":
-        return SerialExecutor(trainer)
-    if name == "process":
-        return ProcessExecutor(scenario, jobs)
-    if name == "ray":
-        return RayExecutor(scenario, jobs, address)
-    raise ValueError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")

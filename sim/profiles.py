@@ -86,12 +86,9 @@ class Device(BaseModel):
         return 1.0 / self.step_time(flops_per_step)
 
 
-def round_time(steps: int, step_time: float, jitter: float, rng: np.random.Generator) -> float:
-    """Simulated seconds for ``steps`` local steps: mean-one log-normal jitter per round."""
-    factor = 1.0
-    if jitter > 0:
-        factor = math.exp(jitter * float(rng.standard_normal()) - 0.5 * jitter**2)
-    return steps * step_time * factor
+def jitter_factor(jitter: float, rng: np.random.Generator) -> float:
+    """One round's duration multiplier: mean-one log-normal, exp(sigma z - sigma^2 / 2), one draw per round."""
+    return math.exp(jitter * float(rng.standard_normal()) - 0.5 * jitter**2)
 
 
 class Fleet(BaseModel):

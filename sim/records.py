@@ -83,6 +83,11 @@ class Recorder:
             ev["train_start"].append(train_start)
             ev["upload_start"].append(upload_start)
 
+    def rejoin(self, worker: int, *, tau: float, server_version: int, t_local: int) -> None:
+        """A device is back up after losing a round (no job: the fields of a job are -1)."""
+        self.event("rejoin", job=-1, worker=worker, shard=-1, steps=0, tau=tau, server_version=server_version,
+                   dispatch_version=-1, t_local=t_local)
+
     def metrics(self, *, tau: float, server_updates: int, t_local: int, values: dict[str, float]) -> dict[str, Any]:
         row: dict[str, Any] = {
             "method": self.method,

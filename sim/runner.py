@@ -1,7 +1,6 @@
 """Build the pieces a scenario names, run the simulation, write the run folder."""
 from __future__ import annotations
 
-import inspect
 import os
 import pickle
 import shutil
@@ -15,14 +14,14 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 import yaml
 
-from sim.engine import Simulation, trainer_seed
-from sim.executors import make_executor
-from sim.outer.base import OuterUpdate
-from sim.outer.registry import resolve
+from sim.adopt import same_schedule
+from sim.build import build_outer, build_trainer, make_executor
+from sim.engine import Simulation
+from sim.errors import UserError
 from sim.outputs import check_folder, check_run_destination
 from sim.records import is_complete_run, read_summary, run_folder_damage, run_hash, set_aside, write_run_folder
-from sim.scenario import Scenario, resolve_trainer_class, scenario_from_dict
-from trainers.base import Trainer, UserError
+from sim.runstate import Checkpoints
+from sim.scenario import SIMULATION_VERSION, Scenario, scenario_from_dict
 
 #: where run folders go unless ``$ASYNCSIM_RUNS`` says otherwise (relative to the working directory)
 DEFAULT_RUNS_DIR = Path("reports") / "runs"
@@ -46,29 +45,6 @@ class RunResult:
     resumed_from: int | None = None  # server update a resumed run continued from
 
 
-def build_trainer(scenario: Scenario) -> Trainer:
-    cls = resolve_trainer_class(scenario.trainer.name)
-    kwargs: dict[str, Any] = {"seed": trainer_seed(scenario.seed)}
-    if "num_shards" in inspect.signature(cls).parameters:
-        kwargs["num_shards"] = scenario.workers.k
-    return cls(scenario.trainer.config, **kwargs)
-
-
-def _outer_args(spec: dict[str, Any], k: int) -> dict[str, Any]:
-    return {key: (k if value == "k" else value) for key, value in spec.items() if key != "name"}
-
-
-def build_outer(scenario: Scenario) -> OuterUpdate | None:
-    """The outer update, wrapped in the staleness fix if the method has one."""
-    method, k = scenario.method, scenario.workers.k
-    if method.outer is None:
-        return None
-    outer = resolve(method.outer["name"])(**_outer_args(method.outer, k))
-    if method.fix is not None:
-        outer = resolve(method.fix["name"])(outer, **_outer_args(method.fix, k))
-    return outer
-
-
 @dataclass
 class Checkpointing:
     """Where and how often a run saves its state, and whether to continue from it."""
@@ -77,13 +53,13 @@ class Checkpointing:
     every: int = 0  # server updates between checkpoints; 0: only when stopped by a signal
     resume: bool = False
 
-    def save(self, sim: Simulation) -> None:
+    def save(self, state: dict[str, Any]) -> None:
         """Atomically: write a temporary file, then rename it over the old checkpoint."""
         import torch
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
-        torch.save(sim.state_dict(), tmp)
+        torch.save(state, tmp)
         os.replace(tmp, self.path)
 
     def load(self) -> dict[str, Any] | None:
@@ -111,7 +87,7 @@ def stop_on_signals(sim: Simulation) -> Iterator[None]:
     def request_stop(signum: int, frame: Any) -> None:
         if sim.stop_requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        sim.stop_requested = True
+        sim.request_stop()
 
     old = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -134,7 +110,7 @@ def simulate(
     ``executor`` (serial / process / ray) changes only how fast jobs are
     computed, never the results. With ``checkpointing``, the run saves its
     state every N server updates and when stopped by SIGINT / SIGTERM
-    (raising :class:`sim.engine.RunInterrupted`), and can resume from it
+    (raising :class:`sim.errors.RunInterrupted`), and can resume from it
     with identical bytes in the end.
     """
     import torch
@@ -144,21 +120,17 @@ def simulate(
     torch.set_num_threads(scenario.compute.threads)
     trainer = build_trainer(scenario)
     engine_exec = make_executor(executor, scenario, trainer, jobs=jobs, address=address)
-    resumed_from = None
+    checkpoints = None if checkpointing is None else Checkpoints(checkpointing.save, checkpointing.every)
     try:
-        sim = Simulation(scenario, trainer, build_outer(scenario), engine_exec, progress=progress)
-        if checkpointing is not None:
-            sim.on_checkpoint, sim.checkpoint_every = checkpointing.save, checkpointing.every
-            sim.next_checkpoint = checkpointing.every
-            state = checkpointing.load()
-            if state is not None:
-                sim.load_state_dict(state)
-                resumed_from = sim.version
+        sim = Simulation(scenario, trainer, build_outer(scenario), engine_exec, progress=progress, checkpoints=checkpoints)
+        state = None if checkpointing is None else checkpointing.load()
+        if state is not None:
+            sim.load_state_dict(state)
         with stop_on_signals(sim) if checkpointing is not None else nullcontext():
-            recorder = sim.run()
+            outcome = sim.run()
     finally:
         engine_exec.close()
-    metrics, events = recorder.metrics_frame(), recorder.events_frame()
+    metrics, events = outcome.recorder.metrics_frame(), outcome.recorder.events_frame()
     digest = run_hash(metrics, events)
     final = metrics.iloc[-1].to_dict()
     summary = {
@@ -166,17 +138,18 @@ def simulate(
         "method": scenario.method.preset,
         "seed": scenario.seed,
         "scenario_digest": scenario.digest(),
+        "simulation": SIMULATION_VERSION,
         "run_hash": digest,
-        "status": "diverged" if sim.diverged else "stalled" if sim.stalled else "finished",
-        "diverged": sim.diverged,
-        **({"stalled": sim.stalled} if sim.stalled else {}),
+        "status": outcome.status,
+        "diverged": outcome.diverged,
+        **({"stalled": outcome.stalled} if outcome.stalled else {}),
         "final": {k: (v.item() if hasattr(v, "item") else v) for k, v in final.items()},
-        "simulated_seconds": float(sim.now),
+        "simulated_seconds": outcome.simulated_seconds,
         "jobs": int((events["event"] == "dispatch").sum()),
         "versions": software_versions(),
         **({"code": scenario.code_digests()} if scenario.code_digests() else {}),
     }
-    return RunResult(scenario, metrics, events, digest, summary, params=sim.theta, resumed_from=resumed_from)
+    return RunResult(scenario, metrics, events, digest, summary, params=outcome.theta, resumed_from=outcome.resumed_from)
 
 
 def partial_folder(folder: Path) -> Path:
@@ -191,7 +164,8 @@ def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
     folder's scenario changes although its results still hold. So a miss
     looks at the folders of the same name, method and seed, re-validates
     their stored scenarios with this version, and adopts (renames) one whose
-    digest now matches.
+    digest now matches, provided the same simulation made it (its summary's
+    ``simulation``, :data:`sim.scenario.SIMULATION_VERSION`).
     """
     root = runs_dir() if root is None else root
     folder = root / f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-{scenario.digest()[:12]}"
@@ -205,11 +179,29 @@ def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
                 stored = scenario_from_dict(yaml.safe_load(fh), str(old))
         except (OSError, ValueError, yaml.YAMLError):
             continue
-        # the stored scenario is re-read with today's code, so its code hash is checked against the summary's
-        if stored.digest() == scenario.digest() and read_summary(old).get("code", {}) == scenario.code_digests():
+        # the stored scenario is re-read with today's code, so the summary says which code and simulation made it
+        summary = read_summary(old)
+        if stored.digest() != scenario.digest() or summary.get("code", {}) != scenario.code_digests():
+            continue
+        if summary.get("simulation") == SIMULATION_VERSION:
             old.rename(folder)
             break
+        if summary.get("status", "finished") == "finished" and same_schedule(scenario, old):
+            _adopt(old, folder, summary)
+            break
     return folder
+
+
+def _adopt(old: Path, folder: Path, summary: dict[str, Any]) -> None:
+    """Take an older simulation's run folder whose schedule this engine reproduces exactly (:mod:`sim.adopt`)."""
+    import json
+
+    summary = {**summary, "simulation": SIMULATION_VERSION,
+               "adopted": {"from_simulation": summary.get("simulation", 1), "schedule_checked": True}}
+    tmp = old / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, old / "summary.json")
+    old.rename(folder)
 
 
 def software_versions() -> dict[str, str]:

@@ -17,20 +17,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sim.churn import resolve_trace
+from sim.errors import ScenarioError
 from sim.network import NetworkSpec
-from sim.outer.registry import import_object, source_digest
+from sim.outer.registry import construct, import_object, resolve, source_digest
 from sim.presets import PRESETS
-from sim.yamlio import load_yaml
 from sim.profiles import Device, Fleet, fleet_path, load_fleet_raw
+from sim.schedules import SCHEDULES
+from sim.yamlio import load_yaml
 from trainers import BUILTIN_TRAINERS
+from trainers.base import TRAINER_METHODS
 from trainers.configs import BUILTIN_CONFIGS
-from sim.errors import UserError
-
-TRAINER_METHODS = ("init_params", "shard_sizes", "batch_size", "local_train", "evaluate")
-
-
-class ScenarioError(UserError, ValueError):
-    """A user error in a scenario: the message is one line, ready to print."""
 
 
 class _Strict(BaseModel):
@@ -51,9 +47,18 @@ class WorkersSpec(_Strict):
         return self.devices[worker % len(self.devices)]
 
 
+#: What the simulator makes of a scenario, in the run's identity (its digest and summary). Bumped when
+#: the same scenario can give a different run, so that run folders made before are not reused for it.
+#: 2 (#12): exact simulated time; rounds that end together mathematically are synced together.
+SIMULATION_VERSION = 2
+
+#: the schedules a method may name (sim/schedules/: one policy per file)
+ScheduleName = Literal[tuple(SCHEDULES)]  # type: ignore[valid-type]
+
+
 class MethodSpec(_Strict):
     preset: str
-    schedule: Literal["async", "sync", "single"]
+    schedule: ScheduleName
     outer: dict[str, Any] | None
     fix: dict[str, Any] | None
     dylu: bool
@@ -125,9 +130,10 @@ class Scenario(_Strict):
         fix named by import path) also hashes that code's source files, so
         an edited model never reuses the old result. Built-in components are
         covered by the asyncsim version instead (recorded in each run's
-        summary), which keeps committed reports reusable.
+        summary), which keeps committed reports reusable, except when the
+        simulation itself changes: :data:`SIMULATION_VERSION`.
         """
-        identity = self.resolved()
+        identity = {**self.resolved(), "simulation": SIMULATION_VERSION}
         code = self.code_digests()
         if code:  # absent for built-ins, so their digests are unchanged
             identity["code"] = code
@@ -347,7 +353,7 @@ def resolve_trainer_class(name: str) -> type:
 
 
 def trainer_config_class(name: str) -> type | None:
-    """The settings model a trainer validates its ``config`` with.
+    """The settings model (:class:`trainers.base.TrainerClass`'s ``Config``) a trainer validates its ``config`` with.
 
     Built-in trainers' models come from :mod:`trainers.configs` without
     importing the trainers (and torch); a user's trainer is imported and
@@ -371,11 +377,10 @@ def _check_outer(spec: dict[str, Any] | None, field: str, source: str, k: int, w
 
     from pydantic import TypeAdapter
 
-    from sim.outer.registry import resolve
+    from sim.outer.base import StalenessFix, check_argument
 
     if spec is None:
         return None
-    from sim.outer.base import StalenessFix, check_argument
 
     try:
         cls = resolve(str(spec.get("name")))
@@ -407,14 +412,13 @@ def _check_outer(spec: dict[str, Any] | None, field: str, source: str, k: int, w
         problem = check_argument(key, coerced[key])
         if problem:
             raise _field_error(source, f"{field}.{key}", problem)
-    args = {key: (k if v == "k" else v) for key, v in coerced.items() if key != "name"}
     try:
         if wraps:
             from sim.outer.sgd import SGD
 
-            cls(SGD(), **args)
+            construct(coerced, k, base=SGD())
         else:
-            cls(**args)
+            construct(coerced, k)
     except (TypeError, ValueError) as exc:
         raise _field_error(source, field, str(exc)) from None
     return coerced

@@ -126,3 +126,4 @@ def test_old_run_folders_are_adopted_when_only_defaults_were_added(tmp_path, mon
     again = runner.invoke(app, ["run", scen, *FAST])
     assert "reused" in again.output and hash_of(again.output) == hash_of(first.output)
     assert folder.exists() and not old_name.exists()
+

@@ -12,13 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim import simulate
+from sim.build import build_outer, build_trainer
 from sim.churn import Availability, Timeline
 from sim.engine import Simulation
 from sim.executors import SerialExecutor
 from sim.network import DTYPE_BYTES, fifo_arrivals, transfer_seconds
 from sim.records import run_hash
-from sim.runner import build_outer, build_trainer
+from sim.runstate import Checkpoints
 from sim.scenario import ScenarioError
+from sim.simtime import Time
 from tests.helpers import TINY_TOY, scenario
 
 DIM = 250_000  # null trainer parameters: 1 MB in fp32
@@ -100,14 +102,16 @@ def test_communication_slows_rounds_but_not_the_learning_per_update_of_sync_dilo
 def test_timeline_is_lazy_and_independent_of_how_far_it_is_queried():
     spec = Availability(mean_up_s=10, mean_down_s=3)
     a, b = Timeline(spec, np.random.default_rng(7)), Timeline(spec, np.random.default_rng(7))
-    a.down_interval(1000.0)
+    a.down_interval(Time.of(1000.0))
     for t in np.linspace(0, 1000, 97):
-        b.down_interval(float(t))
+        b.down_interval(Time.of(float(t)))
     n = min(len(a.starts), len(b.starts))
     assert a.starts[:n] == b.starts[:n] and a.ends[:n] == b.ends[:n]
     trace = Timeline(Availability(down=((5, 8), (20, 21))), np.random.default_rng(0))
-    assert trace.up_at(6) == 8 and trace.up_at(8) == 8 and trace.up_at(100) == 100
-    assert trace.fails_before(0, 5) is None and trace.fails_before(0, 5.5) == 5 and trace.fails_before(9, 30) == 20
+    t = Time.of
+    assert trace.up_at(t(6)) == t(8) and trace.up_at(t(8)) == t(8) and trace.up_at(t(100)) == t(100)
+    assert trace.fails_before(t(0), t(5)) is None and trace.fails_before(t(0), t(5.5)) == t(5)
+    assert trace.fails_before(t(9), t(30)) == t(20)
 
 
 def test_a_job_lost_to_a_trace_rejoins_with_the_current_model():
@@ -189,14 +193,14 @@ def test_with_churn_every_job_syncs_once_or_is_lost_or_discarded_and_time_moves_
         assert c["complete"] == ends[0]
     # a worker never holds two jobs, and is never given one while down
     single = sc.method.schedule == "single"
-    sim = Simulation(sc, build_trainer(sc), build_outer(sc), SerialExecutor(build_trainer(sc)))
+    planner = Simulation(sc, build_trainer(sc), build_outer(sc), SerialExecutor(build_trainer(sc))).planner
     busy: dict[int, bool] = {}
     for row in ev.itertuples():
         if row.event == "dispatch":
             assert not busy.get(row.worker), "two jobs on one worker"
             busy[row.worker] = True
-            up = sim._all_up_at(row.tau) if single else sim._up_at(row.worker, row.tau)
-            assert up == row.tau, "dispatched to a device that is down"
+            up = planner.up_at(row.worker, Time.of(row.tau))  # single: every device (lockstep)
+            assert up.seconds == row.tau, "dispatched to a device that is down"
         elif row.event in ("complete", "lost", "discard"):
             busy[row.worker] = False
     # t_local counts exactly the synced steps
@@ -219,24 +223,22 @@ def test_resume_with_communication_and_churn_gives_the_same_hash(preset):
     expected = simulate(sc).run_hash
     saved: list[bytes] = []
 
-    def fresh():
+    def fresh(checkpoints=None):
         trainer = build_trainer(sc)
-        return Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer))
+        return Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer), checkpoints=checkpoints)
 
-    def keep(s: Simulation) -> None:
+    def keep(state: dict) -> None:
         buf = io.BytesIO()
-        torch.save(s.state_dict(), buf)
+        torch.save(state, buf)
         saved.append(buf.getvalue())
 
-    sim = fresh()
-    sim.on_checkpoint, sim.checkpoint_every, sim.next_checkpoint = keep, 2, 2
-    rec = sim.run()
+    rec = fresh(Checkpoints(keep, every=2)).run().recorder
     assert run_hash(rec.metrics_frame(), rec.events_frame()) == expected
     assert "lost" in rec.events["event"] and len(saved) >= 3
     for blob in saved[:: max(1, len(saved) // 4)]:
         resumed = fresh()
         resumed.load_state_dict(torch.load(io.BytesIO(blob), weights_only=False))
-        r = resumed.run()
+        r = resumed.run().recorder
         assert run_hash(r.metrics_frame(), r.events_frame()) == expected
 
 

@@ -14,18 +14,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from sim.build import build_outer, build_trainer
 from sim.engine import Simulation
 from sim.executors import SerialExecutor
-from sim.runner import build_outer, build_trainer, simulate
+from sim.runner import simulate
+from sim.runstate import Checkpoints
 from tests.helpers import TINY_TOY, scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 VERY = [0.58, 0.75, 1.51, 3.33]
 
 
-def fresh(sc):
+def fresh(sc, checkpoints=None):
     trainer = build_trainer(sc)
-    return Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer))
+    return Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer), checkpoints=checkpoints)
 
 
 @pytest.mark.parametrize(
@@ -43,15 +45,13 @@ def test_every_checkpoint_resumes_to_the_same_hash(preset, kw):
     sc = scenario(VERY, preset=preset, trainer="toy", trainer_config=TINY_TOY, t_max=600, eval_every=50, **kw)
     expected = simulate(sc).run_hash
     saved: list[bytes] = []
-    sim = fresh(sc)
 
-    def keep(s: Simulation) -> None:
+    def keep(state: dict) -> None:
         buf = io.BytesIO()
-        torch.save(s.state_dict(), buf)
+        torch.save(state, buf)
         saved.append(buf.getvalue())
 
-    sim.on_checkpoint, sim.checkpoint_every, sim.next_checkpoint = keep, 3, 3
-    rec = sim.run()
+    rec = fresh(sc, Checkpoints(keep, every=3)).run().recorder
     from sim.records import run_hash
 
     assert run_hash(rec.metrics_frame(), rec.events_frame()) == expected  # checkpointing changes nothing
@@ -59,7 +59,7 @@ def test_every_checkpoint_resumes_to_the_same_hash(preset, kw):
     for blob in saved[:: max(1, len(saved) // 4)]:
         resumed = fresh(sc)
         resumed.load_state_dict(torch.load(io.BytesIO(blob), weights_only=False))
-        r = resumed.run()
+        r = resumed.run().recorder
         assert run_hash(r.metrics_frame(), r.events_frame()) == expected
 
 

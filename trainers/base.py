@@ -8,14 +8,16 @@ wherever is convenient and the results stay bit-for-bit identical.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-import torch
-
 from sim.errors import UserError  # noqa: F401  (re-exported: trainers raise it)
+
+if TYPE_CHECKING:  # annotations only: validating a scenario imports this module without torch
+    import torch
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,15 @@ class JobResult:
 
 @runtime_checkable
 class Trainer(Protocol):
-    """A payload the simulator can drive. Parameters travel as one flat vector."""
+    """A payload the simulator can drive. Parameters travel as one flat vector.
 
-    #: name of the metric that is lower-is-better and shown first ("loss")
+    These five methods are all the simulator calls. Two more things are
+    optional and used when present: a class attribute ``Config`` (a pydantic
+    model that validates the scenario's ``trainer.config``, see
+    :class:`TrainerClass`) and ``flops_per_step()`` (:class:`ReportsFlops`),
+    needed only by devices rated in FLOP/s.
+    """
+
     def init_params(self) -> torch.Tensor:
         """Initial (possibly pretrained) server parameters as a flat vector."""
         ...
@@ -79,8 +87,80 @@ class Trainer(Protocol):
         ...
 
 
+#: the methods every trainer implements (checked when a scenario names a trainer)
+TRAINER_METHODS = ("init_params", "shard_sizes", "batch_size", "local_train", "evaluate")
+
+
+@runtime_checkable
+class ReportsFlops(Protocol):
+    """Optional: a trainer whose step cost is known, so FLOP-rated devices can be timed."""
+
+    def flops_per_step(self) -> float:
+        """Floating-point operations of one inner step of one worker (~6 x parameters x tokens)."""
+        ...
+
+
+class TrainerClass(Protocol):
+    """What a scenario's ``trainer.name`` names: a class built as ``cls(config, *, seed=..., num_shards=...)``.
+
+    ``seed`` is the trainer's own stream of the scenario seed; ``num_shards``
+    (the number of workers, one data shard each) is optional: a constructor
+    that does not declare it is built without it. ``Config``, if present,
+    validates ``trainer.config`` (its defaults become part of the run's identity).
+    """
+
+    Config: ClassVar[type | None]
+
+    def __call__(self, config: dict[str, Any], *, seed: int, num_shards: int = ...) -> Trainer: ...
+
+
+def new_trainer(cls: Callable[..., Trainer], config: dict[str, Any], *, seed: int, num_shards: int) -> Trainer:
+    """Build a trainer the way :class:`TrainerClass` says: ``num_shards`` only if the constructor takes it."""
+    optional = {"num_shards": num_shards} if "num_shards" in inspect.signature(cls).parameters else {}
+    return cls(config, seed=seed, **optional)
+
+
+class JobFuture(Protocol):
+    """A job's result, computed now or later; the engine asks for it at the job's simulated completion."""
+
+    def result(self) -> Any: ...
+
+    def cancel(self) -> Any:
+        """The result will never be needed (the run ended first): skip the work if it has not started."""
+        ...
+
+
+class Executor(Protocol):
+    """Where jobs are computed (sim/executors.py); results never depend on which one, only speed does."""
+
+    name: str
+
+    def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None, priority: float = 0.0) -> JobFuture:
+        """Start (or queue) one job; ``priority`` is its planned completion: lower is needed sooner."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def seeded_rng(seed: int, *purpose: int) -> np.random.Generator:
+    """An independent numpy stream for one purpose (data order, init, shard draws...) of one seed.
+
+    Every stream in the project comes from here, keyed by
+    ``SeedSequence([seed, *purpose])``, so adding a purpose never shifts
+    the draws of another.
+    """
+    return np.random.default_rng(np.random.SeedSequence([seed, *purpose]))
+
+
+def seeded_int(seed: int, *purpose: int) -> int:
+    """A 63-bit integer seed for one purpose (``torch.Generator().manual_seed``), from the same key."""
+    return int(np.random.SeedSequence([seed, *purpose]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
 def flatten_params(module: torch.nn.Module) -> torch.Tensor:
     """All parameters of ``module`` concatenated into one new flat tensor."""
+    import torch
+
     return torch.cat([p.detach().reshape(-1) for p in module.parameters()]).clone()
 
 
@@ -90,6 +170,8 @@ def load_flat_params(module: torch.nn.Module, flat: torch.Tensor) -> None:
     Unlike ``torch.nn.utils.vector_to_parameters`` this copies, so the module
     never aliases (and later mutates) the caller's vector.
     """
+    import torch
+
     offset = 0
     with torch.no_grad():
         for p in module.parameters():

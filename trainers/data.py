@@ -55,7 +55,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from trainers.base import UserError, epoch_order  # epoch_order re-exported for lm.py
+from trainers.base import UserError, epoch_order, seeded_rng  # epoch_order re-exported for lm.py
 from trainers.configs import DataConfig  # noqa: F401  (re-exported)
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
@@ -163,7 +163,7 @@ def _paragraphs(text: str) -> list[str]:
 
 
 def _split_validation(docs: list[str], fraction: float) -> Documents:
-    held_out = np.random.default_rng(np.random.SeedSequence([_SPLIT_SEED])).random(len(docs)) < fraction
+    held_out = seeded_rng(_SPLIT_SEED).random(len(docs)) < fraction
     if len(docs) >= 2 and not held_out.any():
         held_out[-1] = True
     train = [d for d, v in zip(docs, held_out) if not v]

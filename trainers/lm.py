@@ -100,7 +100,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.base import JobResult, JobSpec, UserError, flatten_params, load_flat_params
+from trainers.base import JobResult, JobSpec, UserError, flatten_params, load_flat_params, seeded_int, seeded_rng
 from trainers.configs import CPU_MS_PER_STEP, PRESETS, Arch, LMConfig, closed_form_params  # noqa: F401  (re-exported)
 from trainers.data import (
     DataConfig,
@@ -237,7 +237,7 @@ class LMTrainer:
             raise UserError(f"tokenizer has {self.corpus.vocab_size} tokens, more than the model's {self.arch.vocab_size}")
         L = self.arch.seq_len
         self._n_train = num_windows(self.corpus.train, L)
-        self._shards = make_shards(self._n_train, num_shards, self.config.data.shards, self._rng(_STREAM_SHARDS))
+        self._shards = make_shards(self._n_train, num_shards, self.config.data.shards, seeded_rng(self.seed, _STREAM_SHARDS))
         n_eval = min(max(self.config.data.eval_tokens // L, 1), num_windows(self.corpus.validation, L))
         if n_eval == 0:
             raise UserError(f"the validation text is shorter than one sequence of {L + 1} tokens; raise data.validation_fraction")
@@ -245,17 +245,14 @@ class LMTrainer:
         self._model = Transformer(self.arch).to(self.device)
 
     # -- helpers ------------------------------------------------------------------
-    def _rng(self, stream: int, *extra: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence([self.seed, stream, *extra]))
-
     def _shard_windows(self, shard: int, offset: int, count: int) -> np.ndarray:
         """Window indices ``offset .. offset+count`` of shard's epoch order (seeded by shard, epoch)."""
         windows = self._shards[shard]
-        order = epoch_order(len(windows), offset, count, lambda e: self._rng(_STREAM_ORDER, shard, e).permutation(len(windows)))
+        order = epoch_order(len(windows), offset, count, lambda e: seeded_rng(self.seed, _STREAM_ORDER, shard, e).permutation(len(windows)))
         return windows[order]
 
     def _fresh_params(self, seed: int) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, _STREAM_INIT]).generate_state(1, np.uint64)[0] >> 1))
+        gen = torch.Generator().manual_seed(seeded_int(seed, _STREAM_INIT))
         self._model.init_weights(gen)
         return flatten_params(self._model).cpu()
 
@@ -333,7 +330,7 @@ class LMTrainer:
         self._model.train()
         opt = self._optimizer(cfg.pretrain_lr)
         batch = cfg.pretrain_batch_size or self.arch.batch_size
-        rng = lambda e: np.random.default_rng(np.random.SeedSequence([cfg.pretrain_seed, _STREAM_ORDER, e])).permutation(self._n_train)  # noqa: E731
+        rng = lambda e: seeded_rng(cfg.pretrain_seed, _STREAM_ORDER, e).permutation(self._n_train)  # noqa: E731
         order = epoch_order(self._n_train, 0, batch * cfg.pretrain_steps, rng)
         for step in range(cfg.pretrain_steps):
             lr = cfg.pretrain_lr * min(1.0, (step + 1) / cfg.pretrain_warmup) if cfg.pretrain_warmup else cfg.pretrain_lr
@@ -392,7 +389,7 @@ class LMTrainer:
         """
         load_flat_params(self._model, theta)
         self._model.train()
-        rng = self._rng(_STREAM_NOISE)
+        rng = seeded_rng(self.seed, _STREAM_NOISE)
         big = small * per_group
         g_small_sq, g_big_sq = [], []
         for _ in range(groups):

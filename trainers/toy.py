@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainers.base import JobResult, JobSpec, epoch_order, flatten_params, load_flat_params
+from trainers.base import JobResult, JobSpec, epoch_order, flatten_params, load_flat_params, seeded_rng
 from trainers.configs import ToyConfig
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -34,21 +34,18 @@ class ToyTrainer:
         self.dtype = _DTYPES[self.config.dtype]
         torch.use_deterministic_algorithms(True)
         cfg = self.config
-        centres = self._rng(_STREAM_CENTRES).standard_normal((cfg.num_classes * cfg.clusters_per_class, cfg.dim))
+        centres = seeded_rng(self.seed, _STREAM_CENTRES).standard_normal((cfg.num_classes * cfg.clusters_per_class, cfg.dim))
         self._centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
-        x, y = self._draw(self._rng(_STREAM_TRAIN), cfg.shard_size * num_shards)
+        x, y = self._draw(seeded_rng(self.seed, _STREAM_TRAIN), cfg.shard_size * num_shards)
         # Shards are contiguous slices of an already-random draw: iid and disjoint.
         self._train_x = torch.from_numpy(x)
         self._train_y = torch.from_numpy(y)
-        ex, ey = self._draw(self._rng(_STREAM_EVAL), cfg.eval_size)
+        ex, ey = self._draw(seeded_rng(self.seed, _STREAM_EVAL), cfg.eval_size)
         self._eval_x = torch.from_numpy(ex).to(self.dtype)
         self._eval_y = torch.from_numpy(ey)
         self._model = self._build_model()
 
     # -- data ---------------------------------------------------------------
-    def _rng(self, stream: int, *extra: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence([self.seed, stream, *extra]))
-
     def _draw(self, rng: np.random.Generator, n: int, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
         """n points of the mixture as float32, generated in chunks to bound peak memory."""
         cfg = self.config
@@ -68,7 +65,7 @@ class ToyTrainer:
         so the examples a job sees depend only on its shard and offset.
         """
         n = self.config.shard_size
-        out = epoch_order(n, offset, count, lambda epoch: self._rng(_STREAM_ORDER, shard, epoch).permutation(n))
+        out = epoch_order(n, offset, count, lambda epoch: seeded_rng(self.seed, _STREAM_ORDER, shard, epoch).permutation(n))
         return out + shard * n
 
     # -- model --------------------------------------------------------------
@@ -85,7 +82,7 @@ class ToyTrainer:
     # -- Trainer protocol ---------------------------------------------------
     def init_params(self) -> torch.Tensor:
         """PyTorch's default Linear init, drawn from this run's own generator."""
-        gen = torch.Generator().manual_seed(int(self._rng(_STREAM_INIT).integers(2**62)))
+        gen = torch.Generator().manual_seed(int(seeded_rng(self.seed, _STREAM_INIT).integers(2**62)))
         with torch.no_grad():
             for module in self._model:
                 if isinstance(module, torch.nn.Linear):

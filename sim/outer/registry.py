@@ -10,7 +10,7 @@ import hashlib
 import importlib
 import sys
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 T = TypeVar("T", bound=type)
 
@@ -55,6 +55,21 @@ def resolve(name: str) -> type:
     if not (isinstance(cls, type) and issubclass(cls, OuterUpdate)):
         raise ValueError(f"{name!r} is not a subclass of sim.outer.base.OuterUpdate")
     return cls
+
+
+def outer_arguments(spec: dict[str, Any], k: int) -> dict[str, Any]:
+    """An outer update's constructor arguments from its scenario spec, ``"k"`` read as the number of workers.
+
+    Presets write ``N: k`` (Algorithm 3's N, the async buffer's size): one
+    value that follows the fleet instead of a number to keep in step with it.
+    """
+    return {key: (k if value == "k" else value) for key, value in spec.items() if key != "name"}
+
+
+def construct(spec: dict[str, Any], k: int, base: Any = None) -> Any:
+    """The outer update (or, with ``base``, the staleness fix wrapping it) that ``spec`` names."""
+    cls = resolve(str(spec["name"]))
+    return cls(**outer_arguments(spec, k)) if base is None else cls(base, **outer_arguments(spec, k))
 
 
 def source_digest(path: str) -> str:
