@@ -228,3 +228,12 @@ def test_noise_scale_command_reports_the_batch_against_it(tmp_path):
     assert "B_simple =" in out.output and "per-worker batch 4 sequences" in out.output
     toy = CliRunner().invoke(app, ["noise-scale", "scenarios/very_heterogeneous.yaml"])
     assert toy.exit_code == 2 and "cannot estimate" in toy.output
+
+
+def test_runs_that_differ_only_in_their_inner_batch_share_the_pretrained_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASYNCSIM_CACHE", str(tmp_path / "cache"))
+    base = {**MICRO, "pretrain_steps": 3}
+    default = LMTrainer(base, seed=0, num_shards=4)
+    bigger = LMTrainer({**base, "batch_size": 16, "pretrain_batch_size": MICRO["batch_size"]}, seed=0, num_shards=4)
+    other = LMTrainer({**base, "batch_size": 16}, seed=0, num_shards=4)  # pretrains at 16 too
+    assert default.pretrain_key(1) == bigger.pretrain_key(1) != other.pretrain_key(1)

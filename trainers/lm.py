@@ -291,7 +291,9 @@ class LMTrainer:
         return digest(
             {
                 "v": _PRETRAIN_VERSION,
-                "arch": asdict(self.arch),
+                # the batch that pretraining uses, not the Local-SGD one: runs that differ only in
+                # their inner batch share one checkpoint (and defaults keep their old keys)
+                "arch": {**asdict(self.arch), "batch_size": cfg.pretrain_batch_size or self.arch.batch_size},
                 "corpus": self.corpus.key,
                 "steps": cfg.pretrain_steps,
                 "lr": cfg.pretrain_lr,
