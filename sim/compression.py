@@ -26,17 +26,19 @@ twice, and the product ``q x s`` is exact in float32.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+
+from sim.network import DEFAULT_BLOCK
 
 Format = Literal["fp32", "bf16", "int8", "fp4"]
 #: payload bits per value, without the block scales
 VALUE_BITS: dict[str, int] = {"fp32": 32, "bf16": 16, "int8": 8, "fp4": 4}
 #: bytes of one block scale (an E8M0 exponent)
 SCALE_BYTES = 1
-DEFAULT_BLOCK = 32
 
 _E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
 
@@ -64,14 +66,14 @@ def _round_to_grid(u: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 
 def roundtrip(x: torch.Tensor, fmt: Format, block: int = DEFAULT_BLOCK) -> torch.Tensor:
-    """decode(encode(x)): the float32 values that arrive after a transfer in ``fmt``."""
+    """decode(encode(x)): the values that arrive after a transfer in ``fmt``, in ``x``'s dtype (the run's)."""
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
-    flat = x.detach().reshape(-1).to(torch.float32)
+    flat = x.detach().reshape(-1)
     if fmt == "fp32":
-        return flat.clone().reshape(x.shape)
+        return flat.to(torch.float32).to(x.dtype).reshape(x.shape)
     if fmt == "bf16":
-        return flat.to(torch.bfloat16).to(torch.float32).reshape(x.shape)
+        return flat.to(torch.bfloat16).to(x.dtype).reshape(x.shape)
     if fmt not in ("int8", "fp4"):
         raise ValueError(f"unknown format {fmt!r}; expected fp32, bf16, int8 or fp4")
     pad = (-flat.numel()) % block
@@ -81,15 +83,15 @@ def roundtrip(x: torch.Tensor, fmt: Format, block: int = DEFAULT_BLOCK) -> torch
         decoded = torch.round(blocks / scale).clamp(-127, 127) * scale  # torch.round: half to even
     else:
         scale = _block_scales(blocks, 6.0)
-        decoded = _round_to_grid(blocks / scale, _E2M1.to(blocks.device)) * scale
+        decoded = _round_to_grid(blocks / scale, _E2M1.to(blocks.device, blocks.dtype)) * scale
     return decoded.reshape(-1)[: flat.numel()].reshape(x.shape)
 
 
 def error_bound(x: torch.Tensor, fmt: Format, block: int = DEFAULT_BLOCK) -> torch.Tensor:
     """Largest |roundtrip(x) - x| each value may have, from its block's amax (see the module docstring)."""
-    flat = x.detach().reshape(-1).to(torch.float32)
+    flat = x.detach().reshape(-1)
     if fmt == "fp32":
-        return torch.zeros_like(flat).reshape(x.shape)
+        return (flat.abs() * (2.0**-24 if flat.dtype == torch.float64 else 0.0)).reshape(x.shape)
     if fmt == "bf16":
         return (flat.abs() * 2.0**-8).reshape(x.shape)
     pad = (-flat.numel()) % block
@@ -97,3 +99,26 @@ def error_bound(x: torch.Tensor, fmt: Format, block: int = DEFAULT_BLOCK) -> tor
     scale = _block_scales(blocks, 127.0 if fmt == "int8" else 6.0)
     bound = (scale / 2 if fmt == "int8" else scale).expand_as(blocks)
     return bound.reshape(-1)[: flat.numel()].reshape(x.shape)
+
+
+class Links:
+    """What the server and the workers receive: the model on download, pseudo-gradients on upload.
+
+    ``fp32`` (and no network, and the 1-worker baseline, which sends nothing)
+    leaves the values as they are, so such runs keep their hashes; other
+    formats decode(encode(x)) on the way, so a worker trains from the model it
+    received and the outer update accumulates, in float32, what arrived.
+    """
+
+    def __init__(self, upload: Format = "fp32", download: Format = "fp32", block: int = DEFAULT_BLOCK):
+        self.upload_format, self.download_format, self.block = upload, download, block
+
+    def download(self, theta: torch.Tensor) -> torch.Tensor:
+        """The model a job starts from (a copy: the server's theta moves on)."""
+        return theta.clone() if self.download_format == "fp32" else roundtrip(theta, self.download_format, self.block)
+
+    def upload(self, result: Any) -> Any:
+        """A job's result with its pseudo-gradient as the server receives it."""
+        if self.upload_format == "fp32":
+            return result
+        return dataclasses.replace(result, delta=roundtrip(result.delta, self.upload_format, self.block))

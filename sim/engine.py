@@ -23,6 +23,7 @@ import torch
 
 from sim.build import STREAM_CHURN, STREAM_JITTER, STREAM_SHARDS, stream
 from sim.churn import timelines
+from sim.compression import Links
 from sim.dispatch import Dispatcher
 from sim.errors import RunInterrupted
 from sim.jobs import Job, JobTable
@@ -54,6 +55,8 @@ class Simulation:
         devices = [scenario.workers.device(w) for w in range(self.k)]
         seconds = step_times(devices, trainer)
         self.theta = trainer.init_params()
+        net = None if self.schedule.lockstep else scenario.network  # the 1-worker baseline sends nothing
+        self.links = Links() if net is None else Links(net.dtype, net.model_dtype, net.block)
         self.planner = Planner(devices, seconds, network=scenario.network, num_params=self.theta.numel(),
                                jitter=stream(scenario.seed, STREAM_JITTER), lockstep=self.schedule.lockstep,
                                availability=timelines([d.availability for d in devices], scenario.seed, STREAM_CHURN))
@@ -135,7 +138,7 @@ class Simulation:
 
         A worker that is down gets no job; it rejoins when it is back up.
         """
-        snapshot, now = self.theta.clone(), self.state.now
+        snapshot, now = self.links.download(self.theta), self.state.now
         for w in sorted(workers):
             back = self.planner.up_at(w, now)
             if back != now:
@@ -205,7 +208,7 @@ class Simulation:
     # -- arrivals and losses -----------------------------------------------------------------
     def _collect(self, job: Job) -> JobResult:
         """Await an arrived job's result, check it, and record its completion."""
-        result, s = job.future.result(), self.state
+        result, s = self.links.upload(job.future.result()), self.state
         self.advance(job.completes_at)
         s.uplink_free, s.losses_in_a_row = job.completes_at, 0  # a pseudo-gradient arrived: churn is not losing all
         self.dispatcher.observe(job.worker, job.spec.steps, job.completes_at.seconds - job.dispatched_at.seconds)

@@ -30,8 +30,9 @@ from typing import Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Dtype = Literal["fp32", "bf16", "int8"]
-DTYPE_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "int8": 1}
+Dtype = Literal["fp32", "bf16", "int8", "fp4"]
+#: values per int8 / fp4 block scale unless ``network.block_size`` says otherwise (as the MX formats)
+DEFAULT_BLOCK = 32
 
 
 class RegionLink(BaseModel):
@@ -49,8 +50,10 @@ class NetworkSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dtype: Dtype = Field("fp32", description="pseudo-gradient encoding on upload (bf16 / int8: compressed)")
+    dtype: Dtype = Field("fp32", description="pseudo-gradient encoding on upload (bf16 / int8 / fp4: compressed, "
+                                             "and the server receives the decoded values: sim/compression.py)")
     model_dtype: Dtype = Field("fp32", description="model encoding on download")
+    block_size: int | None = Field(None, ge=1, le=2**20, description="values per int8 / fp4 scale (default 32)")
     server_region: str | None = None
     server_bandwidth_gbps: float = Field(math.inf, gt=0, description="the server's ingress link, shared by uploads")
     regions: tuple[RegionLink, ...] = ()
@@ -64,6 +67,11 @@ class NetworkSpec(BaseModel):
                 raise ValueError(f"region pair {'/'.join(link.between)} is listed twice")
             seen.add(pair)
         return self
+
+    @property
+    def block(self) -> int:
+        """Values per block scale of the int8 / fp4 encodings."""
+        return self.block_size or DEFAULT_BLOCK
 
     def path(self, region: str | None) -> tuple[float, float]:
         """(latency s, bandwidth Gbit/s) between ``region`` and the server's region."""

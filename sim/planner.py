@@ -28,7 +28,8 @@ import numpy as np
 
 from sim.churn import Timeline
 from sim.errors import UserError
-from sim.network import DTYPE_BYTES, NetworkSpec, fifo_arrivals, transfer_seconds, worker_link
+from sim.compression import wire_bytes
+from sim.network import NetworkSpec, fifo_arrivals, transfer_seconds, worker_link
 from sim.profiles import Device, jitter_factor
 from sim.simtime import Time
 from trainers.base import ReportsFlops, Trainer
@@ -66,8 +67,8 @@ class Planner:
         self.churn = any(self.availability)
         self.download: list[Time] | None = None  # per worker; None: communication takes no time
         if network is not None and not lockstep:
-            upload_bytes = num_params * DTYPE_BYTES[network.dtype]
-            download_bytes = num_params * DTYPE_BYTES[network.model_dtype]
+            upload_bytes = wire_bytes(num_params, network.dtype, network.block)  # int8 / fp4: plus block scales
+            download_bytes = wire_bytes(num_params, network.model_dtype, network.block)
             links = [worker_link(network, d.latency_ms or 0.0, d.bandwidth_gbps or math.inf, d.region) for d in devices]
             self.ingress = Time.of(transfer_seconds(upload_bytes, network.server_bandwidth_gbps, 0.0))
             self.download = [Time.of(link.transfer(download_bytes)) for link in links]

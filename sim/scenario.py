@@ -117,6 +117,8 @@ class Scenario(_Strict):
         raw = self.model_dump(mode="json", exclude_none=False)
         if raw["network"] is None:
             del raw["network"]
+        elif raw["network"]["block_size"] is None:  # added later: left out, so older digests hold
+            del raw["network"]["block_size"]
         for device in raw["workers"]["devices"]:
             for key in Device.OPTIONAL:
                 if device[key] is None:

@@ -16,7 +16,8 @@ from sim.build import build_outer, build_trainer
 from sim.churn import Availability, Timeline
 from sim.engine import Simulation
 from sim.executors import SerialExecutor
-from sim.network import DTYPE_BYTES, fifo_arrivals, transfer_seconds
+from sim.compression import wire_bytes
+from sim.network import fifo_arrivals, transfer_seconds
 from sim.records import run_hash
 from sim.runstate import Checkpoints
 from sim.scenario import ScenarioError
@@ -33,7 +34,8 @@ def complete_times(events, worker=None):
     return ev["tau"].to_numpy()
 
 
-@pytest.mark.parametrize("dtype, grad_bytes", [("fp32", 4 * DIM), ("bf16", 2 * DIM), ("int8", DIM)])
+@pytest.mark.parametrize("dtype, grad_bytes", [("fp32", 4 * DIM), ("bf16", 2 * DIM), ("int8", wire_bytes(DIM, "int8")),
+                                               ("fp4", wire_bytes(DIM, "fp4"))])
 def test_round_time_is_download_plus_training_plus_upload_in_closed_form(dtype, grad_bytes):
     """One worker: every round takes L + M/B (download) + H s (train) + L + G/B (upload) + G/B_server."""
     s, H, gbps, latency_ms, server_gbps = 0.5, 10, 0.8, 40.0, 4.0
@@ -82,8 +84,40 @@ def test_zero_communication_gives_the_no_communication_hash(preset):
     base = dict(preset=preset, trainer="toy", trainer_config=TINY_TOY, t_max=240, eval_every=60, jitter=0.1, grace=0.3)
     plain = simulate(scenario([0.58, 0.75, 1.51, 3.33], **base))
     free = simulate(scenario([0.58, 0.75, 1.51, 3.33], **base, device_extra={"bandwidth_gbps": math.inf, "latency_ms": 0.0},
-                             network={"dtype": "bf16", "server_bandwidth_gbps": math.inf}))
+                             network={"dtype": "fp32", "server_bandwidth_gbps": math.inf}))
     assert free.run_hash == plain.run_hash
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int8", "fp4"])
+def test_compression_changes_the_values_not_the_clock_when_links_are_free(dtype):
+    """A compressed upload is not free: the same schedule, other pseudo-gradients, other losses."""
+    base = dict(preset="dn_dylu", trainer="toy", trainer_config=TINY_TOY, t_max=240, eval_every=60, grace=0.3)
+    free = dict(device_extra={"bandwidth_gbps": math.inf, "latency_ms": 0.0})
+    exact = simulate(scenario([0.58, 0.75, 1.51, 3.33], **base, **free, network={"dtype": "fp32"}))
+    lossy = simulate(scenario([0.58, 0.75, 1.51, 3.33], **base, **free, network={"dtype": dtype, "model_dtype": dtype}))
+    assert lossy.run_hash != exact.run_hash
+    assert lossy.events["tau"].tolist() == exact.events["tau"].tolist()
+    assert lossy.metrics["loss"].tolist() != exact.metrics["loss"].tolist()
+    assert np.isfinite(lossy.metrics["loss"]).all()
+
+
+def test_the_server_receives_exactly_the_decoded_pseudo_gradient():
+    """One worker, outer SGD lr 1: the server's move is the int8 round trip of the worker's pseudo-gradient."""
+    import torch
+
+    from sim.compression import roundtrip
+
+    sc = scenario([1.0], preset="async_sgd", trainer_config={"dim": DIM}, H=5, t_max=5, method={"outer": {"name": "sgd", "lr": 1.0}},
+                  network={"dtype": "int8", "block_size": 8})
+    plain = scenario([1.0], preset="async_sgd", trainer_config={"dim": DIM}, H=5, t_max=5, method={"outer": {"name": "sgd", "lr": 1.0}})
+    theta0 = simulate(plain).params.clone()  # after one exact update
+    lossy = simulate(sc).params
+    from sim.build import build_trainer
+
+    start = build_trainer(plain).init_params()
+    delta = start - theta0
+    assert torch.equal(lossy, start - roundtrip(delta, "int8", 8))  # float64 run: decoded in float64, applied exactly
+    assert not torch.equal(lossy, theta0)
 
 
 def test_communication_slows_rounds_but_not_the_learning_per_update_of_sync_diloco():
@@ -211,7 +245,7 @@ def test_with_churn_every_job_syncs_once_or_is_lost_or_discarded_and_time_moves_
     dispatched = ev[ev["event"] == "dispatch"].set_index("job")
     assert (lost["tau"].to_numpy() >= dispatched.loc[lost["job"], "tau"].to_numpy()).all()
     # lost before its upload left the worker (training end + the worker's own upload time)
-    upload_s = transfer_seconds(DTYPE_BYTES["fp32"] * CHURN_DIM, CHURN_GBPS, CHURN_LATENCY_MS / 1e3) if p["comm"] and not single else 0.0
+    upload_s = transfer_seconds(4 * CHURN_DIM, CHURN_GBPS, CHURN_LATENCY_MS / 1e3) if p["comm"] and not single else 0.0
     assert (lost["tau"].to_numpy() < dispatched.loc[lost["job"], "upload_start"].to_numpy() + upload_s).all()
 
 

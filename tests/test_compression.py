@@ -31,7 +31,7 @@ def _vector(seed: int, n: int, scale: float, outliers: bool) -> torch.Tensor:
 @given(vectors, st.sampled_from(FORMATS), st.sampled_from([1, 8, 32, 64]))
 def test_roundtrip_error_within_bound_and_idempotent(x, fmt, block):
     y = roundtrip(x, fmt, block)
-    assert y.dtype == torch.float32 and y.shape == x.shape
+    assert y.dtype == x.dtype and y.shape == x.shape
     assert bool(((y - x).abs() <= error_bound(x, fmt, block) * (1 + 1e-6)).all())
     assert torch.equal(roundtrip(y, fmt, block), y)  # a second crossing changes nothing
     assert torch.equal(roundtrip(x, fmt, block), y)  # deterministic
@@ -63,3 +63,11 @@ def test_bad_settings_are_refused():
         roundtrip(torch.ones(3), "int4")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="block"):
         roundtrip(torch.ones(3), "int8", block=0)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_float64_runs_get_float64_values_exact_on_the_grid(fmt):
+    x = torch.randn(100, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = roundtrip(x, fmt, 16)
+    assert y.dtype == torch.float64 and bool(((y - x).abs() <= error_bound(x, fmt, 16) * (1 + 1e-9)).all())
+    assert torch.equal(roundtrip(y, fmt, 16), y)
