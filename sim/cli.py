@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sim.cli_common import (FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_SET_OPT, QUIET_OPT, RUNS_OPT, SET_OPT,
+from sim.cli_common import (FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_SET_OPT, NAME_OPT, QUIET_OPT, RUNS_OPT, SET_OPT,
                             canonical_command, console, default_jobs, err_console, fail, fail_with, load, method_opt,
                             out_opt, parse_method_sets, parse_seeds, seed_opt, split_list, use_runs_dir)
 from sim.cli_init import register as register_init_command
@@ -209,7 +209,7 @@ def compare(
     set_: list[str] = SET_OPT,
     method_set: list[str] = METHOD_SET_OPT,
     out: Optional[Path] = out_opt("report folder (default reports/<scenario name>[_<swept axis>])"),
-    name: Optional[str] = typer.Option(None, "--name", help="report folder name under reports/ (instead of --out)"),
+    name: Optional[str] = NAME_OPT,
     runs: Optional[Path] = RUNS_OPT,
     jobs: Optional[int] = JOBS_OPT,
     quiet: bool = QUIET_OPT,
@@ -252,7 +252,7 @@ def reproduce(
     seed: str = seed_opt("0,1,2"),
     set_: list[str] = SET_OPT,
     out: Optional[Path] = out_opt("report folder (default reports/paper_toy)"),
-    name: Optional[str] = typer.Option(None, "--name", help="report folder name under reports/ (instead of --out)"),
+    name: Optional[str] = NAME_OPT,
     runs: Optional[Path] = RUNS_OPT,
     jobs: Optional[int] = JOBS_OPT,
     quiet: bool = QUIET_OPT,

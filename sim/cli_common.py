@@ -102,6 +102,7 @@ JOBS_OPT = typer.Option(None, "--jobs", "-j", min=1, help="processes computing i
 RUNS_OPT = typer.Option(None, "--runs", envvar="ASYNCSIM_RUNS", help="run store: where run folders go and are reused from (default reports/runs)")
 QUIET_OPT = typer.Option(False, "--quiet", "-q", help="no progress bars")
 FORCE_OPT = typer.Option(False, "--force", help="replace an output made by a different command")
+NAME_OPT = typer.Option(None, "--name", help="report folder name under reports/ (instead of --out)")
 METHOD_SET_OPT = typer.Option([], "--method-set", help="METHOD:KEY=VALUE, a setting for one method only, e.g. a tuned lr (repeatable)")
 
 

@@ -23,7 +23,8 @@ def models() -> None:
     from rich.table import Table
 
     from sim.cli_common import console
-    from trainers.lm import CPU_MS_PER_STEP, PRESETS, closed_form_params, count_params
+    from trainers.configs import CPU_MS_PER_STEP, PRESETS, closed_form_params
+    from trainers.lm import count_params
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0), show_edge=False)
     for header in ("preset", "layers x d", "heads", "vocab", "batch", "embed", "params", "ms/step"):

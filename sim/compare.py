@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,8 +55,9 @@ class RunSpec:
     sweep_value: Any  # None when nothing is swept
     scenario: Scenario
 
-    @property
+    @cached_property
     def folder(self) -> Path:
+        """Looked up once: it hashes the scenario and may replay an older run's schedule (sim/adopt.py)."""
         return default_run_folder(self.scenario)
 
 
@@ -223,16 +225,14 @@ def execute(
 
 def version_notice(specs: list[RunSpec]) -> str | None:
     """One line when some runs were made with other software versions than this one (their summaries say)."""
-    from sim.runner import software_versions, versions_text
+    from sim.runner import made_with_other_versions, software_versions, versions_text
 
-    now = software_versions()
-    other = [(spec, read_summary(spec.folder).get("versions")) for spec in specs]
-    other = [(spec, made) for spec, made in other if made != now]
+    other = [(spec, why) for spec in specs if (why := made_with_other_versions(read_summary(spec.folder)))]
     if not other:
         return None
-    spec, made = other[0]
-    return (f"{len(other)} of {len(specs)} runs were made with other versions than this one ({versions_text(now)}), "
-            f"e.g. {spec.folder.name} with {versions_text(made) if made else 'unrecorded versions'}")
+    spec, why = other[0]
+    return (f"{len(other)} of {len(specs)} runs were made with other versions than this one "
+            f"({versions_text(software_versions())}), e.g. {spec.folder.name}, {why}")
 
 
 def load_results(specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

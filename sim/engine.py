@@ -57,7 +57,7 @@ class Simulation:
         self.theta = trainer.init_params()
         net = None if self.schedule.lockstep else scenario.network  # the 1-worker baseline sends nothing
         self.links = Links() if net is None else Links(net.dtype, net.model_dtype, net.block)
-        self.planner = Planner(devices, seconds, network=scenario.network, num_params=self.theta.numel(),
+        self.planner = Planner(devices, seconds, network=net, num_params=self.theta.numel(),
                                jitter=stream(scenario.seed, STREAM_JITTER), lockstep=self.schedule.lockstep,
                                availability=timelines([d.availability for d in devices], scenario.seed, STREAM_CHURN))
         self.dispatcher = Dispatcher(scenario, trainer.shard_sizes(), trainer.batch_size(),

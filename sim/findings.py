@@ -54,11 +54,11 @@ def verdict(better: Stat, worse: Stat) -> str:
 class Results:
     """Final metrics and curves of every run, indexed by (experiment, method, sweep)."""
 
-    def __init__(self, k: int = 4, H: int = 50) -> None:
+    def __init__(self, steps_per_round: int = 4 * 50) -> None:
         self.runs: dict[str, pd.DataFrame] = {}
         self.metrics: dict[str, pd.DataFrame] = {}
         self.metric = "loss"
-        self.k, self.H = k, H  # of the base scenario: rounds per worker = budget / (k H)
+        self.steps_per_round = steps_per_round  # all workers' local steps in one round: k x H (sim.reproduce)
 
     def add(self, name: str, specs: list[cmp.RunSpec]) -> None:
         metrics, _events, runs = cmp.load_results(specs)
@@ -104,7 +104,7 @@ class Results:
 
     def rounds_per_worker(self, budget: int) -> int:
         """Rounds of H local steps each worker gets from a total budget (the fastest worker's H)."""
-        return round(budget / (self.k * self.H))
+        return round(budget / self.steps_per_round)
 
     def early_bump(self, exp: str, method: str, sweep: str = "") -> float:
         """Largest rise of the seed-mean curve above its running minimum in the first half of the budget."""

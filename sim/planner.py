@@ -27,8 +27,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from sim.churn import Timeline
-from sim.errors import UserError
 from sim.compression import wire_bytes
+from sim.errors import UserError
 from sim.network import NetworkSpec, fifo_arrivals, transfer_seconds, worker_link
 from sim.profiles import Device, jitter_factor
 from sim.simtime import Time
@@ -66,7 +66,7 @@ class Planner:
         self.availability = list(availability)
         self.churn = any(self.availability)
         self.download: list[Time] | None = None  # per worker; None: communication takes no time
-        if network is not None and not lockstep:
+        if network is not None:  # the engine passes none for the lockstep baseline, which sends nothing
             upload_bytes = wire_bytes(num_params, network.dtype, network.block)  # int8 / fp4: plus block scales
             download_bytes = wire_bytes(num_params, network.model_dtype, network.block)
             links = [worker_link(network, d.latency_ms or 0.0, d.bandwidth_gbps or math.inf, d.region) for d in devices]

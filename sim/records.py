@@ -184,8 +184,7 @@ def write_run_folder(
             events.to_parquet(tmp / "events.parquet", index=False)
             for name, writer in (extra_files or {}).items():
                 writer(tmp / name)
-            # summary.json last: its presence marks a complete run folder
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            write_summary(tmp, summary)  # last: its presence marks a complete run folder
             if folder.exists():  # an earlier run of ours, or an empty folder (checked above)
                 old = folder.parent / f".{folder.name}.old-{os.getpid()}"
                 folder.rename(old)
@@ -232,6 +231,13 @@ def set_aside(folder: Path) -> Path:
         target = folder.with_name(f"{folder.name}.damaged-{n}")
     folder.rename(target)
     return target
+
+
+def write_summary(folder: Path, summary: dict[str, Any]) -> None:
+    """``folder/summary.json``, written through a temporary file so a reader never sees half of it."""
+    tmp = Path(folder) / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, Path(folder) / "summary.json")
 
 
 def read_summary(folder: Path) -> dict[str, Any]:

@@ -47,6 +47,11 @@ def size_sweep(base: Scenario) -> str:
     return f"{field}=" + ",".join(map(str, sizes))
 
 
+def steps_per_round(base: Scenario) -> int:
+    """Local steps of one round of every worker, k x H: a budget of r rounds per worker is r times this."""
+    return base.workers.k * base.schedule.H
+
+
 def experiments(base: Scenario, budget_rounds: list[int] | None = None) -> tuple[Experiment, ...]:
     """Every experiment the findings need, planned from the base scenario."""
     exps = [
@@ -63,7 +68,7 @@ def experiments(base: Scenario, budget_rounds: list[int] | None = None) -> tuple
         Experiment("size", "Table 3: model sizes", PAPER_METHODS, size_sweep(base)),
     ]
     if budget_rounds:
-        per_round = base.workers.k * base.schedule.H
+        per_round = steps_per_round(base)
         exps.append(Experiment("budget", "Gap against budget: rounds per worker " + ", ".join(map(str, budget_rounds)),
                                ("finetune_1w", "diloco", "dn_dylu"),
                                "schedule.t_max=" + ",".join(str(r * per_round) for r in budget_rounds), wide=False))
@@ -128,7 +133,7 @@ def reproduce(
     if on_plan:
         on_plan(len(all_specs))
     computed = cmp.execute(all_specs, jobs=jobs, on_done=on_done, on_pretrain=on_pretrain, on_start=on_start)
-    res = Results(k=base.workers.k, H=base.schedule.H)
+    res = Results(steps_per_round(base))
     sections = []
     for exp, specs, axis in planned:
         cmp.build_report(specs, axis, list(exp.methods), out_dir / exp.name, command, 0)

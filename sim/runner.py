@@ -19,7 +19,8 @@ from sim.build import build_outer, build_trainer, make_executor
 from sim.engine import Simulation
 from sim.errors import UserError
 from sim.outputs import check_folder, check_run_destination
-from sim.records import is_complete_run, read_summary, run_folder_damage, run_hash, set_aside, write_run_folder
+from sim.records import (is_complete_run, read_summary, run_folder_damage, run_hash, set_aside, write_run_folder,
+                          write_summary)
 from sim.runstate import Checkpoints
 from sim.scenario import SIMULATION_VERSION, Scenario, scenario_from_dict
 
@@ -133,6 +134,7 @@ def simulate(
     metrics, events = outcome.recorder.metrics_frame(), outcome.recorder.events_frame()
     digest = run_hash(metrics, events)
     final = metrics.iloc[-1].to_dict()
+    code = scenario.code_digests()  # hashes the user's source files: once
     summary = {
         "name": scenario.name,
         "method": scenario.method.preset,
@@ -147,7 +149,7 @@ def simulate(
         "simulated_seconds": outcome.simulated_seconds,
         "jobs": int((events["event"] == "dispatch").sum()),
         "versions": software_versions(),
-        **({"code": scenario.code_digests()} if scenario.code_digests() else {}),
+        **({"code": code} if code else {}),
     }
     return RunResult(scenario, metrics, events, digest, summary, params=outcome.theta, resumed_from=outcome.resumed_from)
 
@@ -194,13 +196,8 @@ def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
 
 def _adopt(old: Path, folder: Path, summary: dict[str, Any]) -> None:
     """Take an older simulation's run folder whose schedule this engine reproduces exactly (:mod:`sim.adopt`)."""
-    import json
-
-    summary = {**summary, "simulation": SIMULATION_VERSION,
-               "adopted": {"from_simulation": summary.get("simulation", 1), "schedule_checked": True}}
-    tmp = old / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, old / "summary.json")
+    write_summary(old, {**summary, "simulation": SIMULATION_VERSION,
+                        "adopted": {"from_simulation": summary.get("simulation", 1), "schedule_checked": True}})
     old.rename(folder)
 
 
@@ -221,14 +218,12 @@ def software_versions() -> dict[str, str]:
 Notify = Callable[[str], None]
 
 
-def _reuse_notice(folder: Path, summary: dict[str, Any]) -> str | None:
-    """One line when a reused run was made with other software versions than this one."""
-    made, now = summary.get("versions"), software_versions()
-    if made == now:
+def made_with_other_versions(summary: dict[str, Any]) -> str | None:
+    """``made with torch 2.1, ...`` when a run's recorded versions differ from this software's, else None."""
+    made = summary.get("versions")
+    if made == software_versions():
         return None
-    if not made:
-        return f"reused {folder}: made by an asyncsim that did not record versions (now {versions_text(now)})"
-    return f"reused {folder}: made with {versions_text(made)}, now {versions_text(now)}"
+    return f"made with {versions_text(made)}" if made else "made by an asyncsim that did not record versions"
 
 
 def versions_text(versions: dict[str, str]) -> str:
@@ -267,9 +262,9 @@ def run(
         damage = run_folder_damage(folder)
         if damage is None and folder.exists():
             summary = read_summary(folder)
-            notice = _reuse_notice(folder, summary)
-            if notice:
-                say(notice)
+            other = made_with_other_versions(summary)
+            if other:
+                say(f"reused {folder}: {other}, now {versions_text(software_versions())}")
             return RunResult(
                 scenario,
                 pd.read_parquet(folder / "metrics.parquet"),

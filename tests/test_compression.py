@@ -51,11 +51,13 @@ def test_formats_hit_their_grids():
 
 @pytest.mark.parametrize("fmt, bits", [("fp32", 32), ("bf16", 16), ("int8", 8), ("fp4", 4)])
 def test_bytes_on_the_wire(fmt, bits):
-    n = 131_392  # the micro LM
+    from trainers.configs import PRESETS, closed_form_params
+
+    n = closed_form_params(PRESETS["micro"])
     scales = math.ceil(n / DEFAULT_BLOCK) if fmt in ("int8", "fp4") else 0
     assert wire_bytes(n, fmt) == n * bits // 8 + scales
-    if fmt == "int8":  # a quarter of fp32, plus one byte per block of 32
-        assert wire_bytes(n, "int8") / wire_bytes(n, "fp32") == pytest.approx(0.25 * (1 + 1 / 32))
+    if fmt == "int8":  # a quarter of fp32, plus one byte per block
+        assert wire_bytes(n, "int8") / wire_bytes(n, "fp32") == pytest.approx(0.25 * (1 + 1 / DEFAULT_BLOCK), rel=1e-4)
 
 
 def test_bad_settings_are_refused():

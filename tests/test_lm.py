@@ -200,12 +200,15 @@ def test_shared_pretraining_is_built_once_before_runs_fan_out(tmp_path, monkeypa
 
 
 def test_micro_preset_is_measured_and_listed():
-    from trainers.lm import CPU_MS_PER_STEP
+    from trainers.configs import CPU_MS_PER_STEP
 
     assert set(CPU_MS_PER_STEP) == set(PRESETS)
     assert CPU_MS_PER_STEP["micro"] is not None and CPU_MS_PER_STEP["micro"] < CPU_MS_PER_STEP["tiny"]
-    # the whole paper protocol (24K + 64K steps) fits in about 10 minutes of one core
-    assert (24_000 + 64_000) * CPU_MS_PER_STEP["micro"] / 1000 < 600
+    # the scenario's whole protocol (pretraining + local steps) fits in about 10 minutes of one core
+    sc = load_scenario("scenarios/lm_micro_paper.yaml")
+    assert sc.trainer.config["size"] == "micro"
+    steps = sc.trainer.config["pretrain_steps"] + sc.schedule.t_max
+    assert steps * CPU_MS_PER_STEP["micro"] / 1000 < 600
 
 
 def test_gradient_noise_scale_is_reproducible_and_scales_with_sequences(micro):

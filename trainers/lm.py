@@ -101,9 +101,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainers.base import JobResult, JobSpec, UserError, flatten_params, load_flat_params, seeded_int, seeded_rng
-from trainers.configs import CPU_MS_PER_STEP, PRESETS, Arch, LMConfig, closed_form_params  # noqa: F401  (re-exported)
+from trainers.configs import PRESETS, Arch, LMConfig, closed_form_params  # noqa: F401  (PRESETS re-exported)
 from trainers.data import (
-    DataConfig,
     TokenizedCorpus,
     atomic_write,
     cache_dir,
