@@ -177,6 +177,10 @@ class RunsProgress:
         self._show(f"done: {label}" + (" (reused)" if reused else ""))
 
 
+INTERRUPTED_RUNS = ("interrupted; finished runs are kept and interrupted ones saved their state "
+                    "(no report written); run the same command again to continue")
+
+
 def _report_folder(out: Optional[Path], name: Optional[str], default_name: str) -> Path:
     if out is not None and name is not None:
         fail("--out and --name both name the report folder; give one")
@@ -191,6 +195,9 @@ def _execute(specs: list[Any], jobs: Optional[int], quiet: bool) -> int:
         try:
             computed = cmp.execute(specs, jobs=jobs or default_jobs(threads), on_done=progress.done,
                                    on_start=progress.started, on_pretrain=progress.pretraining)
+        except RunInterrupted:
+            progress.bar.stop()
+            fail(INTERRUPTED_RUNS, code=130)
         except UserError as exc:
             progress.bar.stop()
             fail_with(exc)
@@ -289,6 +296,9 @@ def reproduce(
                                       on_plan=progress.total, on_done=progress.done, notes=notes_text,
                                       on_start=progress.started, on_pretrain=progress.pretraining,
                                       wide_sets=list(wide_set), method_sets=per_method, budget_rounds=rounds)
+        except RunInterrupted:
+            progress.bar.stop()
+            fail(INTERRUPTED_RUNS, code=130)
         except UserError as exc:
             progress.bar.stop()
             fail_with(exc)

@@ -8,15 +8,18 @@ runs are computed in parallel processes, one whole run per process.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import signal
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
-from sim.errors import ScenarioError
+from sim.errors import RunInterrupted, ScenarioError
 from sim.prepare import PretrainProgress, pretrain_once
 from sim.records import is_complete_run, read_summary
 from sim.runner import default_run_folder
@@ -196,31 +199,72 @@ def execute(
     started = on_start or (lambda spec: None)
     finished = on_done or (lambda spec, reused: None)
     if jobs <= 1:
-        for spec in todo.values():
-            started(spec)
-            _run_one(spec.scenario.resolved())
-            finished(spec, False)
+        try:
+            with sigterm_as_interrupt():
+                for spec in todo.values():
+                    started(spec)
+                    _run_one(spec.scenario.resolved())
+                    finished(spec, False)
+        except KeyboardInterrupt:
+            raise RunInterrupted() from None
         return len(todo)
     import multiprocessing as mp
 
     from sim.executors import exit_with_parent
 
-    queue = list(todo.values())
-    with ProcessPoolExecutor(
+    waiting = list(todo.values())
+    pool = ProcessPoolExecutor(
         max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=exit_with_parent, initargs=(os.getpid(),)
-    ) as pool:
-        # the pool takes runs in submission order: the first `jobs` unfinished ones are running
-        futures = {pool.submit(_run_one, spec.scenario.resolved()): spec for spec in queue}
-        for spec in queue[:jobs]:
-            started(spec)
-        next_start = jobs
-        for fut in as_completed(futures):
-            fut.result()
-            finished(futures[fut], False)
-            if next_start < len(queue):
-                started(queue[next_start])
-                next_start += 1
+    )
+    running: dict[Future[str], RunSpec] = {}
+    try:
+        with sigterm_as_interrupt():
+            # at most `jobs` runs are handed to the pool, so a stop has nothing queued to cancel
+            while waiting or running:
+                while waiting and len(running) < jobs:
+                    spec = waiting.pop(0)
+                    running[pool.submit(_run_one, spec.scenario.resolved())] = spec
+                    started(spec)
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    fut.result()
+                    finished(running.pop(fut), False)
+    except (KeyboardInterrupt, RunInterrupted):
+        stop_running_runs(pool)
+        raise RunInterrupted() from None
+    finally:
+        pool.shutdown(wait=True)
     return len(todo)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a multi-run command the way Ctrl-C does (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def stop_running_runs(pool: ProcessPoolExecutor) -> None:
+    """Ask every run in the pool to checkpoint and stop at its next safe point (SIGTERM, see runner).
+
+    Runs not started yet are cancelled; finished ones are already in the run store.
+    A Ctrl-C in a terminal reaches the pool's processes anyway; a SIGTERM sent
+    to this process alone would not, so it is passed on.
+    """
+    processes = getattr(pool, "_processes", None) or {}  # pid -> Process; private, hence the guard
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.terminate()
 
 
 def version_notice(specs: list[RunSpec]) -> str | None:

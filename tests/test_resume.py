@@ -114,3 +114,26 @@ def test_sigint_saves_state_and_says_how_to_continue(tmp_path):
     assert proc.returncode == 130, err
     assert "--resume" in err and "Traceback" not in err and err.strip().count("\n") == 0
     assert ckpt.stat().st_mtime_ns != first and not (tmp_path / "r").exists()  # saved again on the signal
+
+
+def test_sigterm_stops_a_multi_run_sweep_in_one_line_and_every_running_run_saves_its_state(tmp_path):
+    """A session or job scheduler ends a sweep with SIGTERM to its process: the runs in the pool checkpoint too."""
+    exe = [sys.executable, "-m", "sim.cli"]
+    scen = str(ROOT / "scenarios" / "very_heterogeneous.yaml")
+    runs = tmp_path / "runs"
+    args = ["sweep", scen, "-q", "-j", "2", "--grid", "seed=0,1,2", "--runs", str(runs), "--out", str(tmp_path / "s.csv"),
+            "--set", "schedule.t_max=60000", "--set", "trainer.config.hidden=32", "--set", "trainer.config.shard_size=2000"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*exe, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    deadline = time.time() + 180
+    while len(list(runs.glob(".*.partial/checkpoint.pt"))) < 2 and time.time() < deadline:  # both runs under way
+        time.sleep(0.1)
+    first = {p: p.stat().st_mtime_ns for p in runs.glob(".*.partial/checkpoint.pt")}
+    assert len(first) == 2
+    proc.send_signal(signal.SIGTERM)  # to the parent only
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again" in err and "Traceback" not in err and err.strip().count("\n") == 0
+    assert all(p.stat().st_mtime_ns != t for p, t in first.items())  # each running run saved again on the signal
+    assert not [p for p in runs.iterdir() if not p.name.startswith(".")]  # no run folder half-written or made
+    assert not (tmp_path / "s.csv").exists()
