@@ -221,6 +221,7 @@ def compare(
     jobs: Optional[int] = JOBS_OPT,
     quiet: bool = QUIET_OPT,
     force: bool = FORCE_OPT,
+    target: Optional[float] = typer.Option(None, "--target", help="eval loss / perplexity for the time-to-target table (default: the worst method's final value)"),
 ) -> None:
     """Run methods x seeds (x a swept axis), reusing existing runs; write plots, tables and report.md."""
     from sim import compare as cmp
@@ -238,7 +239,7 @@ def compare(
         fail(f"--sweep {sweep}: none of the methods {', '.join(method_list)} has that field")
     out_dir = _report_folder(out, name, specs[0].scenario.name + (f"_{axis}" if axis else ""))
     command = canonical_command("compare", [str(f) for f in files], methods=method, seeds=seed, sweep=sweep,
-                                set_=list(set_), method_set=list(method_set), name=name, out=out)
+                                set_=list(set_), method_set=list(method_set), name=name, out=out, target=target)
     try:
         check_report_destination(out_dir, command, force)
     except UserError as exc:
@@ -246,7 +247,7 @@ def compare(
     computed = _execute(specs, jobs, quiet)
     try:
         with writing(out_dir):
-            files_written = cmp.build_report(specs, axis, method_list, out_dir, command, computed)
+            files_written = cmp.build_report(specs, axis, method_list, out_dir, command, computed, target)
     except UserError as exc:
         fail_with(exc)
     console.print(f"{len(specs)} runs ({computed} computed, {len(specs) - computed} reused); report: {files_written['report']}")

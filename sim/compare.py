@@ -24,6 +24,7 @@ from sim.prepare import PretrainProgress, pretrain_once
 from sim.records import is_complete_run, read_summary
 from sim.runner import default_run_folder
 from sim.scenario import Scenario, load_scenario, parse_override
+from sim.traffic import TRAFFIC_COLUMNS, run_traffic
 
 DEFAULT_METHODS = ("finetune_1w", "diloco", "async_diloco", "async_poly", "async_buffer", "dn_dylu")
 
@@ -304,9 +305,17 @@ def load_results(specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
                 "run_hash": s["run_hash"],
                 "folder": str(spec.folder),
                 **{f"final_{k}": v for k, v in s["final"].items() if k not in ("method", "seed")},
+                **run_traffic(e, spec.scenario, s.get("num_params") or _num_params(spec.scenario)),
             }
         )
     return pd.concat(metrics, ignore_index=True), pd.concat(events, ignore_index=True), pd.DataFrame(rows)
+
+
+def _num_params(scenario: Scenario) -> int:
+    """The model's size, for runs made before summaries recorded it."""
+    from sim.build import build_trainer
+
+    return int(build_trainer(scenario).init_params().numel())
 
 
 def build_report(
@@ -316,10 +325,12 @@ def build_report(
     out_dir: Path,
     command: str,
     computed: int,
+    target: float | None = None,
 ) -> dict[str, Path]:
-    """Write plots, tables and report.md for a finished comparison."""
+    """Write plots, tables and report.md for a finished comparison (``target``: of the time-to-target table)."""
     from sim.report import (budget_markdown, final_table, plot_compare_curves, plot_staleness, plot_time_budget,
-                            plot_timeline, primary_metric, table_markdown, worker_time_budget)
+                            plot_timeline, primary_metric, table_markdown, time_to_target, time_to_target_markdown,
+                            worker_time_budget)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics, events, runs = load_results(specs)
@@ -334,6 +345,7 @@ def build_report(
         "staleness": out_dir / "staleness.png",
         "time_budget": out_dir / "time_per_worker.png",
         "time_budget_csv": out_dir / "time_per_worker.csv",
+        "time_to_target_csv": out_dir / "time_to_target.csv",
         "report": out_dir / "report.md",
     }
     log_y = metric == "perplexity"
@@ -366,6 +378,13 @@ def build_report(
     for method, budget in budgets.items():
         budget_sections += [f"**{method}**", "", budget_markdown(budget), ""]
     wall = table.pivot_table(index="method", columns="sweep", values="simulated_seconds", sort=False)
+    times = time_to_target(metrics, table, metric, target)
+    times.to_csv(files["time_to_target_csv"], index=False)
+    traffic = runs.groupby(["method"], sort=False)[list(TRAFFIC_COLUMNS)].mean()
+    traffic_section = []
+    if traffic["gb_sent"].any():
+        traffic_section = ["## Bytes sent (GB per run, mean over seeds and columns): in all, and across regions", "",
+                           _frame_markdown(traffic.reindex([m for m in methods if m in traffic.index]), digits=4), ""]
     seeds = sorted({s.seed for s in specs})
     lines = [
         f"# Comparison: {', '.join(sorted({s.scenario.name for s in specs}))}",
@@ -386,6 +405,14 @@ def build_report(
         "",
         _frame_markdown(wall),
         "",
+        f"## Simulated wall-clock to reach the target {metric} (s, mean ± std over seeds)",
+        "",
+        time_to_target_markdown(times, methods),
+        "",
+        f"The target is {'given by --target' if target is not None else 'the worst method' + chr(39) + 's mean final ' + metric}"
+        f" in each column: the first evaluation at or below it (`time_to_target.csv`).",
+        "",
+        *traffic_section,
         f"## Eval {metric} against total local updates",
         "",
         f"![curves vs updates]({files['curves_updates'].name})",
@@ -413,9 +440,9 @@ def build_report(
     return files
 
 
-def _frame_markdown(frame: pd.DataFrame) -> str:
+def _frame_markdown(frame: pd.DataFrame, digits: int = 1) -> str:
     cols = [str(c) or "value" for c in frame.columns]
     lines = ["| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for method, row in frame.iterrows():
-        lines.append(f"| {method} | " + " | ".join(f"{v:.1f}" for v in row) + " |")
+        lines.append(f"| {method} | " + " | ".join(f"{v:.{digits}f}" for v in row) + " |")
     return "\n".join(lines)

@@ -121,4 +121,8 @@ class Links:
         """A job's result with its pseudo-gradient as the server receives it."""
         if self.upload_format == "fp32":
             return result
-        return dataclasses.replace(result, delta=roundtrip(result.delta, self.upload_format, self.block))
+        return dataclasses.replace(result, delta=self.received(result.delta))
+
+    def received(self, delta: torch.Tensor) -> torch.Tensor:
+        """A pseudo-gradient (or a region server's accumulated change) as the receiving server sees it."""
+        return delta if self.upload_format == "fp32" else roundtrip(delta, self.upload_format, self.block)

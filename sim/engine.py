@@ -25,11 +25,11 @@ from sim.build import STREAM_CHURN, STREAM_JITTER, STREAM_SHARDS, stream
 from sim.churn import timelines
 from sim.compression import Links
 from sim.dispatch import Dispatcher
-from sim.errors import RunInterrupted
 from sim.jobs import Job, JobTable
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.planner import Planner, step_times
 from sim.records import Recorder
+from sim.checkpointing import Resumable
 from sim.runstate import Checkpoints, Outcome, RunState
 from sim.scenario import Scenario
 from sim.schedules import schedule_class
@@ -42,7 +42,7 @@ STALL_LOSSES_PER_WORKER = 50
 ProgressFn = Callable[[int, int, dict[str, Any] | None], None]
 
 
-class Simulation:
+class Simulation(Resumable):
     """One run of one scenario. Call :meth:`run` once."""
 
     def __init__(self, scenario: Scenario, trainer: Trainer, outer: OuterUpdate | None, executor: Executor,
@@ -59,11 +59,13 @@ class Simulation:
         self.links = Links() if net is None else Links(net.dtype, net.model_dtype, net.block)
         self.planner = Planner(devices, seconds, network=net, num_params=self.theta.numel(),
                                jitter=stream(scenario.seed, STREAM_JITTER), lockstep=self.schedule.lockstep,
-                               availability=timelines([d.availability for d in devices], scenario.seed, STREAM_CHURN))
+                               availability=timelines([d.availability for d in devices], scenario.seed, STREAM_CHURN),
+                               local_servers=self.schedule.local_servers)
         self.dispatcher = Dispatcher(scenario, trainer.shard_sizes(), trainer.batch_size(),
                                      stream(scenario.seed, STREAM_SHARDS), seconds, lockstep=self.schedule.lockstep)
         self.recorder = Recorder(scenario.method.preset, scenario.seed,  # comm / churn columns when they happen
-                                 comm_columns=self.planner.communicates or self.planner.churn)
+                                 comm_columns=self.planner.communicates or self.planner.churn,
+                                 server_column=self.schedule.local_servers)
         self.jobs = JobTable()
         self.state = RunState(next_checkpoint=checkpoints.every if checkpoints else 0)
         self.env = simpy.Environment()  # the clock; order comes from the job table
@@ -133,12 +135,13 @@ class Simulation:
     def advance(self, t: Time) -> None:
         self.state.now = later(self.state.now, t)
 
-    def dispatch(self, workers: Sequence[int], state: Any = None) -> None:
+    def dispatch(self, workers: Sequence[int], state: Any = None, model: torch.Tensor | None = None) -> list[Job]:
         """Algorithm 4: a round for each worker that is up, in worker order, from one snapshot of theta.
 
         A worker that is down gets no job; it rejoins when it is back up.
+        ``model``: a region's own server's model instead of theta (HALoS).
         """
-        snapshot, now = self.links.download(self.theta), self.state.now
+        snapshot, now, started = self.links.download(self.theta if model is None else model), self.state.now, []
         for w in sorted(workers):
             back = self.planner.up_at(w, now)
             if back != now:
@@ -153,9 +156,11 @@ class Simulation:
             self.state.next_job_id += 1
             self.jobs.start(job, self.executor)
             self._event("dispatch", job)
+            started.append(job)
         if self.planner.communicates:  # uploads queue on the server's link: re-plan the arrivals
             uploads = {j.worker: j.upload_start for j in self.jobs.by_worker() if j.lost_at is None}
             self.jobs.reschedule(self.planner.arrivals(uploads, self.state.uplink_free))
+        return started
 
     def apply(self, job: Job, delta: torch.Tensor) -> None:
         assert self.outer is not None
@@ -176,6 +181,27 @@ class Simulation:
             self._count(job.spec.steps)
             self._event("sync", job, staleness=0)
         self.state.version += 1
+
+    def record_sync(self, job: Job, staleness: int, applied: bool, server: int) -> None:
+        """A region's own server applied (or dropped) ``job``'s pseudo-gradient (HALoS's LPS)."""
+        self._count(job.spec.steps)
+        self._event("sync" if applied else "drop", job, staleness=staleness, server=server)
+
+    def apply_global(self, delta: torch.Tensor, staleness: int, server: int) -> None:
+        """The global server's outer step on a region server's accumulated change (HALoS's GPS)."""
+        assert self.outer is not None
+        self.outer.step(self.theta, PseudoGradient(delta=delta, staleness=staleness))
+        self.state.version += 1
+        self.server_event("global", server, staleness=staleness)
+
+    def server_event(self, kind: str, server: int, staleness: int = -1) -> None:
+        s = self.state
+        self.recorder.event(kind, job=-1, worker=-1, shard=-1, steps=0, tau=s.now.seconds, server_version=s.version,
+                            dispatch_version=-1, t_local=s.t_local, staleness=staleness, server=server)
+
+    def transfer_time(self, region: str | None, model: bool) -> Time:
+        """A region server's push to the global server (``model``: the global model back) across the region matrix."""
+        return self.planner.region_transfer(region, model)
 
     def adopt(self, job: Job, delta: torch.Tensor) -> None:
         self.theta.sub_(delta)
@@ -243,49 +269,8 @@ class Simulation:
         s = self.state
         if self.recorder.comm_columns:
             extra.update(train_start=job.train_start.seconds, upload_start=job.upload_start.seconds)
+        if self.recorder.server_column:
+            extra.setdefault("server", self.schedule.server_of(job.worker))
         self.recorder.event(kind, job=job.id, worker=job.worker, shard=job.spec.shard, steps=job.spec.steps,
                             tau=s.now.seconds, server_version=s.version, dispatch_version=job.dispatch_version,
                             t_local=s.t_local, **extra)
-
-    # -- checkpoints -------------------------------------------------------------------------
-    def request_stop(self) -> None:
-        """Stop at the next safe point, after saving the state (SIGINT / SIGTERM)."""
-        self.stop_requested = True
-
-    def _safe_point(self) -> None:
-        c, s = self.checkpoints, self.state
-        if c is None:
-            return
-        if (c.every > 0 and s.version >= s.next_checkpoint) or self.stop_requested:
-            if c.every > 0:
-                s.next_checkpoint = (s.version // c.every + 1) * c.every
-            c.save(self.state_dict())
-        if self.stop_requested:
-            raise RunInterrupted()
-
-    def _parts(self) -> dict[str, Any]:
-        """The components that keep state of their own, each with ``state_dict`` / ``load_state_dict``."""
-        parts = {"dispatcher": self.dispatcher, "planner": self.planner, "schedule": self.schedule}
-        return parts if self.outer is None else {**parts, "outer": self.outer}
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs, as tensors and plain data; jobs in flight keep their dispatch inputs."""
-        return {"scenario_digest": self.sc.digest(), "state": self.state.plain(), "theta": self.theta,
-                "jobs": self.jobs.state_dict(), "recorder": (self.recorder.events, self.recorder.metric_rows),
-                **{name: part.state_dict() for name, part in self._parts().items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state_dict`'s output (before :meth:`run`)."""
-        if state["scenario_digest"] != self.sc.digest():
-            raise ValueError("checkpoint belongs to a different scenario")
-        self.state = RunState.from_plain(state["state"])
-        self.theta = state["theta"]
-        for name, part in self._parts().items():
-            part.load_state_dict(state[name])
-        self.recorder.events, self.recorder.metric_rows = state["recorder"]
-        self.env = simpy.Environment(initial_time=self.state.now.seconds)
-        jobs = state["jobs"]
-        for plain in jobs["jobs"]:
-            self.jobs.start(Job.from_plain(plain, jobs["snapshots"][plain["snapshot"]]), self.executor)
-        self.jobs.load_rejoins(jobs["rejoins"])
-        self.resumed_from = self.state.version

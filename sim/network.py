@@ -73,12 +73,13 @@ class NetworkSpec(BaseModel):
         """Values per block scale of the int8 / fp4 encodings."""
         return self.block_size or DEFAULT_BLOCK
 
-    def path(self, region: str | None) -> tuple[float, float]:
-        """(latency s, bandwidth Gbit/s) between ``region`` and the server's region."""
-        if region is None or self.server_region is None:
+    def path(self, region: str | None, to: str | None = None) -> tuple[float, float]:
+        """(latency s, bandwidth Gbit/s) between ``region`` and ``to`` (default: the server's region)."""
+        to = self.server_region if to is None else to
+        if region is None or to is None:
             return 0.0, math.inf
         for link in self.regions:
-            if frozenset(link.between) == frozenset((region, self.server_region)):
+            if frozenset(link.between) == frozenset((region, to)):
                 return link.latency_ms / 1e3, link.bandwidth_gbps
         return 0.0, math.inf  # same region, or a pair the matrix leaves out: no extra cost
 
@@ -100,8 +101,10 @@ class WorkerLink:
         return transfer_seconds(num_bytes, self.bandwidth_gbps, self.latency_s)
 
 
-def worker_link(net: NetworkSpec, latency_ms: float, bandwidth_gbps: float, region: str | None) -> WorkerLink:
-    path_latency, path_bandwidth = net.path(region)
+def worker_link(net: NetworkSpec, latency_ms: float, bandwidth_gbps: float, region: str | None,
+                to: str | None = None) -> WorkerLink:
+    """The worker's own link combined with its region's path to ``to`` (default: the server's region)."""
+    path_latency, path_bandwidth = net.path(region, to)
     return WorkerLink(latency_s=latency_ms / 1e3 + path_latency, bandwidth_gbps=min(bandwidth_gbps, path_bandwidth))
 
 

@@ -31,7 +31,7 @@ from sim.compression import wire_bytes
 from sim.errors import UserError
 from sim.network import NetworkSpec, fifo_arrivals, transfer_seconds, worker_link
 from sim.profiles import Device, jitter_factor
-from sim.simtime import Time
+from sim.simtime import ZERO, Time
 from trainers.base import ReportsFlops, Trainer
 
 
@@ -59,20 +59,25 @@ class Planner:
 
     def __init__(self, devices: Sequence[Device], step_seconds: Sequence[float], *, network: NetworkSpec | None,
                  num_params: int, jitter: np.random.Generator, availability: Sequence[Timeline | None],
-                 lockstep: bool = False):
+                 lockstep: bool = False, local_servers: bool = False):
         self.devices, self.lockstep = list(devices), lockstep
         self.steps = [Time.of(s) for s in step_seconds]
         self.jitter = jitter
         self.availability = list(availability)
         self.churn = any(self.availability)
         self.download: list[Time] | None = None  # per worker; None: communication takes no time
+        self.network = network
         if network is not None:  # the engine passes none for the lockstep baseline, which sends nothing
-            upload_bytes = wire_bytes(num_params, network.dtype, network.block)  # int8 / fp4: plus block scales
-            download_bytes = wire_bytes(num_params, network.model_dtype, network.block)
-            links = [worker_link(network, d.latency_ms or 0.0, d.bandwidth_gbps or math.inf, d.region) for d in devices]
-            self.ingress = Time.of(transfer_seconds(upload_bytes, network.server_bandwidth_gbps, 0.0))
-            self.download = [Time.of(link.transfer(download_bytes)) for link in links]
-            self.upload = [Time.of(link.transfer(upload_bytes)) for link in links]
+            self.upload_bytes = wire_bytes(num_params, network.dtype, network.block)  # int8 / fp4: plus block scales
+            self.download_bytes = wire_bytes(num_params, network.model_dtype, network.block)
+            # with a server per region (HALoS) a worker's path is its region's path to itself, and that
+            # server's ingress is not shared (sim/schedules/hierarchical.py)
+            links = [worker_link(network, d.latency_ms or 0.0, d.bandwidth_gbps or math.inf, d.region,
+                                 to=d.region if local_servers else network.server_region) for d in devices]
+            ingress = 0.0 if local_servers else transfer_seconds(self.upload_bytes, network.server_bandwidth_gbps, 0.0)
+            self.ingress = Time.of(ingress)
+            self.download = [Time.of(link.transfer(self.download_bytes)) for link in links]
+            self.upload = [Time.of(link.transfer(self.upload_bytes)) for link in links]
             if self.ingress.seconds == 0 and not any(d.seconds or u.seconds for d, u in zip(self.download, self.upload)):
                 self.download = None  # free links: the same bytes as a run without a network
 
@@ -99,6 +104,13 @@ class Planner:
         upload_start = train_start + self._round(worker, steps)
         reaches = self.reaches(worker, upload_start)
         return RoundPlan(train_start, upload_start, reaches + self.ingress, self._fails((worker,), now, reaches))
+
+    def region_transfer(self, region: str | None, model: bool) -> Time:
+        """A region server's change to the central server (``model``: the central model back), over their path."""
+        if self.network is None:
+            return ZERO
+        latency, bandwidth = self.network.path(region, self.network.server_region)
+        return Time.of(transfer_seconds(self.download_bytes if model else self.upload_bytes, bandwidth, latency))
 
     def reaches(self, worker: int, upload_start: Time) -> Time:
         """When an upload started at ``upload_start`` has crossed the worker's own link."""

@@ -33,6 +33,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     "async_buffer": {"schedule": "async", "outer": {**NESTEROV, "name": "async_buffer", "N": "k"}, "fix": None, "dylu": False},
     "dn": {"schedule": "async", "outer": {**NESTEROV, "name": "delayed_nesterov", "N": "k", "c": 0.0}, "fix": None, "dylu": False},
     "dn_dylu": {"schedule": "async", "outer": {**NESTEROV, "name": "delayed_nesterov", "N": "k", "c": 0.0}, "fix": None, "dylu": True},
+    # HALoS (Kim et al., ICML 2025, arXiv 2506.04531): a Delayed-Nesterov server per region (LPS) pushing every
+    # K of its updates to a global DN server (GPS), workers at the fastest's pace (DyLU). Values of the
+    # authors' public example (examples/run_halos.sh): their lr x buffer is our DN's lr (ours divides by N).
+    "halos": {
+        "schedule": "halos",
+        "outer": {"name": "delayed_nesterov", "lr": 0.3, "momentum": 0.5, "N": 2, "c": 0.0},
+        "fix": None,
+        "dylu": True,
+        "hierarchy": {"K": 32, "alpha": 0.25,
+                      "local_outer": {"name": "delayed_nesterov", "lr": 3.2, "momentum": 0.9, "N": 16, "c": 0.0}},
+    },
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -49,4 +60,5 @@ DESCRIPTIONS: dict[str, str] = {
     "async_buffer": "async buffer (FedBuff-like): Nesterov on the average every N",
     "dn": "Delayed Nesterov (Alg. 3)",
     "dn_dylu": "Delayed Nesterov + Dynamic Local Updates (Eq. 6) - the paper's method",
+    "halos": "HALoS: DN server per region + global DN server (Kim et al. 2025)",
 }

@@ -21,7 +21,7 @@ import yaml
 from sim.outputs import check_run_destination, writing
 
 EVENT_COLUMNS = (
-    "event",  # dispatch | complete | sync | drop | discard | lost | rejoin
+    "event",  # dispatch | complete | sync | drop | discard | lost | rejoin (| push | global | merge: HALoS)
     "job",
     "worker",
     "shard",
@@ -38,15 +38,19 @@ COMM_COLUMNS = (
     "train_start",  # the job's model download is done and training starts
     "upload_start",  # training is done and the upload starts (tau of 'complete' is its arrival)
 )
+#: added for schedules with a server per region (HALoS): the region server (LPS) an event concerns. Server
+#: events (push: an LPS sends its change, global: the global server applies it, merge: the LPS takes the
+#: global model) have job and worker -1.
+SERVER_COLUMNS = ("server",)
 
 
 class Recorder:
     """Collects events and metric rows during a simulation."""
 
-    def __init__(self, method: str, seed: int, comm_columns: bool = False):
+    def __init__(self, method: str, seed: int, comm_columns: bool = False, server_column: bool = False):
         self.method, self.seed = method, seed
-        self.comm_columns = comm_columns
-        self.columns = EVENT_COLUMNS + (COMM_COLUMNS if comm_columns else ())
+        self.comm_columns, self.server_column = comm_columns, server_column
+        self.columns = EVENT_COLUMNS + (COMM_COLUMNS if comm_columns else ()) + (SERVER_COLUMNS if server_column else ())
         self.events: dict[str, list[Any]] = {c: [] for c in self.columns}
         self.metric_rows: list[dict[str, Any]] = []
 
@@ -66,6 +70,7 @@ class Recorder:
         train_loss: float = math.nan,
         train_start: float = math.nan,
         upload_start: float = math.nan,
+        server: int = -1,
     ) -> None:
         ev = self.events
         ev["event"].append(event)
@@ -82,6 +87,8 @@ class Recorder:
         if self.comm_columns:
             ev["train_start"].append(train_start)
             ev["upload_start"].append(upload_start)
+        if self.server_column:
+            ev["server"].append(server)
 
     def rejoin(self, worker: int, *, tau: float, server_version: int, t_local: int) -> None:
         """A device is back up after losing a round (no job: the fields of a job are -1)."""
@@ -115,7 +122,7 @@ def worker_intervals(events: pd.DataFrame) -> pd.DataFrame:
     empty. ``next_start`` is that worker's next dispatch: what lies between
     is waiting (or being down).
     """
-    ev = events.sort_values(["tau", "job"], kind="stable")
+    ev = events[events["job"] >= 0].sort_values(["tau", "job"], kind="stable")  # jobs, not server events
     dispatch = ev[ev["event"] == "dispatch"].set_index("job")
     ended = ev[ev["event"].isin(["complete", "lost"])].set_index("job")
     synced = ev[ev["event"].isin(["sync", "drop"])].set_index("job")

@@ -156,6 +156,43 @@ def _clip_runaways(ax: Any, panel: pd.DataFrame, x: str, log_y: bool) -> None:
     ax.text(0.99, 0.97, note, transform=ax.transAxes, ha="right", va="top", fontsize=7.5, color="0.3")
 
 
+def time_to_target(metrics: pd.DataFrame, table: pd.DataFrame, metric: str, target: float | None) -> pd.DataFrame:
+    """Simulated seconds until each run's eval ``metric`` first reaches ``target`` (lower is better).
+
+    Without a target, each column's (scenario, swept value) target is the
+    worst method's mean final value: a level every method reaches on average,
+    so the table compares how soon. A run that never reaches it has NaN.
+    """
+    targets = table.groupby(["scenario", "sweep"], sort=False)["mean"].max() if target is None else None
+    rows = []
+    for (scenario, sweep, method, seed), g in metrics.groupby(["scenario", "sweep", "method", "seed"], sort=False):
+        goal = target if targets is None else float(targets[(scenario, sweep)])
+        reached = g.loc[g[metric] <= goal, "tau"]
+        rows.append({"scenario": scenario, "sweep": sweep, "method": method, "seed": seed, "target": goal,
+                     "seconds": float(reached.min()) if len(reached) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def time_to_target_markdown(times: pd.DataFrame, methods: list[str]) -> str:
+    """Methods (rows) x columns: mean +- std seconds over the seeds that reached the target, and how many did."""
+    columns = list(dict.fromkeys(zip(times["scenario"], times["sweep"])))
+    label = {c: (c[1] or c[0]) if len({c[0] for c in columns}) == 1 else f"{c[0]} {c[1]}".strip() for c in columns}
+    lines = ["| method | " + " | ".join(f"{label[c]} (target {times.loc[(times.scenario == c[0]) & (times.sweep == c[1]), 'target'].iloc[0]:.4g})"
+                                      for c in columns) + " |", "|---|" + "---|" * len(columns)]
+    for method in [m for m in methods if m in set(times["method"])]:
+        cells = []
+        for scenario, sweep in columns:
+            g = times[(times.scenario == scenario) & (times.sweep == sweep) & (times.method == method)]["seconds"]
+            ok = g.dropna()
+            if not len(ok):
+                cells.append(f"not reached (0/{len(g)})")
+                continue
+            spread = f" ± {ok.std(ddof=1):.1f}" if len(ok) > 1 else ""
+            cells.append(f"{ok.mean():.1f}{spread}" + ("" if len(ok) == len(g) else f" ({len(ok)}/{len(g)} reached)"))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def final_table(runs: pd.DataFrame, metric: str, methods: list[str]) -> pd.DataFrame:
     """Final metric per method (rows) and swept value (columns): mean, std, n; diverged runs flagged."""
     rows = []
@@ -281,7 +318,9 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
     import matplotlib.patches as mpatches
 
     methods = [m for m in methods if m in set(events["method"])]
-    fig, axes = plt.subplots(len(methods), 1, figsize=(11, 1.2 + 0.45 * events["worker"].nunique() * len(methods)),
+    servers = events[events["worker"] < 0]  # HALoS's region servers and global server: rows of their own
+    rows = events.loc[events["worker"] >= 0, "worker"].nunique() + (servers["server"].nunique() + 1 if len(servers) else 0)
+    fig, axes = plt.subplots(len(methods), 1, figsize=(11, 1.2 + 0.45 * rows * len(methods)),
                              squeeze=False, constrained_layout=True)
     any_comm = any_lost = False
     for ax, method in zip(axes[:, 0], methods):
@@ -290,6 +329,12 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
         k = int(jobs["worker"].max()) + 1
         t_end = jobs.groupby("worker")["end"].nth(horizon).max() if len(jobs) > horizon * k else jobs["end"].max()
         t_end = float(t_end) if pd.notna(t_end) else float(jobs["end"].max())
+        labels = [f"w{w}" for w in range(k)]
+        if (ev["worker"] < 0).any():  # HALoS: show at least the first round trip to the global server
+            merges = ev.loc[ev["event"] == "merge", "tau"]
+            t_end = max(t_end, float(merges.iloc[0]) * 1.05) if len(merges) else t_end
+            labels += _plot_server_rows(ax, ev, k, t_end)
+            any_comm = True
         for r in jobs.itertuples():
             if r.start > t_end or pd.isna(r.end):
                 continue
@@ -314,8 +359,8 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
                 if start is None or t - start > window:
                     start = t
                     ax.axvspan(start, min(start + window, t_end), color="C2", alpha=0.15, lw=0)
-        ax.set_yticks(range(k))
-        ax.set_yticklabels([f"w{w}" for w in range(k)])
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels(labels)
         ax.set_xlim(0, t_end)
         ax.invert_yaxis()
         ax.set_title(method, fontsize=10, loc="left")
@@ -333,6 +378,23 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
     fig.suptitle("worker timeline of the first rounds (first seed)")
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def _plot_server_rows(ax: Any, ev: pd.DataFrame, k: int, t_end: float) -> list[str]:
+    """HALoS's rows below the workers: each LPS's syncs and round trips to the GPS, and the GPS's updates."""
+    server_ids = sorted(int(r) for r in ev.loc[ev["server"] >= 0, "server"].unique())
+    gps_row = k + len(server_ids)
+    for row, r in enumerate(server_ids, start=k):
+        mine = ev[ev["server"] == r]
+        syncs = mine.loc[(mine["event"] == "sync") & (mine["tau"] <= t_end), "tau"]
+        ax.plot(syncs, [row] * len(syncs), marker="|", color="k", ms=10, ls="")
+        taus = {kind: list(mine.loc[mine["event"] == kind, "tau"]) for kind in ("push", "global", "merge")}
+        for a, b in [*zip(taus["push"], taus["global"]), *zip(taus["global"], taus["merge"])]:
+            if a <= t_end:
+                ax.barh(row, b - a, left=a, height=0.6, color="C1", alpha=0.85)
+        applied = [t for t in taus["global"] if t <= t_end]
+        ax.plot(applied, [gps_row] * len(applied), marker="|", color="k", ms=14, mew=2, ls="")
+    return [f"LPS {r}" for r in server_ids] + ["GPS"]
 
 
 def plot_staleness(events: pd.DataFrame, path: Path, methods: list[str]) -> None:

@@ -148,6 +148,7 @@ def simulate(
         "final": {k: (v.item() if hasattr(v, "item") else v) for k, v in final.items()},
         "simulated_seconds": outcome.simulated_seconds,
         "jobs": int((events["event"] == "dispatch").sum()),
+        "num_params": int(outcome.theta.numel()),  # for the bytes on the wire (sim/traffic.py)
         "versions": software_versions(),
         **({"code": code} if code else {}),
     }

@@ -56,13 +56,22 @@ SIMULATION_VERSION = 2
 ScheduleName = Literal[tuple(SCHEDULES)]  # type: ignore[valid-type]
 
 
+class HierarchySpec(_Strict):
+    """HALoS's two tiers (sim/schedules/hierarchical.py): a local server per region under one global server."""
+
+    K: int = Field(32, ge=1, le=10**9, description="updates a local server applies between pushes to the global one")
+    alpha: float = Field(0.25, ge=0, le=1, description="weight of the local model when the global one is merged in")
+    local_outer: dict[str, Any] = Field(description="each local server's outer update (N: k = the region's workers)")
+
+
 class MethodSpec(_Strict):
     preset: str
     schedule: ScheduleName
-    outer: dict[str, Any] | None
+    outer: dict[str, Any] | None  # the (global) server's outer update
     fix: dict[str, Any] | None
     dylu: bool
     dylu_speeds: Literal["oracle", "online"] = "oracle"  # known a priori, or estimated from rounds (footnote 3)
+    hierarchy: HierarchySpec | None = None  # only for schedule: halos
 
 
 class ScheduleSpec(_Strict):
@@ -115,6 +124,8 @@ class Scenario(_Strict):
         existed keep their digests and their run folders.
         """
         raw = self.model_dump(mode="json", exclude_none=False)
+        if raw["method"]["hierarchy"] is None:  # added with HALoS: left out, so older digests hold
+            del raw["method"]["hierarchy"]
         if raw["network"] is None:
             del raw["network"]
         elif raw["network"]["block_size"] is None:  # added later: left out, so older digests hold
@@ -261,10 +272,11 @@ def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
         raw_method = {"preset": raw_method}
     if not isinstance(raw_method, dict):
         raise _field_error(source, "method", f"expected a preset name or a mapping, got {type(raw_method).__name__}")
-    unknown = set(raw_method) - {"preset", "schedule", "outer", "fix", "dylu", "dylu_speeds"}
+    unknown = set(raw_method) - {"preset", "schedule", "outer", "fix", "dylu", "dylu_speeds", "hierarchy"}
     if unknown:
         raise _field_error(
-            source, f"method.{sorted(map(str, unknown))[0]}", "unknown field (expected preset, schedule, outer, fix, dylu, dylu_speeds)"
+            source, f"method.{sorted(map(str, unknown))[0]}",
+            "unknown field (expected preset, schedule, outer, fix, dylu, dylu_speeds, hierarchy)"
         )
     preset = raw_method.get("preset", "dn_dylu")
     if not isinstance(preset, str) or preset not in PRESETS:
@@ -293,7 +305,27 @@ def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
     if resolved["schedule"] == "single":
         # The 1-worker baseline copies the worker's model: no outer update to tune.
         resolved["outer"] = resolved["fix"] = None
+    resolved["hierarchy"] = _merge_hierarchy(resolved.get("hierarchy"), raw_method.get("hierarchy"), source,
+                                             resolved["schedule"])
     return resolved
+
+
+def _merge_hierarchy(base: dict[str, Any] | None, given: Any, source: str, schedule: str) -> dict[str, Any] | None:
+    """The preset's hierarchy with the scenario's fields over it (a local outer of the same name merges)."""
+    if given is None or given == "none":
+        return base if given is None else None
+    if schedule != "halos":
+        raise _field_error(source, "method.hierarchy", f"only schedule 'halos' takes one, not {schedule!r} "
+                           "(compare: --method-set halos:method.hierarchy.K=8 sets it for halos alone)")
+    if not isinstance(given, dict):
+        raise _field_error(source, "method.hierarchy", f"expected a mapping, got {type(given).__name__}")
+    merged = {**(base or {}), **given}
+    local, base_local = given.get("local_outer"), (base or {}).get("local_outer") or {}
+    if isinstance(local, str):
+        merged["local_outer"] = {"name": local}
+    elif isinstance(local, dict) and local.get("name", base_local.get("name")) == base_local.get("name"):
+        merged["local_outer"] = {**base_local, **local}
+    return merged
 
 
 def _resolve_traces(devices: list[Any], source: str, field: str, base: Path | None) -> list[Any]:
@@ -452,4 +484,14 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "<scenario>", base: Pa
         raise _field_error(source, "method.outer", f"schedule {method.schedule!r} needs an outer update")
     outer = _check_outer(method.outer, "method.outer", source, scenario.workers.k, wraps=False)
     fix = _check_outer(method.fix, "method.fix", source, scenario.workers.k, wraps=True)
-    return scenario.model_copy(update={"method": method.model_copy(update={"outer": outer, "fix": fix})})
+    update: dict[str, Any] = {"outer": outer, "fix": fix}
+    if method.schedule == "halos" and method.hierarchy is None:
+        raise _field_error(source, "method.hierarchy", "schedule 'halos' needs one (K, alpha, local_outer)")
+    if method.schedule != "halos" and method.hierarchy is not None:
+        raise _field_error(source, "method.hierarchy", f"only schedule 'halos' takes one, not {method.schedule!r} "
+                           "(method.hierarchy: none removes it)")
+    if method.hierarchy is not None:
+        local = _check_outer(method.hierarchy.local_outer, "method.hierarchy.local_outer", source,
+                             scenario.workers.k, wraps=False)
+        update["hierarchy"] = method.hierarchy.model_copy(update={"local_outer": local})
+    return scenario.model_copy(update={"method": method.model_copy(update=update)})

@@ -3,7 +3,9 @@
 One process ("workers") with one track per worker showing each local round
 as a complete event (split into model download, training and upload when
 the scenario models communication; lost rounds and rejoins when it models
-churn), and a "server" track with an instant per sync. Open
+churn), and a "server" track with an instant per sync (HALoS: a track per
+region's server with its syncs, its pushes to the global server and the
+global model coming back, and the global server's updates on its own). Open
 the file at https://ui.perfetto.dev or chrome://tracing. Timestamps are
 simulated microseconds.
 """
@@ -27,7 +29,13 @@ def trace_events(events: pd.DataFrame) -> list[dict[str, Any]]:
         {"ph": "M", "name": "process_name", "pid": WORKERS_PID, "tid": 0, "ts": 0, "args": {"name": "workers"}},
         {"ph": "M", "name": "thread_name", "pid": SERVER_PID, "tid": 0, "ts": 0, "args": {"name": "server"}},
     ]
-    for w in sorted(events["worker"].unique()):
+    hierarchical = "server" in events.columns  # HALoS: one track per region server (LPS), the GPS on "server"
+    if hierarchical:
+        out[2]["args"]["name"] = "global server (GPS)"
+        for r in sorted(events.loc[events["server"] >= 0, "server"].unique()):
+            out.append({"ph": "M", "name": "thread_name", "pid": SERVER_PID, "tid": int(r) + 1, "ts": 0,
+                        "args": {"name": f"LPS {r}"}})
+    for w in sorted(events.loc[events["worker"] >= 0, "worker"].unique()):
         out.append({"ph": "M", "name": "thread_name", "pid": WORKERS_PID, "tid": int(w), "ts": 0, "args": {"name": f"worker {w}"}})
     def span(name: str, cat: str, worker: int, start: float, end: float, args: dict[str, Any]) -> None:
         if end > start:
@@ -46,17 +54,39 @@ def trace_events(events: pd.DataFrame) -> list[dict[str, Any]]:
         span(f"train shard {j.shard} ({j.steps} steps)", "train", w, j.train_start, j.upload_start,
              {**args, "train_loss": float(j.train_loss)})
         span("upload pseudo-gradient", "comm", w, j.upload_start, j.end, args)
+    if hierarchical:
+        out.extend(server_spans(events))
     for r in events.itertuples():
         if r.event in ("sync", "drop", "discard"):
             out.append({
                 "ph": "i", "s": "t", "name": f"{r.event} w{r.worker}", "cat": r.event,
-                "pid": SERVER_PID, "tid": 0, "ts": r.tau * us,
+                "pid": SERVER_PID, "tid": int(r.server) + 1 if hierarchical else 0, "ts": r.tau * us,
                 "args": {"job": int(r.job), "worker": int(r.worker), "staleness": int(r.staleness),
                          "server_version": int(r.server_version), "t_local": int(r.t_local)},
             })
         elif r.event == "rejoin":
             out.append({"ph": "i", "s": "t", "name": "rejoin", "cat": "churn", "pid": WORKERS_PID, "tid": int(r.worker),
                         "ts": r.tau * us, "args": {"server_version": int(r.server_version)}})
+    return out
+
+
+def server_spans(events: pd.DataFrame) -> list[dict[str, Any]]:
+    """HALoS: each LPS's push on its way to the GPS and the global model on its way back, and each global update.
+
+    An LPS has one push out at a time, so its n-th push, global update and merge belong together.
+    """
+    us, out = 1e6, []
+    for server, ev in events[events["worker"] < 0].groupby("server"):
+        tid = int(server) + 1
+        taus = {kind: list(ev.loc[ev["event"] == kind, "tau"]) for kind in ("push", "global", "merge")}
+        for push, applied in zip(taus["push"], taus["global"]):
+            out.append({"ph": "X", "name": "push to GPS", "cat": "comm", "pid": SERVER_PID, "tid": tid,
+                        "ts": push * us, "dur": (applied - push) * us})
+            out.append({"ph": "i", "s": "t", "name": f"global update (LPS {server})", "cat": "global",
+                        "pid": SERVER_PID, "tid": 0, "ts": applied * us})
+        for applied, merge in zip(taus["global"], taus["merge"]):
+            out.append({"ph": "X", "name": "global model back", "cat": "comm", "pid": SERVER_PID, "tid": tid,
+                        "ts": applied * us, "dur": (merge - applied) * us})
     return out
 
 

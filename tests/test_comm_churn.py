@@ -194,7 +194,7 @@ churn_fleets = st.builds(
     t_max=st.integers(1, 300),
     grace=st.sampled_from([0.0, 0.5, 3.0, 1e9]),
     grace_wait=st.sampled_from(["last_sync", "window"]),
-    preset=st.sampled_from(["async_diloco", "dn_dylu", "async_buffer", "diloco", "finetune_1w"]),
+    preset=st.sampled_from(["async_diloco", "dn_dylu", "async_buffer", "diloco", "finetune_1w", "halos"]),
     comm=st.booleans(),
     seed=st.integers(0, 1000),
 )
@@ -203,13 +203,24 @@ churn_fleets = st.builds(
 CHURN_DIM, CHURN_GBPS, CHURN_LATENCY_MS = 1000, 0.5, 30.0  # the property test's model size and links
 
 
+#: HALoS in the property test: two regions, a slow path between them, a push every 2 local updates
+HALOS_REGIONS = ("near", "far")
+HALOS_PATHS = [{"between": ["near", "far"], "latency_ms": 80.0, "bandwidth_gbps": 0.05}]
+HALOS_SMALL_K = {"hierarchy": {"K": 2}}
+
+
 def churn_scenario(p):
     extra = [{"availability": {"mean_up_s": up, "mean_down_s": p["down"]}} if up else {} for up in p["up"][: len(p["speeds"])]]
     if p["comm"]:
         extra = [{**x, "bandwidth_gbps": CHURN_GBPS, "latency_ms": CHURN_LATENCY_MS} for x in extra]
+    network = {"server_bandwidth_gbps": 0.2} if p["comm"] else None
+    halos = p["preset"] == "halos"
+    if halos:  # workers alternate between two regions; the global server is in the first
+        extra = [{**x, "region": HALOS_REGIONS[w % 2]} for w, x in enumerate(extra)]
+        network = {**(network or {}), "server_region": "near", "regions": HALOS_PATHS}
     return scenario(p["speeds"], preset=p["preset"], H=p["H"], t_max=p["t_max"], grace=p["grace"], grace_wait=p["grace_wait"],
-                    seed=p["seed"], device_extra=extra, trainer_config={"dim": CHURN_DIM},
-                    network={"server_bandwidth_gbps": 0.2} if p["comm"] else None)
+                    seed=p["seed"], device_extra=extra, trainer_config={"dim": CHURN_DIM}, network=network,
+                    method=HALOS_SMALL_K if halos else None)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -237,6 +248,10 @@ def test_with_churn_every_job_syncs_once_or_is_lost_or_discarded_and_time_moves_
             assert up.seconds == row.tau, "dispatched to a device that is down"
         elif row.event in ("complete", "lost", "discard"):
             busy[row.worker] = False
+    if sc.method.schedule == "halos":  # each local server: push, global update, merge, in turn, one at a time
+        for server, kinds in ev[ev["worker"] < 0].groupby("server")["event"]:
+            cycle = ["push", "global", "merge"]
+            assert list(kinds) == (cycle * len(kinds))[: len(kinds)], (server, list(kinds))
     # t_local counts exactly the synced steps
     synced = ev[ev["event"] == "sync"]
     per_step = sc.workers.k if single else 1
@@ -249,11 +264,14 @@ def test_with_churn_every_job_syncs_once_or_is_lost_or_discarded_and_time_moves_
     assert (lost["tau"].to_numpy() < dispatched.loc[lost["job"], "upload_start"].to_numpy() + upload_s).all()
 
 
-@pytest.mark.parametrize("preset", ["dn_dylu", "diloco", "finetune_1w"])
+@pytest.mark.parametrize("preset", ["dn_dylu", "diloco", "finetune_1w", "halos"])
 def test_resume_with_communication_and_churn_gives_the_same_hash(preset):
-    extra = [{"bandwidth_gbps": 0.05, "latency_ms": 50, "availability": {"mean_up_s": 40, "mean_down_s": 8}}] * 4
+    extra = [{"bandwidth_gbps": 0.05, "latency_ms": 50, "availability": {"mean_up_s": 40, "mean_down_s": 8},
+              "region": HALOS_REGIONS[w % 2]} for w in range(4)]
+    network = {"dtype": "bf16", "server_bandwidth_gbps": 0.1, "server_region": "near", "regions": HALOS_PATHS}
     sc = scenario([0.58, 0.75, 1.51, 3.33], preset=preset, trainer="toy", trainer_config=TINY_TOY, t_max=400, eval_every=50,
-                  grace=0.5, jitter=0.2, device_extra=extra, network={"dtype": "bf16", "server_bandwidth_gbps": 0.1})
+                  grace=0.5, jitter=0.2, device_extra=extra, network=network,
+                  method=HALOS_SMALL_K if preset == "halos" else None)
     expected = simulate(sc).run_hash
     saved: list[bytes] = []
 
@@ -269,6 +287,8 @@ def test_resume_with_communication_and_churn_gives_the_same_hash(preset):
     rec = fresh(Checkpoints(keep, every=2)).run().recorder
     assert run_hash(rec.metrics_frame(), rec.events_frame()) == expected
     assert "lost" in rec.events["event"] and len(saved) >= 3
+    if preset == "halos":  # pushes and global models were on their way at some of the checkpoints
+        assert rec.events["event"].count("merge") >= 3
     for blob in saved[:: max(1, len(saved) // 4)]:
         resumed = fresh()
         resumed.load_state_dict(torch.load(io.BytesIO(blob), weights_only=False))

@@ -67,11 +67,16 @@ def _hash(text: str) -> str:
     return re.search(r"run hash: ([0-9a-f]{64})", text).group(1)
 
 
-def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_hash(tmp_path):
+@pytest.mark.parametrize("scenario_file, method", [
+    ("very_heterogeneous.yaml", []),
+    # HALoS across three regions with churn: pushes and global models in flight when killed
+    ("geo_distributed.yaml", ["--method", "halos", "--set", "method.hierarchy.K=4"]),
+])
+def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_hash(tmp_path, scenario_file, method):
     exe = [sys.executable, "-m", "sim.cli"]
-    scen = str(ROOT / "scenarios" / "very_heterogeneous.yaml")
+    scen = str(ROOT / "scenarios" / scenario_file)
     args = ["run", scen, "-q", "--checkpoint-every", "5", "--set", "schedule.t_max=6000", "--set", "trainer.config.hidden=32",
-            "--set", "trainer.config.shard_size=2000", "--set", "eval.every=500"]
+            "--set", "trainer.config.shard_size=2000", "--set", "eval.every=500", *method]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     full = subprocess.run([*exe, *args, "--out", str(tmp_path / "full")], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert full.returncode == 0, full.stderr

@@ -15,6 +15,7 @@ SCHEDULES: dict[str, str] = {
     "async": "sim.schedules.asynchronous:Asynchronous",  # Algorithm 2 + 5 (grace period)
     "sync": "sim.schedules.synchronous:Synchronous",  # Algorithm 1 (DiLoCo)
     "single": "sim.schedules.single:SingleWorker",  # the 1-worker k x batch baseline
+    "halos": "sim.schedules.hierarchical:Hierarchical",  # HALoS: a server per region under a global one
 }
 
 

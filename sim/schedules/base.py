@@ -28,6 +28,8 @@ from trainers.base import JobResult
 if TYPE_CHECKING:  # annotations only
     import torch
 
+    from sim.compression import Links
+
 
 class Run(Protocol):
     """What a schedule sees of the run and may do to it (sim.engine.Simulation implements it)."""
@@ -35,13 +37,15 @@ class Run(Protocol):
     k: int  # workers
     state: RunState  # read it (the clock ``now``, ``diverged``...); change it through the methods below
     jobs: JobTable  # the jobs in flight, and the devices' pending rejoins
+    theta: torch.Tensor  # the (central) server's model: read it, change it through the methods below
+    links: Links  # what the network's encodings make of a model or a pseudo-gradient
 
     def advance(self, t: Time) -> None:
         """Move the clock to ``t`` (a decision taken at ``t``, not at an arrival)."""
         ...
 
-    def dispatch(self, workers: Sequence[int], state: Any = None) -> None:
-        """Start a round on each worker that is up, all from the current model (Algorithm 4)."""
+    def dispatch(self, workers: Sequence[int], state: Any = None, model: torch.Tensor | None = None) -> list[Job]:
+        """Start a round on each worker that is up, all from the current model, or ``model`` (Algorithm 4)."""
         ...
 
     def apply(self, job: Job, delta: torch.Tensor) -> None:
@@ -54,6 +58,22 @@ class Run(Protocol):
 
     def adopt(self, job: Job, delta: torch.Tensor) -> None:
         """Take the worker's model as the server's (the 1-worker baseline)."""
+        ...
+
+    def record_sync(self, job: Job, staleness: int, applied: bool, server: int) -> None:
+        """Record that region server ``server`` applied (or dropped) ``job``'s pseudo-gradient."""
+        ...
+
+    def apply_global(self, delta: torch.Tensor, staleness: int, server: int) -> None:
+        """One outer step of the central server on region server ``server``'s accumulated change."""
+        ...
+
+    def server_event(self, kind: str, server: int, staleness: int = -1) -> None:
+        """Record something a server did (a push, a merge)."""
+        ...
+
+    def transfer_time(self, region: str | None, model: bool) -> Time:
+        """How long a region server's push (``model``: the central model back) takes across the region matrix."""
         ...
 
     def evaluate(self) -> None:
@@ -74,6 +94,9 @@ class Schedule(ABC):
 
     #: each job runs on every device in lockstep with k x the batch and nothing is communicated (the baseline)
     lockstep: ClassVar[bool] = False
+    #: workers talk to a server in their own region, which talks to the central one (HALoS); the records
+    #: then say which server each event concerns (:meth:`server_of`)
+    local_servers: ClassVar[bool] = False
 
     def __init__(self, scenario: Scenario):
         self.sc = scenario
@@ -93,6 +116,10 @@ class Schedule(ABC):
     @abstractmethod
     def on_rejoin(self, run: Run, worker: int, at: Time) -> None:
         """``worker``, down when it should have started a round, is back up at ``at``."""
+
+    def server_of(self, worker: int) -> int:
+        """The server ``worker`` talks to: -1 for the central one, r for region r's own (``local_servers``)."""
+        return -1
 
     def wake_at(self, run: Run, arrival: Job | None) -> Time | None:
         """When the schedule acts on its own next (None: only when something happens), given the next arrival."""
