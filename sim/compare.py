@@ -328,9 +328,9 @@ def build_report(
     target: float | None = None,
 ) -> dict[str, Path]:
     """Write plots, tables and report.md for a finished comparison (``target``: of the time-to-target table)."""
-    from sim.report import (budget_markdown, final_table, plot_compare_curves, plot_staleness, plot_time_budget,
-                            plot_timeline, primary_metric, table_markdown, time_to_target, time_to_target_markdown,
-                            worker_time_budget)
+    from sim.report import (budget_markdown, column_labels, final_table, plot_compare_curves, plot_staleness,
+                            plot_time_budget, plot_timeline, primary_metric, table_markdown, time_to_target,
+                            time_to_target_markdown, worker_time_budget)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics, events, runs = load_results(specs)
@@ -377,7 +377,8 @@ def build_report(
     budget_sections = []
     for method, budget in budgets.items():
         budget_sections += [f"**{method}**", "", budget_markdown(budget), ""]
-    wall = table.pivot_table(index="method", columns="sweep", values="simulated_seconds", sort=False)
+    wall = table.assign(column=column_labels(table)).pivot_table(index="method", columns="column",
+                                                                  values="simulated_seconds", sort=False)
     times = time_to_target(metrics, table, metric, target)
     times.to_csv(files["time_to_target_csv"], index=False)
     traffic = runs.groupby(["method"], sort=False)[list(TRAFFIC_COLUMNS)].mean()

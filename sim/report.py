@@ -175,14 +175,15 @@ def time_to_target(metrics: pd.DataFrame, table: pd.DataFrame, metric: str, targ
 
 def time_to_target_markdown(times: pd.DataFrame, methods: list[str]) -> str:
     """Methods (rows) x columns: mean +- std seconds over the seeds that reached the target, and how many did."""
-    columns = list(dict.fromkeys(zip(times["scenario"], times["sweep"])))
-    label = {c: (c[1] or c[0]) if len({c[0] for c in columns}) == 1 else f"{c[0]} {c[1]}".strip() for c in columns}
-    lines = ["| method | " + " | ".join(f"{label[c]} (target {times.loc[(times.scenario == c[0]) & (times.sweep == c[1]), 'target'].iloc[0]:.4g})"
-                                      for c in columns) + " |", "|---|" + "---|" * len(columns)]
+    times = times.assign(column=column_labels(times))
+    columns = list(dict.fromkeys(times["column"]))
+    target = times.groupby("column")["target"].first()
+    lines = ["| method | " + " | ".join(f"{c} (target {target[c]:.4g})" for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
     for method in [m for m in methods if m in set(times["method"])]:
         cells = []
-        for scenario, sweep in columns:
-            g = times[(times.scenario == scenario) & (times.sweep == sweep) & (times.method == method)]["seconds"]
+        for column in columns:
+            g = times[(times.column == column) & (times.method == method)]["seconds"]
             ok = g.dropna()
             if not len(ok):
                 cells.append(f"not reached (0/{len(g)})")
@@ -219,13 +220,23 @@ def final_table(runs: pd.DataFrame, metric: str, methods: list[str]) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def column_labels(frame: pd.DataFrame, axis_label: str | None = None) -> pd.Series:
+    """One report column per (scenario, swept value): the scenario's name, the swept value, or both when both vary."""
+    several = frame["scenario"].nunique() > 1
+    swept = frame["sweep"].astype(str)
+    if axis_label:
+        swept = axis_label + "=" + swept
+        return frame["scenario"] + " " + swept if several else swept
+    return frame["scenario"] + (" " + swept).where(swept != "", "") if several or (swept == "").all() else swept
+
+
 def table_markdown(table: pd.DataFrame, metric: str, axis_label: str | None) -> str:
-    """Methods as rows, the swept axis (or scenarios) as columns, 'mean ± std'."""
+    """Methods as rows, the swept axis (or scenarios, or both) as columns, 'mean ± std'."""
     table = table.copy()
-    table["column"] = table["sweep"] if axis_label else table["scenario"]
+    table["column"] = column_labels(table, axis_label)
     columns = list(dict.fromkeys(table["column"]))
     methods = list(dict.fromkeys(table["method"]))
-    head = f"| method | " + " | ".join(f"{axis_label or 'scenario'}={c}" if axis_label else str(c) for c in columns) + " |"
+    head = "| method | " + " | ".join(map(str, columns)) + " |"
     lines = [head, "|---|" + "---|" * len(columns)]
     for method in methods:
         cells = []

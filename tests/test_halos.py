@@ -96,3 +96,16 @@ def test_time_to_target_is_the_first_eval_at_or_below_the_worst_final():
     given = time_to_target(metrics, table, "loss", 1.8).set_index("method")
     assert given.loc["a", "seconds"] == 20.0 and pd.isna(given.loc["b", "seconds"])
     assert "not reached (0/1)" in time_to_target_markdown(given.reset_index(), ["a", "b"])
+
+
+def test_a_comparison_of_two_scenarios_with_a_swept_axis_keeps_every_column():
+    from sim.report import column_labels, table_markdown
+
+    table = pd.DataFrame({"scenario": ["a", "a", "b", "b"], "sweep": ["1", "2", "1", "2"], "method": "m",
+                          "mean": [1.0, 2.0, 3.0, 4.0], "std": 0.0, "n": 1, "diverged": 0, "stalled": 0})
+    assert list(column_labels(table, "K")) == ["a K=1", "a K=2", "b K=1", "b K=2"]
+    assert "| m | 1.0000 | 2.0000 | 3.0000 | 4.0000 |" in table_markdown(table, "loss", "K")
+    one = table[table.scenario == "a"]
+    assert list(column_labels(one, "K")) == ["K=1", "K=2"] and list(column_labels(one)) == ["1", "2"]
+    plain = table.assign(sweep="")
+    assert list(column_labels(plain)) == ["a", "a", "b", "b"]
