@@ -381,11 +381,13 @@ def build_report(
                                                                   values="simulated_seconds", sort=False)
     times = time_to_target(metrics, table, metric, target)
     times.to_csv(files["time_to_target_csv"], index=False)
-    traffic = runs.groupby(["method"], sort=False)[list(TRAFFIC_COLUMNS)].mean()
     traffic_section = []
-    if traffic["gb_sent"].any():
-        traffic_section = ["## Bytes sent (GB per run, mean over seeds and columns): in all, and across regions", "",
-                           _frame_markdown(traffic.reindex([m for m in methods if m in traffic.index]), digits=4), ""]
+    if runs["gb_sent"].any():
+        labelled = runs.assign(column=column_labels(runs))
+        for col, what in zip(TRAFFIC_COLUMNS, ("in all", "across regions")):
+            frame = labelled.pivot_table(index="method", columns="column", values=col, sort=False)
+            traffic_section += [f"## GB sent per run {what} (mean over seeds)", "",
+                                _frame_markdown(frame.reindex([m for m in methods if m in frame.index]), digits=4), ""]
     seeds = sorted({s.seed for s in specs})
     lines = [
         f"# Comparison: {', '.join(sorted({s.scenario.name for s in specs}))}",
