@@ -9,8 +9,6 @@ the device jitter and the churn timelines never shift one another.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from sim.executors import EXECUTORS, ProcessExecutor, RayExecutor, SerialExecutor
@@ -46,11 +44,6 @@ def build_outer(scenario: Scenario) -> OuterUpdate | None:
         return None
     outer = construct(method.outer, k)
     return outer if method.fix is None else construct(method.fix, k, base=outer)
-
-
-def build_local_outer(spec: dict[str, Any], workers: int) -> OuterUpdate:
-    """A region's own server's outer update (HALoS's LPS); ``N: k`` is the region's number of workers."""
-    return construct(spec, workers)
 
 
 def make_executor(name: str, scenario: Scenario, trainer: Trainer, jobs: int | None = None,

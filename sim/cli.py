@@ -129,6 +129,10 @@ def _narrow_table(*headers: str, wrap: str) -> Table:
     return table
 
 
+INTERRUPTED_RUNS = ("interrupted; finished runs are kept and interrupted ones saved their state "
+                    "(no report written); run the same command again to continue")
+
+
 class RunsProgress:
     """A progress bar over whole runs (compare, reproduce, sweep): done, running, queued."""
 
@@ -145,8 +149,13 @@ class RunsProgress:
         self.bar.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        """Stops the bar; a stop by signal or a user error ends the command in one line."""
         self.bar.stop()
+        if isinstance(exc, RunInterrupted):
+            fail(INTERRUPTED_RUNS, code=130)
+        if isinstance(exc, UserError):
+            fail_with(exc)
 
     def total(self, n: int) -> None:
         self.bar.update(self.task, total=n)
@@ -177,10 +186,6 @@ class RunsProgress:
         self._show(f"done: {label}" + (" (reused)" if reused else ""))
 
 
-INTERRUPTED_RUNS = ("interrupted; finished runs are kept and interrupted ones saved their state "
-                    "(no report written); run the same command again to continue")
-
-
 def _report_folder(out: Optional[Path], name: Optional[str], default_name: str) -> Path:
     if out is not None and name is not None:
         fail("--out and --name both name the report folder; give one")
@@ -192,15 +197,8 @@ def _execute(specs: list[Any], jobs: Optional[int], quiet: bool) -> int:
 
     threads = max((s.scenario.compute.threads for s in specs), default=1)
     with RunsProgress(len(specs), quiet) as progress:
-        try:
-            computed = cmp.execute(specs, jobs=jobs or default_jobs(threads), on_done=progress.done,
-                                   on_start=progress.started, on_pretrain=progress.pretraining)
-        except RunInterrupted:
-            progress.bar.stop()
-            fail(INTERRUPTED_RUNS, code=130)
-        except UserError as exc:
-            progress.bar.stop()
-            fail_with(exc)
+        computed = cmp.execute(specs, jobs=jobs or default_jobs(threads), on_done=progress.done,
+                               on_start=progress.started, on_pretrain=progress.pretraining)
     notice = cmp.version_notice(specs)
     if notice:
         err_console.print(f"note: {notice}", markup=False)
@@ -291,18 +289,11 @@ def reproduce(
                                 notes=notes)
     threads = load(scenario, None, list(set_)).compute.threads
     with RunsProgress(quiet=quiet) as progress:
-        try:
-            check_report_destination(out_dir, command, force)
-            report = run_reproduction(scenario, out_dir, seed_list, jobs or default_jobs(threads), list(set_), command,
-                                      on_plan=progress.total, on_done=progress.done, notes=notes_text,
-                                      on_start=progress.started, on_pretrain=progress.pretraining,
-                                      wide_sets=list(wide_set), method_sets=per_method, budget_rounds=rounds)
-        except RunInterrupted:
-            progress.bar.stop()
-            fail(INTERRUPTED_RUNS, code=130)
-        except UserError as exc:
-            progress.bar.stop()
-            fail_with(exc)
+        check_report_destination(out_dir, command, force)
+        report = run_reproduction(scenario, out_dir, seed_list, jobs or default_jobs(threads), list(set_), command,
+                                  on_plan=progress.total, on_done=progress.done, notes=notes_text,
+                                  on_start=progress.started, on_pretrain=progress.pretraining,
+                                  wide_sets=list(wide_set), method_sets=per_method, budget_rounds=rounds)
     console.print(f"report: {report}")
 
 

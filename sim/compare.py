@@ -380,6 +380,7 @@ def build_report(
     wall = table.assign(column=column_labels(table)).pivot_table(index="method", columns="column",
                                                                   values="simulated_seconds", sort=False)
     times = time_to_target(metrics, table, metric, target)
+    target_source = "given by --target" if target is not None else f"the worst method's mean final {metric}"
     times.to_csv(files["time_to_target_csv"], index=False)
     traffic_section = []
     if runs["gb_sent"].any():
@@ -412,8 +413,7 @@ def build_report(
         "",
         time_to_target_markdown(times, methods),
         "",
-        f"The target is {'given by --target' if target is not None else 'the worst method' + chr(39) + 's mean final ' + metric}"
-        f" in each column: the first evaluation at or below it (`time_to_target.csv`).",
+        f"The target is {target_source} in each column: the first evaluation at or below it (`time_to_target.csv`).",
         "",
         *traffic_section,
         f"## Eval {metric} against total local updates",

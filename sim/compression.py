@@ -32,13 +32,15 @@ from typing import Any, Literal
 
 import torch
 
-from sim.network import DEFAULT_BLOCK
+from sim.network import DEFAULT_BLOCK, NetworkSpec
 
 Format = Literal["fp32", "bf16", "int8", "fp4"]
 #: payload bits per value, without the block scales
 VALUE_BITS: dict[str, int] = {"fp32": 32, "bf16": 16, "int8": 8, "fp4": 4}
 #: bytes of one block scale (an E8M0 exponent)
 SCALE_BYTES = 1
+#: the largest magnitude of a block-scaled format's grid: a block's amax is scaled to at most this
+LARGEST: dict[str, float] = {"int8": 127.0, "fp4": 6.0}
 
 _E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
 
@@ -47,6 +49,16 @@ def wire_bytes(n: int, fmt: Format, block: int = DEFAULT_BLOCK) -> int:
     """Bytes on the wire for ``n`` values: the payload plus one scale per block (int8, fp4)."""
     payload = math.ceil(n * VALUE_BITS[fmt] / 8)
     return payload + (math.ceil(n / block) * SCALE_BYTES if fmt in ("int8", "fp4") else 0)
+
+
+def payload_bytes(net: NetworkSpec, n: int) -> tuple[int, int]:
+    """(upload, download) bytes of one pseudo-gradient and one model of ``n`` values on ``net``'s encodings."""
+    return wire_bytes(n, net.dtype, net.block), wire_bytes(n, net.model_dtype, net.block)
+
+
+def _blocks(flat: torch.Tensor, block: int) -> torch.Tensor:
+    """The flat vector as rows of ``block`` values, zero-padded at the end."""
+    return torch.nn.functional.pad(flat, (0, (-flat.numel()) % block)).reshape(-1, block)
 
 
 def _block_scales(blocks: torch.Tensor, top: float) -> torch.Tensor:
@@ -76,13 +88,11 @@ def roundtrip(x: torch.Tensor, fmt: Format, block: int = DEFAULT_BLOCK) -> torch
         return flat.to(torch.bfloat16).to(x.dtype).reshape(x.shape)
     if fmt not in ("int8", "fp4"):
         raise ValueError(f"unknown format {fmt!r}; expected fp32, bf16, int8 or fp4")
-    pad = (-flat.numel()) % block
-    blocks = torch.nn.functional.pad(flat, (0, pad)).reshape(-1, block)
+    blocks = _blocks(flat, block)
+    scale = _block_scales(blocks, LARGEST[fmt])
     if fmt == "int8":
-        scale = _block_scales(blocks, 127.0)
         decoded = torch.round(blocks / scale).clamp(-127, 127) * scale  # torch.round: half to even
     else:
-        scale = _block_scales(blocks, 6.0)
         decoded = _round_to_grid(blocks / scale, _E2M1.to(blocks.device, blocks.dtype)) * scale
     return decoded.reshape(-1)[: flat.numel()].reshape(x.shape)
 
@@ -94,9 +104,8 @@ def error_bound(x: torch.Tensor, fmt: Format, block: int = DEFAULT_BLOCK) -> tor
         return (flat.abs() * (2.0**-24 if flat.dtype == torch.float64 else 0.0)).reshape(x.shape)
     if fmt == "bf16":
         return (flat.abs() * 2.0**-8).reshape(x.shape)
-    pad = (-flat.numel()) % block
-    blocks = torch.nn.functional.pad(flat, (0, pad)).reshape(-1, block)
-    scale = _block_scales(blocks, 127.0 if fmt == "int8" else 6.0)
+    blocks = _blocks(flat, block)
+    scale = _block_scales(blocks, LARGEST[fmt])
     bound = (scale / 2 if fmt == "int8" else scale).expand_as(blocks)
     return bound.reshape(-1)[: flat.numel()].reshape(x.shape)
 

@@ -22,6 +22,7 @@ import simpy
 import torch
 
 from sim.build import STREAM_CHURN, STREAM_JITTER, STREAM_SHARDS, stream
+from sim.checkpointing import Resumable
 from sim.churn import timelines
 from sim.compression import Links
 from sim.dispatch import Dispatcher
@@ -29,7 +30,6 @@ from sim.jobs import Job, JobTable
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.planner import Planner, step_times
 from sim.records import Recorder
-from sim.checkpointing import Resumable
 from sim.runstate import Checkpoints, Outcome, RunState
 from sim.scenario import Scenario
 from sim.schedules import schedule_class

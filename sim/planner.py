@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from sim.churn import Timeline
-from sim.compression import wire_bytes
+from sim.compression import payload_bytes
 from sim.errors import UserError
 from sim.network import NetworkSpec, fifo_arrivals, transfer_seconds, worker_link
 from sim.profiles import Device, jitter_factor
@@ -68,8 +68,7 @@ class Planner:
         self.download: list[Time] | None = None  # per worker; None: communication takes no time
         self.network = network
         if network is not None:  # the engine passes none for the lockstep baseline, which sends nothing
-            self.upload_bytes = wire_bytes(num_params, network.dtype, network.block)  # int8 / fp4: plus block scales
-            self.download_bytes = wire_bytes(num_params, network.model_dtype, network.block)
+            self.upload_bytes, self.download_bytes = payload_bytes(network, num_params)  # block scales included
             # with a server per region (HALoS) a worker's path is its region's path to itself, and that
             # server's ingress is not shared (sim/schedules/hierarchical.py)
             links = [worker_link(network, d.latency_ms or 0.0, d.bandwidth_gbps or math.inf, d.region,
@@ -109,7 +108,7 @@ class Planner:
         """A region server's change to the central server (``model``: the central model back), over their path."""
         if self.network is None:
             return ZERO
-        latency, bandwidth = self.network.path(region, self.network.server_region)
+        latency, bandwidth = self.network.path(region)
         return Time.of(transfer_seconds(self.download_bytes if model else self.upload_bytes, bandwidth, latency))
 
     def reaches(self, worker: int, upload_start: Time) -> Time:

@@ -114,6 +114,22 @@ class Recorder:
         return pd.DataFrame(self.metric_rows)
 
 
+def server_round_trips(events: pd.DataFrame) -> pd.DataFrame:
+    """HALoS: per region server (LPS) and push, when it left, was ``applied`` by the global server, and came back merged.
+
+    An LPS has one push out at a time, so its n-th push, global update and
+    merge belong together. ``merge`` is NaN for a model still on its way when
+    the run ended (``applied`` too, for a push still on its way).
+    """
+    rows = []
+    for server, ev in events[events["worker"] < 0].groupby("server"):
+        taus = {kind: list(ev.loc[ev["event"] == kind, "tau"]) for kind in ("push", "global", "merge")}
+        for n, push in enumerate(taus["push"]):
+            applied, merge = (taus[kind][n] if n < len(taus[kind]) else math.nan for kind in ("global", "merge"))
+            rows.append({"server": int(server), "push": push, "applied": applied, "merge": merge})
+    return pd.DataFrame(rows, columns=["server", "push", "applied", "merge"])
+
+
 def worker_intervals(events: pd.DataFrame) -> pd.DataFrame:
     """Per job: [start, train_start) download, [train_start, upload_start) training, [upload_start, end) upload.
 

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sim.records import worker_intervals  # noqa: E402
+from sim.records import server_round_trips, worker_intervals  # noqa: E402
 
 #: the metric shown first for each trainer family: lower is better
 PRIMARY_METRICS = ("perplexity", "loss")
@@ -222,12 +222,12 @@ def final_table(runs: pd.DataFrame, metric: str, methods: list[str]) -> pd.DataF
 
 def column_labels(frame: pd.DataFrame, axis_label: str | None = None) -> pd.Series:
     """One report column per (scenario, swept value): the scenario's name, the swept value, or both when both vary."""
-    several = frame["scenario"].nunique() > 1
     swept = frame["sweep"].astype(str)
     if axis_label:
         swept = axis_label + "=" + swept
-        return frame["scenario"] + " " + swept if several else swept
-    return frame["scenario"] + (" " + swept).where(swept != "", "") if several or (swept == "").all() else swept
+    if frame["scenario"].nunique() == 1 and (swept != "").any():
+        return swept
+    return (frame["scenario"] + " " + swept).str.rstrip()  # scenario names have no spaces
 
 
 def table_markdown(table: pd.DataFrame, metric: str, axis_label: str | None) -> str:
@@ -341,9 +341,9 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
         t_end = jobs.groupby("worker")["end"].nth(horizon).max() if len(jobs) > horizon * k else jobs["end"].max()
         t_end = float(t_end) if pd.notna(t_end) else float(jobs["end"].max())
         labels = [f"w{w}" for w in range(k)]
-        if (ev["worker"] < 0).any():  # HALoS: show at least the first round trip to the global server
-            merges = ev.loc[ev["event"] == "merge", "tau"]
-            t_end = max(t_end, float(merges.iloc[0]) * 1.05) if len(merges) else t_end
+        if (ev["worker"] < 0).any():  # HALoS: show at least every region server's first round trip
+            merges = ev[ev["event"] == "merge"].groupby("server")["tau"].min()
+            t_end = max(t_end, float(merges.max()) * 1.05) if len(merges) else t_end
             labels += _plot_server_rows(ax, ev, k, t_end)
             any_comm = True
         for r in jobs.itertuples():
@@ -394,17 +394,18 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
 def _plot_server_rows(ax: Any, ev: pd.DataFrame, k: int, t_end: float) -> list[str]:
     """HALoS's rows below the workers: each LPS's syncs and round trips to the GPS, and the GPS's updates."""
     server_ids = sorted(int(r) for r in ev.loc[ev["server"] >= 0, "server"].unique())
+    row_of = {r: k + i for i, r in enumerate(server_ids)}
     gps_row = k + len(server_ids)
-    for row, r in enumerate(server_ids, start=k):
-        mine = ev[ev["server"] == r]
-        syncs = mine.loc[(mine["event"] == "sync") & (mine["tau"] <= t_end), "tau"]
-        ax.plot(syncs, [row] * len(syncs), marker="|", color="k", ms=10, ls="")
-        taus = {kind: list(mine.loc[mine["event"] == kind, "tau"]) for kind in ("push", "global", "merge")}
-        for a, b in [*zip(taus["push"], taus["global"]), *zip(taus["global"], taus["merge"])]:
-            if a <= t_end:
-                ax.barh(row, b - a, left=a, height=0.6, color="C1", alpha=0.85)
-        applied = [t for t in taus["global"] if t <= t_end]
-        ax.plot(applied, [gps_row] * len(applied), marker="|", color="k", ms=14, mew=2, ls="")
+    syncs = ev[(ev["event"] == "sync") & (ev["tau"] <= t_end)]
+    ax.plot(syncs["tau"], syncs["server"].map(row_of), marker="|", color="k", ms=10, ls="")
+    trips = server_round_trips(ev)
+    trips = trips[trips["push"] <= t_end]
+    for trip in trips.itertuples():
+        for a, b in ((trip.push, trip.applied), (trip.applied, trip.merge)):
+            if pd.notna(b):
+                ax.barh(row_of[trip.server], b - a, left=a, height=0.6, color="C1", alpha=0.85)
+    applied = trips.loc[trips["applied"] <= t_end, "applied"]
+    ax.plot(applied, [gps_row] * len(applied), marker="|", color="k", ms=14, mew=2, ls="")
     return [f"LPS {r}" for r in server_ids] + ["GPS"]
 
 

@@ -287,21 +287,8 @@ def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
         if key in raw_method:
             resolved[key] = raw_method[key]
     for key in ("outer", "fix"):
-        if key not in raw_method or resolved["schedule"] == "single":
-            continue
-        value = raw_method[key]
-        if value is None or value == "none":
-            resolved[key] = None
-        elif isinstance(value, str):
-            resolved[key] = {"name": value}
-        elif isinstance(value, dict):
-            base = resolved[key] or {}
-            # A new name starts from that method's own defaults; same name merges.
-            resolved[key] = {**base, **value} if value.get("name", base.get("name")) == base.get("name") else dict(value)
-            if "name" not in resolved[key]:
-                raise _field_error(source, f"method.{key}.name", "required field is missing")
-        else:
-            raise _field_error(source, f"method.{key}", f"expected a name or a mapping, got {type(value).__name__}")
+        if key in raw_method and resolved["schedule"] != "single":
+            resolved[key] = _merge_component(resolved[key], raw_method[key], f"method.{key}", source)
     if resolved["schedule"] == "single":
         # The 1-worker baseline copies the worker's model: no outer update to tune.
         resolved["outer"] = resolved["fix"] = None
@@ -320,11 +307,27 @@ def _merge_hierarchy(base: dict[str, Any] | None, given: Any, source: str, sched
     if not isinstance(given, dict):
         raise _field_error(source, "method.hierarchy", f"expected a mapping, got {type(given).__name__}")
     merged = {**(base or {}), **given}
-    local, base_local = given.get("local_outer"), (base or {}).get("local_outer") or {}
-    if isinstance(local, str):
-        merged["local_outer"] = {"name": local}
-    elif isinstance(local, dict) and local.get("name", base_local.get("name")) == base_local.get("name"):
-        merged["local_outer"] = {**base_local, **local}
+    if "local_outer" in given:
+        merged["local_outer"] = _merge_component((base or {}).get("local_outer"), given["local_outer"],
+                                                 "method.hierarchy.local_outer", source)
+    return merged
+
+
+def _merge_component(base: dict[str, Any] | None, value: Any, field: str, source: str) -> dict[str, Any] | None:
+    """An outer update or fix as given over the preset's: ``none``, a name, or a mapping.
+
+    A mapping with a new name starts from that component's own defaults; the same name merges.
+    """
+    if value is None or value == "none":
+        return None
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, dict):
+        raise _field_error(source, field, f"expected a name or a mapping, got {type(value).__name__}")
+    base = base or {}
+    merged = {**base, **value} if value.get("name", base.get("name")) == base.get("name") else dict(value)
+    if "name" not in merged:
+        raise _field_error(source, f"{field}.name", "required field is missing")
     return merged
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from sim.records import worker_intervals
+from sim.records import server_round_trips, worker_intervals
 
 WORKERS_PID, SERVER_PID = 1, 0
 
@@ -71,22 +71,19 @@ def trace_events(events: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def server_spans(events: pd.DataFrame) -> list[dict[str, Any]]:
-    """HALoS: each LPS's push on its way to the GPS and the global model on its way back, and each global update.
-
-    An LPS has one push out at a time, so its n-th push, global update and merge belong together.
-    """
+    """HALoS: each LPS's push on its way to the GPS and the global model on its way back, and each global update."""
     us, out = 1e6, []
-    for server, ev in events[events["worker"] < 0].groupby("server"):
-        tid = int(server) + 1
-        taus = {kind: list(ev.loc[ev["event"] == kind, "tau"]) for kind in ("push", "global", "merge")}
-        for push, applied in zip(taus["push"], taus["global"]):
-            out.append({"ph": "X", "name": "push to GPS", "cat": "comm", "pid": SERVER_PID, "tid": tid,
-                        "ts": push * us, "dur": (applied - push) * us})
-            out.append({"ph": "i", "s": "t", "name": f"global update (LPS {server})", "cat": "global",
-                        "pid": SERVER_PID, "tid": 0, "ts": applied * us})
-        for applied, merge in zip(taus["global"], taus["merge"]):
+    for trip in server_round_trips(events).itertuples():
+        tid = trip.server + 1
+        if pd.isna(trip.applied):  # the push was still on its way when the run ended
+            continue
+        out.append({"ph": "X", "name": "push to GPS", "cat": "comm", "pid": SERVER_PID, "tid": tid,
+                    "ts": trip.push * us, "dur": (trip.applied - trip.push) * us})
+        out.append({"ph": "i", "s": "t", "name": f"global update (LPS {trip.server})", "cat": "global",
+                    "pid": SERVER_PID, "tid": 0, "ts": trip.applied * us})
+        if pd.notna(trip.merge):
             out.append({"ph": "X", "name": "global model back", "cat": "comm", "pid": SERVER_PID, "tid": tid,
-                        "ts": applied * us, "dur": (merge - applied) * us})
+                        "ts": trip.applied * us, "dur": (trip.merge - trip.applied) * us})
     return out
 
 

@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sim.compression import wire_bytes
+from sim.compression import payload_bytes
 from sim.scenario import Scenario
 
 TRAFFIC_COLUMNS = ("gb_sent", "gb_inter_region")
+
+
+def crosses(a: str | None, b: str | None) -> bool:
+    """A transfer between regions ``a`` and ``b`` is inter-region: both named, and different."""
+    return a is not None and b is not None and a != b
 
 
 def run_traffic(events: pd.DataFrame, scenario: Scenario, num_params: int) -> dict[str, float]:
@@ -31,25 +36,20 @@ def run_traffic(events: pd.DataFrame, scenario: Scenario, num_params: int) -> di
     net = scenario.network
     if net is None or scenario.method.schedule == "single":
         return dict.fromkeys(TRAFFIC_COLUMNS, 0.0)
-    up, down = wire_bytes(num_params, net.dtype, net.block), wire_bytes(num_params, net.model_dtype, net.block)
+    up, down = payload_bytes(net, num_params)
     region = [scenario.workers.device(w).region for w in range(scenario.workers.k)]
-    local = "server" in events.columns  # HALoS: workers talk to their own region's server
-
-    def crosses(a: str | None) -> bool:
-        far_end = a if local else net.server_region
-        return a is not None and far_end is not None and a != far_end
-
+    local = "server" in events.columns  # HALoS: workers talk to their own region's server, never across
     jobs = events[events["job"] >= 0]
-    downloads = jobs.loc[jobs["event"] == "dispatch", "worker"].map(lambda w: region[w])
-    uploads = jobs.loc[jobs["event"] == "complete", "worker"].map(lambda w: region[w])
-    sent = len(downloads) * down + len(uploads) * up
-    inter = downloads.map(crosses).sum() * down + uploads.map(crosses).sum() * up
+    sent = inter = 0
+    for kind, size in (("dispatch", down), ("complete", up)):
+        ends = [region[w] for w in jobs.loc[jobs["event"] == kind, "worker"]]
+        sent += len(ends) * size
+        inter += 0 if local else sum(crosses(r, net.server_region) for r in ends) * size
     if local:
+        lps_region = {int(s): region[int(w)] for s, w in jobs.groupby("server")["worker"].first().items()}
         servers = events[events["job"] < 0]
-        lps_region = {int(s): region[int(w)] for s, w in
-                      jobs.loc[jobs["event"] == "dispatch"].groupby("server")["worker"].first().items()}
         for kind, size in (("push", up), ("global", down)):  # each global update sends the model back
-            ends = servers.loc[servers["event"] == kind, "server"].map(lambda s: lps_region[int(s)])
+            ends = [lps_region[int(s)] for s in servers.loc[servers["event"] == kind, "server"]]
             sent += len(ends) * size
-            inter += sum(size for r in ends if r is not None and net.server_region is not None and r != net.server_region)
-    return {"gb_sent": sent / 1e9, "gb_inter_region": float(inter) / 1e9}
+            inter += sum(crosses(r, net.server_region) for r in ends) * size
+    return {"gb_sent": sent / 1e9, "gb_inter_region": inter / 1e9}

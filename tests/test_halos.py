@@ -46,7 +46,7 @@ def test_only_pushes_and_global_models_cross_regions_and_the_bytes_add_up():
     halos = simulate(geo("halos", method={"hierarchy": {"K": 2}}))
     flat = simulate(geo("dn_dylu"))
     ev = halos.events
-    per_model = wire_bytes(DIM, "fp32", 32)
+    per_model = wire_bytes(DIM, "fp32")
     far = {int(s) for s in ev.loc[(ev["job"] >= 0) & ev["worker"].isin([2, 3]), "server"]}
     assert far == {1}  # LPS 1 serves the "away" workers
     crossings = ((ev["event"].isin(["push", "global"])) & (ev["server"] == 1)).sum()
@@ -66,7 +66,8 @@ def test_only_pushes_and_global_models_cross_regions_and_the_bytes_add_up():
 
 def test_each_round_trip_takes_the_region_path_both_ways():
     ev = simulate(geo("halos", method={"hierarchy": {"K": 2}})).events
-    trip = 0.05 + wire_bytes(DIM, "fp32", 32) * 8 / 0.01e9  # latency + bytes / bandwidth, each way
+    path = NETWORK["regions"][0]  # home <-> away
+    trip = path["latency_ms"] / 1e3 + wire_bytes(DIM, "fp32") * 8 / (path["bandwidth_gbps"] * 1e9)  # each way
     for server, one_way in ((0, 0.0), (1, trip)):
         mine = ev[(ev["server"] == server) & (ev["worker"] < 0)]
         push, glob, merge = (mine.loc[mine["event"] == k, "tau"].to_numpy() for k in ("push", "global", "merge"))
@@ -109,3 +110,16 @@ def test_a_comparison_of_two_scenarios_with_a_swept_axis_keeps_every_column():
     assert list(column_labels(one, "K")) == ["K=1", "K=2"] and list(column_labels(one)) == ["1", "2"]
     plain = table.assign(sweep="")
     assert list(column_labels(plain)) == ["a", "a", "b", "b"]
+
+
+def test_round_trips_pair_each_push_with_its_global_update_and_merge_and_keep_one_still_on_its_way():
+    from sim.records import server_round_trips
+
+    ev = pd.DataFrame({"event": ["push", "global", "merge", "push", "push", "global"], "worker": -1,
+                       "server": [0, 0, 0, 0, 1, 1], "tau": [1.0, 2.0, 3.0, 4.0, 1.5, 2.5]})
+    trips = server_round_trips(ev).fillna(-1.0)  # -1: still on its way when the run ended
+    assert trips.to_dict("list") == {"server": [0, 0, 1], "push": [1.0, 4.0, 1.5], "applied": [2.0, -1.0, 2.5],
+                                     "merge": [3.0, -1.0, -1.0]}
+    spans = trace_events(ev.assign(job=-1, shard=-1, steps=0, dispatch_version=-1, staleness=-1, t_local=0,
+                                   server_version=0, train_loss=float("nan")))
+    assert sum(e["name"] == "push to GPS" for e in spans) == 2  # the push still on its way draws nothing

@@ -34,10 +34,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sim.build import build_local_outer
 from sim.errors import UserError
 from sim.jobs import Job
 from sim.outer.base import OuterUpdate, PseudoGradient
+from sim.outer.registry import construct
 from sim.scenario import Scenario
 from sim.schedules.base import Run, Schedule
 from sim.simtime import ZERO, Time
@@ -52,6 +52,7 @@ class LocalServer:
     """One region's LPS: its model, its outer update, and where it stands with the GPS."""
 
     workers: list[int]
+    region: str | None  # where it sits; its pushes cross this region's path to the global server's
     outer: OuterUpdate
     theta: torch.Tensor | None = None  # set when the run starts (from the initial model)
     merged: torch.Tensor | None = None  # theta_r^merged: the model after the last merge
@@ -83,16 +84,15 @@ class Hierarchical(Schedule):
         self.K, self.alpha = hierarchy.K, hierarchy.alpha
         regions = [scenario.workers.device(w).region for w in range(scenario.workers.k)]
         names = list(dict.fromkeys(regions))  # in order of first appearance: LPS 0 serves worker 0
-        self.region_names = [str(name) for name in names]
         self.lps_of = [names.index(region) for region in regions]
         self.servers = []
-        for r in range(len(names)):
+        for r, region in enumerate(names):
             members = [w for w, s in enumerate(self.lps_of) if s == r]
-            outer = build_local_outer(hierarchy.local_outer, len(members))
+            outer = construct(hierarchy.local_outer, len(members))  # N: k means the region's workers
             if outer.needs_dispatch_theta:
                 raise UserError(f"method.hierarchy.local_outer: {hierarchy.local_outer['name']!r} needs the model "
                                 "a job started from, which local servers do not keep")
-            self.servers.append(LocalServer(members, outer))
+            self.servers.append(LocalServer(members, region, outer))
         self.transfers: list[Transfer] = []  # in flight, in the order they were sent
         self.ready: list[int] = []  # workers whose pseudo-gradient is in, to train again at this instant
         self.now = ZERO  # when the schedule last acted
@@ -124,7 +124,7 @@ class Hierarchical(Schedule):
             lps.version += 1
         if lps.version == lps.merged_version + self.K and not lps.pushing:
             lps.pushing = True
-            arrives = run.state.now + run.transfer_time(self.region_of(r), model=False)
+            arrives = run.state.now + run.transfer_time(lps.region, model=False)
             self.transfers.append(Transfer(arrives, "push", r, run.links.received(lps.merged - lps.theta)))
             run.server_event("push", server=r)
         self.ready.append(job.worker)
@@ -140,9 +140,6 @@ class Hierarchical(Schedule):
         self._dispatch(run, lps, [worker])
 
     # -- what happens between the tiers, and when -------------------------------------------
-    def region_of(self, server: int) -> str | None:
-        return self.sc.workers.device(self.servers[server].workers[0]).region
-
     def _due(self) -> Transfer | None:
         return min(self.transfers, key=lambda t: t.at, default=None)  # the first sent among equal times
 
@@ -174,7 +171,7 @@ class Hierarchical(Schedule):
         if transfer.kind == "push":  # at the GPS
             run.apply_global(transfer.payload, run.state.version - lps.global_version, server=transfer.server)
             run.evaluate()
-            back = run.state.now + run.transfer_time(self.region_of(transfer.server), model=True)
+            back = run.state.now + run.transfer_time(lps.region, model=True)
             self.transfers.append(Transfer(back, "model", transfer.server, run.links.download(run.theta),
                                            run.state.version))
             return
