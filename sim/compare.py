@@ -24,7 +24,7 @@ from sim.prepare import PretrainProgress, pretrain_once
 from sim.records import is_complete_run, read_summary
 from sim.runner import default_run_folder
 from sim.scenario import Scenario, load_scenario, parse_override
-from sim.traffic import TRAFFIC_COLUMNS, run_traffic
+from sim.traffic import PEAK_COLUMNS, TRAFFIC_COLUMNS, peak_rates, run_traffic
 
 DEFAULT_METHODS = ("finetune_1w", "diloco", "async_diloco", "async_poly", "async_buffer", "dn_dylu")
 
@@ -306,6 +306,7 @@ def load_results(specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
                 "folder": str(spec.folder),
                 **{f"final_{k}": v for k, v in s["final"].items() if k not in ("method", "seed")},
                 **run_traffic(e, spec.scenario, s.get("num_params") or _num_params(spec.scenario)),
+                **peak_rates(e, spec.scenario, s.get("num_params") or _num_params(spec.scenario)),
             }
         )
     return pd.concat(metrics, ignore_index=True), pd.concat(events, ignore_index=True), pd.DataFrame(rows)
@@ -389,6 +390,13 @@ def build_report(
             frame = labelled.pivot_table(index="method", columns="column", values=col, sort=False)
             traffic_section += [f"## GB sent per run {what} (mean over seeds)", "",
                                 _frame_markdown(frame.reindex([m for m in methods if m in frame.index]), digits=4), ""]
+        peaks = labelled.pivot_table(index="method", columns="column", values=list(PEAK_COLUMNS), sort=False)
+        peaks = peaks.reindex([m for m in methods if m in peaks.index])
+        for col, what in zip(PEAK_COLUMNS, ("Peak rate on the server's link (Gbit/s", "Peak rate on the busiest "
+                                            "worker's link (Gbit/s", "Largest single transfer (MB")):
+            traffic_section += [f"## {what}, mean over seeds)", "", _frame_markdown(peaks[col], digits=4), ""]
+        traffic_section += ["A transfer counts at its average rate, bytes over the time from leaving to landing "
+                            "(queueing included); rates of transfers on one link at once add up (sim/traffic.py).", ""]
     seeds = sorted({s.seed for s in specs})
     lines = [
         f"# Comparison: {', '.join(sorted({s.scenario.name for s in specs}))}",

@@ -7,6 +7,7 @@ round as a pure function of the model it starts from.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
@@ -79,3 +80,13 @@ class Dispatcher:
         self.sampler.rng.bit_generator.state = state["rng"]
         self.lr_counters = list(state["lr_counters"])
         self.speed_estimates = dict(state["speed_estimates"])
+
+
+def segment(spec: JobSpec, start: int, stop: int, batch_size: int, keep_state: bool) -> JobSpec:
+    """Steps ``start .. stop`` of a round drawn by :meth:`Dispatcher.spec`: the same shard, data and learning rates.
+
+    A schedule that cuts a round into jobs (Streaming DiLoCo syncs fragments
+    mid-round) trains exactly what the whole round would have, in pieces.
+    """
+    offset = spec.data_offset + start * batch_size * spec.batch_multiplier
+    return dataclasses.replace(spec, lrs=spec.lrs[start:stop], data_offset=offset, keep_optimizer_state=keep_state)

@@ -26,7 +26,7 @@ from sim.checkpointing import Resumable
 from sim.churn import timelines
 from sim.compression import Links
 from sim.dispatch import Dispatcher
-from sim.jobs import Job, JobTable
+from sim.jobs import Finished, Job, JobTable
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.planner import Planner, step_times
 from sim.records import Recorder
@@ -34,7 +34,7 @@ from sim.runstate import Checkpoints, Outcome, RunState
 from sim.scenario import Scenario
 from sim.schedules import schedule_class
 from sim.simtime import Time, later
-from trainers.base import Executor, JobResult, Trainer
+from trainers.base import Executor, JobResult, JobSpec, ReportsLayers, Trainer
 
 #: a run stops as stalled after this many jobs per worker in a row are lost to churn
 STALL_LOSSES_PER_WORKER = 50
@@ -55,6 +55,8 @@ class Simulation(Resumable):
         devices = [scenario.workers.device(w) for w in range(self.k)]
         seconds = step_times(devices, trainer)
         self.theta = trainer.init_params()
+        self.batch_size = trainer.batch_size()
+        self.layer_sizes = trainer.layer_sizes() if isinstance(trainer, ReportsLayers) else None
         net = None if self.schedule.lockstep else scenario.network  # the 1-worker baseline sends nothing
         self.links = Links() if net is None else Links(net.dtype, net.model_dtype, net.block)
         self.planner = Planner(devices, seconds, network=net, num_params=self.theta.numel(),
@@ -65,7 +67,7 @@ class Simulation(Resumable):
                                      stream(scenario.seed, STREAM_SHARDS), seconds, lockstep=self.schedule.lockstep)
         self.recorder = Recorder(scenario.method.preset, scenario.seed,  # comm / churn columns when they happen
                                  comm_columns=self.planner.communicates or self.planner.churn,
-                                 server_column=self.schedule.local_servers)
+                                 server_column=self.schedule.local_servers, transfer_columns=self.schedule.overlaps)
         self.jobs = JobTable()
         self.state = RunState(next_checkpoint=checkpoints.every if checkpoints else 0)
         self.env = simpy.Environment()  # the clock; order comes from the job table
@@ -158,9 +160,58 @@ class Simulation(Resumable):
             self._event("dispatch", job)
             started.append(job)
         if self.planner.communicates:  # uploads queue on the server's link: re-plan the arrivals
-            uploads = {j.worker: j.upload_start for j in self.jobs.by_worker() if j.lost_at is None}
+            uploads = {j.worker: j.upload_start for j in self.jobs.by_worker() if j.lost_at is None and j.uploads}
             self.jobs.reschedule(self.planner.arrivals(uploads, self.state.uplink_free))
         return started
+
+    def train(self, worker: int, model: torch.Tensor, spec: JobSpec, state: Any = None, jitter: float = 1.0) -> Job | None:
+        """A job that only trains, from ``model`` on the device now (None, with a rejoin queued, if it is down).
+
+        Its result is collected when training ends: what it sends and when
+        is the schedule's (Streaming DiLoCo's fragments, eager updates).
+        ``jitter``: the device's factor for it, drawn by :meth:`draw_jitter`.
+        """
+        now = self.state.now
+        back = self.planner.up_at(worker, now)
+        if back != now:
+            self.jobs.rejoin_at(worker, back)
+            return None
+        end, lost_at = self.planner.train_only(worker, now, spec.steps, jitter)
+        job = Job(id=self.state.next_job_id, worker=worker, spec=spec, dispatch_version=self.state.version,
+                  dispatched_at=now, completes_at=end if lost_at is None else lost_at, train_start=now,
+                  upload_start=end, lost_at=lost_at, snapshot=model, state=state, keep_theta=False, uploads=False)
+        self.state.next_job_id += 1
+        self.jobs.start(job, self.executor)
+        self._event("dispatch", job)
+        return job
+
+    def draw_spec(self, worker: int) -> tuple[JobSpec, float]:
+        """The next round's spec for ``worker`` (Algorithm 4) and its device's jitter factor, drawn now."""
+        return self.dispatcher.spec(worker), self.planner.draw_jitter(worker)
+
+    def link_time(self, worker: int, num_bytes: int) -> Time:
+        return self.planner.link_time(worker, num_bytes)
+
+    def ingress_time(self, num_bytes: int) -> Time:
+        return self.planner.ingress_time(num_bytes)
+
+    def apply_part(self, index: torch.Tensor | None, outer: OuterUpdate, mean: torch.Tensor,
+                   members: Sequence[tuple[Finished, int]]) -> None:
+        """One outer step of ``outer`` on the model's values at ``index`` (None: all), members' steps counted."""
+        if index is None:
+            outer.step(self.theta, PseudoGradient(delta=mean))
+        else:
+            part = self.theta.index_select(0, index)
+            outer.step(part, PseudoGradient(delta=mean))
+            self.theta.index_copy_(0, index, part)
+        for job, steps in members:
+            self._count(steps)
+            self._event("sync", job, staleness=0)
+        self.state.version += 1
+
+    def record_transfer(self, kind: str, job: Finished, fragment: int, sent: Time, num_bytes: int) -> None:
+        """A transfer the schedule moved landed now (upload: at the server; download: at the worker), or a merge."""
+        self._event(kind, job, fragment=fragment, nbytes=num_bytes, sent=sent.seconds)
 
     def apply(self, job: Job, delta: torch.Tensor) -> None:
         assert self.outer is not None
@@ -174,7 +225,7 @@ class Simulation(Resumable):
             s.last_worker = job.worker
         self._event("sync" if applied else "drop", job, staleness=staleness)
 
-    def apply_mean(self, jobs: Sequence[Job], mean: torch.Tensor) -> None:
+    def apply_mean(self, jobs: Sequence[Job | Finished], mean: torch.Tensor) -> None:
         assert self.outer is not None
         self.outer.step(self.theta, PseudoGradient(delta=mean))
         for job in jobs:
@@ -234,9 +285,12 @@ class Simulation(Resumable):
     # -- arrivals and losses -----------------------------------------------------------------
     def _collect(self, job: Job) -> JobResult:
         """Await an arrived job's result, check it, and record its completion."""
-        result, s = self.links.upload(job.future.result()), self.state
+        s = self.state
+        result = self.links.upload(job.future.result()) if job.uploads else job.future.result()
         self.advance(job.completes_at)
-        s.uplink_free, s.losses_in_a_row = job.completes_at, 0  # a pseudo-gradient arrived: churn is not losing all
+        if job.uploads:
+            s.uplink_free = job.completes_at
+        s.losses_in_a_row = 0  # a round came back: churn is not losing all
         self.dispatcher.observe(job.worker, job.spec.steps, job.completes_at.seconds - job.dispatched_at.seconds)
         loss = float(result.train_loss)
         if not (loss <= s.loss_limit and math.isfinite(float(result.delta.sum()))):  # NaN and inf survive a sum
@@ -265,7 +319,7 @@ class Simulation(Resumable):
         self.state.t_local += steps
         self.progress(self.state.t_local, self.sc.schedule.t_max, None)  # the bar moves with synced work
 
-    def _event(self, kind: str, job: Job, **extra: Any) -> None:
+    def _event(self, kind: str, job: Job | Finished, **extra: Any) -> None:
         s = self.state
         if self.recorder.comm_columns:
             extra.update(train_start=job.train_start.seconds, upload_start=job.upload_start.seconds)

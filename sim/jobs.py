@@ -36,7 +36,11 @@ NEVER = _Never()
 
 @dataclass(eq=False)
 class Job:
-    """One local round in flight (without communication, it trains from dispatch to arrival)."""
+    """One local round in flight (without communication, it trains from dispatch to arrival).
+
+    A job that does not upload (``uploads=False``) completes when its training
+    ends; the schedule then sends what it wants over its own transfers.
+    """
 
     id: int
     worker: int
@@ -50,6 +54,7 @@ class Job:
     snapshot: torch.Tensor | None  # the model it started from, shared by the jobs dispatched with it
     state: Any  # worker state carried into the round (the 1-worker baseline's optimizer)
     keep_theta: bool  # the outer update needs the model the job started from (delay compensation)
+    uploads: bool = True  # False: it only trains; the schedule moves what it sends (Streaming DiLoCo, eager)
     future: JobFuture = NEVER  # set when the job starts (:meth:`JobTable.start`)
 
     @property
@@ -82,6 +87,33 @@ class Job:
         for key in _TIMES:
             fields[key] = None if plain[key] is None else Time.from_plain(plain[key])
         return cls(**fields)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What the records need of a completed job, kept by a schedule until the sync it feeds closes."""
+
+    id: int
+    worker: int
+    spec: JobSpec
+    dispatch_version: int
+    train_start: Time
+    upload_start: Time
+
+    @classmethod
+    def of(cls, job: Job) -> Finished:
+        return cls(job.id, job.worker, job.spec, job.dispatch_version, job.train_start, job.upload_start)
+
+    def plain(self) -> dict[str, Any]:
+        return {"id": self.id, "worker": self.worker, "spec": dataclasses.asdict(self.spec),
+                "dispatch_version": self.dispatch_version, "train_start": self.train_start.plain(),
+                "upload_start": self.upload_start.plain()}
+
+    @classmethod
+    def from_plain(cls, plain: dict[str, Any]) -> Finished:
+        spec = JobSpec(**{**plain["spec"], "lrs": tuple(plain["spec"]["lrs"])})
+        return cls(plain["id"], plain["worker"], spec, plain["dispatch_version"], Time.from_plain(plain["train_start"]),
+                   Time.from_plain(plain["upload_start"]))
 
 
 _TIMES = ("dispatched_at", "completes_at", "train_start", "upload_start", "lost_at")

@@ -71,12 +71,12 @@ class Planner:
             self.upload_bytes, self.download_bytes = payload_bytes(network, num_params)  # block scales included
             # with a server per region (HALoS) a worker's path is its region's path to itself, and that
             # server's ingress is not shared (sim/schedules/hierarchical.py)
-            links = [worker_link(network, d.latency_ms or 0.0, d.bandwidth_gbps or math.inf, d.region,
+            self.links = [worker_link(network, d.latency_ms or 0.0, d.bandwidth_gbps or math.inf, d.region,
                                  to=d.region if local_servers else network.server_region) for d in devices]
             ingress = 0.0 if local_servers else transfer_seconds(self.upload_bytes, network.server_bandwidth_gbps, 0.0)
             self.ingress = Time.of(ingress)
-            self.download = [Time.of(link.transfer(self.download_bytes)) for link in links]
-            self.upload = [Time.of(link.transfer(self.upload_bytes)) for link in links]
+            self.download = [Time.of(link.transfer(self.download_bytes)) for link in self.links]
+            self.upload = [Time.of(link.transfer(self.upload_bytes)) for link in self.links]
             if self.ingress.seconds == 0 and not any(d.seconds or u.seconds for d, u in zip(self.download, self.upload)):
                 self.download = None  # free links: the same bytes as a run without a network
 
@@ -87,9 +87,32 @@ class Planner:
 
     def _round(self, worker: int, steps: int) -> Time:
         """Training time of one round: steps x step time x the device's jitter factor (sim/profiles.py)."""
+        return self.training(worker, steps, self.draw_jitter(worker))
+
+    def draw_jitter(self, worker: int) -> float:
+        """The device's jitter factor for its next round (one draw from the jitter stream; 1 without jitter)."""
         jitter = self.devices[worker].jitter
+        return jitter_factor(jitter, self.jitter) if jitter > 0 else 1.0
+
+    def training(self, worker: int, steps: int, factor: float) -> Time:
+        """steps x step time, scaled by a jitter factor drawn by :meth:`draw_jitter`."""
         duration = self.steps[worker] * steps
-        return duration.scaled(jitter_factor(jitter, self.jitter)) if jitter > 0 else duration
+        return duration.scaled(factor) if self.devices[worker].jitter > 0 else duration
+
+    def train_only(self, worker: int, start: Time, steps: int, factor: float) -> tuple[Time, Time | None]:
+        """(end, lost_at) of training that starts at ``start``, its inputs already on the device."""
+        end = start + self.training(worker, steps, factor)
+        return end, self._fails((worker,), start, end)
+
+    def link_time(self, worker: int, num_bytes: int) -> Time:
+        """Seconds for ``num_bytes`` over the worker's own path to the server (either way)."""
+        return ZERO if self.network is None else Time.of(self.links[worker].transfer(num_bytes))
+
+    def ingress_time(self, num_bytes: int) -> Time:
+        """Seconds ``num_bytes`` hold the server's shared ingress link."""
+        if self.network is None:
+            return ZERO
+        return Time.of(transfer_seconds(num_bytes, self.network.server_bandwidth_gbps, 0.0))
 
     def plan(self, worker: int, now: Time, steps: int) -> RoundPlan:
         """Times of a round of ``steps`` local steps dispatched to ``worker`` at ``now``."""

@@ -44,6 +44,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "hierarchy": {"K": 32, "alpha": 0.25,
                       "local_outer": {"name": "delayed_nesterov", "lr": 3.2, "momentum": 0.9, "N": 16, "c": 0.0}},
     },
+    # Streaming DiLoCo (Douillard et al. 2025, arXiv 2501.18512): P fragments strided over layers, each synced
+    # every H steps, H / P apart; 1 inner step of overlap and alpha 0.5 (their Fig. 8, 10); inner state kept.
+    "streaming_diloco": {
+        "schedule": "streaming",
+        "outer": NESTEROV,
+        "fix": None,
+        "dylu": False,
+        "streaming": {"fragments": 2, "overlap": 1, "alpha": 0.5, "inner_state": "keep"},
+    },
+    # DiLoCo with its outer step overlapped by the next round (Kale et al. 2025, arXiv 2502.12996): each worker
+    # steps its own replica with its fresh pseudo-gradient standing in for its share (eager, Alg. 3), or with the
+    # previous round's average (naive one-step delay, Alg. 2).
+    "eager_diloco": {"schedule": "eager", "outer": NESTEROV, "fix": None, "dylu": False},
+    "delayed_diloco": {"schedule": "delayed", "outer": NESTEROV, "fix": None, "dylu": False},
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -61,4 +75,7 @@ DESCRIPTIONS: dict[str, str] = {
     "dn": "Delayed Nesterov (Alg. 3)",
     "dn_dylu": "Delayed Nesterov + Dynamic Local Updates (Eq. 6) - the paper's method",
     "halos": "HALoS: DN server per region + global DN server (Kim et al. 2025)",
+    "streaming_diloco": "Streaming DiLoCo: fragments synced in turn, tau-step overlap (Douillard et al. 2025)",
+    "eager_diloco": "DiLoCo with eager updates: outer step overlapped, own share fresh (Kale et al. 2025)",
+    "delayed_diloco": "DiLoCo with the outer step one round late (Kale et al. 2025, Alg. 2)",
 }

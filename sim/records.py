@@ -21,7 +21,8 @@ import yaml
 from sim.outputs import check_run_destination, writing
 
 EVENT_COLUMNS = (
-    "event",  # dispatch | complete | sync | drop | discard | lost | rejoin (| push | global | merge: HALoS)
+    "event",  # dispatch | complete | sync | drop | discard | lost | rejoin (| push | global | merge: HALoS;
+    # | upload | download | merge: TRANSFER_COLUMNS)
     "job",
     "worker",
     "shard",
@@ -42,15 +43,22 @@ COMM_COLUMNS = (
 #: events (push: an LPS sends its change, global: the global server applies it, merge: the LPS takes the
 #: global model) have job and worker -1.
 SERVER_COLUMNS = ("server",)
+#: added for schedules that move their own transfers while workers train (Streaming DiLoCo, eager updates):
+#: ``upload`` rows (tau: at the server) and ``download`` rows (tau: at the worker) with the part of the
+#: model they carry (``fragment``, -1: all of it), their size, and when they were ``sent``; ``merge`` rows
+#: when a worker takes a fragment in. Other events have fragment -1, bytes 0, sent NaN.
+TRANSFER_COLUMNS = ("fragment", "bytes", "sent")
 
 
 class Recorder:
     """Collects events and metric rows during a simulation."""
 
-    def __init__(self, method: str, seed: int, comm_columns: bool = False, server_column: bool = False):
+    def __init__(self, method: str, seed: int, comm_columns: bool = False, server_column: bool = False,
+                 transfer_columns: bool = False):
         self.method, self.seed = method, seed
-        self.comm_columns, self.server_column = comm_columns, server_column
-        self.columns = EVENT_COLUMNS + (COMM_COLUMNS if comm_columns else ()) + (SERVER_COLUMNS if server_column else ())
+        self.comm_columns, self.server_column, self.transfer_columns = comm_columns, server_column, transfer_columns
+        self.columns = (EVENT_COLUMNS + (COMM_COLUMNS if comm_columns else ()) + (SERVER_COLUMNS if server_column else ())
+                        + (TRANSFER_COLUMNS if transfer_columns else ()))
         self.events: dict[str, list[Any]] = {c: [] for c in self.columns}
         self.metric_rows: list[dict[str, Any]] = []
 
@@ -71,6 +79,9 @@ class Recorder:
         train_start: float = math.nan,
         upload_start: float = math.nan,
         server: int = -1,
+        fragment: int = -1,
+        nbytes: int = 0,
+        sent: float = math.nan,
     ) -> None:
         ev = self.events
         ev["event"].append(event)
@@ -89,6 +100,10 @@ class Recorder:
             ev["upload_start"].append(upload_start)
         if self.server_column:
             ev["server"].append(server)
+        if self.transfer_columns:
+            ev["fragment"].append(fragment)
+            ev["bytes"].append(nbytes)
+            ev["sent"].append(sent)
 
     def rejoin(self, worker: int, *, tau: float, server_version: int, t_local: int) -> None:
         """A device is back up after losing a round (no job: the fields of a job are -1)."""

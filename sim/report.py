@@ -333,7 +333,7 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
     rows = events.loc[events["worker"] >= 0, "worker"].nunique() + (servers["server"].nunique() + 1 if len(servers) else 0)
     fig, axes = plt.subplots(len(methods), 1, figsize=(11, 1.2 + 0.45 * rows * len(methods)),
                              squeeze=False, constrained_layout=True)
-    any_comm = any_lost = False
+    any_comm = any_lost = any_overlap = False
     for ax, method in zip(axes[:, 0], methods):
         ev = events[events["method"] == method]
         jobs = worker_intervals(ev)
@@ -362,6 +362,8 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
                 ax.barh(r.worker, r.next_start - r.end, left=r.end, height=0.6, color="C3", alpha=0.35)
             if pd.notna(r.sync):
                 ax.plot([r.sync], [r.worker], marker="|", color="k", ms=14, mew=2)
+        if "sent" in ev.columns:  # Streaming DiLoCo / eager: transfers under each worker's training
+            any_overlap = _plot_transfers(ax, ev, t_end) or any_overlap
         window = grace.get(method, 0.0)
         syncs = ev[(ev["event"] == "sync") & (ev["tau"] <= t_end)]["tau"].to_numpy()
         if window > 0 and len(syncs):
@@ -379,6 +381,9 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
     handles = [mpatches.Patch(color="C0", alpha=0.85, label="training")]
     if any_comm:
         handles.append(mpatches.Patch(color="C1", alpha=0.85, label="communication (download / upload)"))
+    if any_overlap:
+        handles += [mpatches.Patch(color="C1", alpha=0.85, label="upload (thin: while training)"),
+                    mpatches.Patch(color="C4", alpha=0.85, label="download")]
     handles.append(mpatches.Patch(color="C3", alpha=0.35, label="waiting (idle or down)"))
     if any_lost:
         handles.append(mpatches.Patch(facecolor="0.6", hatch="//", label="lost job (device down)"))
@@ -389,6 +394,15 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
     fig.suptitle("worker timeline of the first rounds (first seed)")
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def _plot_transfers(ax: Any, ev: pd.DataFrame, t_end: float) -> bool:
+    """Thin bars below each worker's row: its uploads and downloads, drawn where they overlap its training."""
+    rows = ev[ev["event"].isin(["upload", "download"]) & (ev["sent"] <= t_end)]
+    for r in rows.itertuples():
+        color, offset = ("C1", 0.22) if r.event == "upload" else ("C4", 0.38)
+        ax.barh(r.worker + offset, r.tau - r.sent, left=r.sent, height=0.14, color=color, alpha=0.85)
+    return len(rows) > 0
 
 
 def _plot_server_rows(ax: Any, ev: pd.DataFrame, k: int, t_end: float) -> list[str]:

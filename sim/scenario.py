@@ -52,6 +52,9 @@ class WorkersSpec(_Strict):
 #: 2 (#12): exact simulated time; rounds that end together mathematically are synced together.
 SIMULATION_VERSION = 2
 
+#: schedules whose workers keep their own model and overlap transfers with training (no DyLU, no fix)
+OVERLAPPING = ("streaming", "eager", "delayed")
+
 #: the schedules a method may name (sim/schedules/: one policy per file)
 ScheduleName = Literal[tuple(SCHEDULES)]  # type: ignore[valid-type]
 
@@ -64,6 +67,15 @@ class HierarchySpec(_Strict):
     local_outer: dict[str, Any] = Field(description="each local server's outer update (N: k = the region's workers)")
 
 
+class StreamingSpec(_Strict):
+    """Streaming DiLoCo's fragments and overlap (sim/schedules/streaming.py; Douillard et al. 2025)."""
+
+    fragments: int = Field(2, ge=1, le=10**6, description="P: fragments, strided over layers, synced H / P steps apart")
+    overlap: int = Field(1, ge=0, le=10**7, description="tau: inner steps a worker trains on while a fragment syncs")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the worker's own fragment when the global one is merged in")
+    inner_state: Literal["keep", "reset"] = Field("keep", description="carry each worker's AdamW state across syncs")
+
+
 class MethodSpec(_Strict):
     preset: str
     schedule: ScheduleName
@@ -72,6 +84,7 @@ class MethodSpec(_Strict):
     dylu: bool
     dylu_speeds: Literal["oracle", "online"] = "oracle"  # known a priori, or estimated from rounds (footnote 3)
     hierarchy: HierarchySpec | None = None  # only for schedule: halos
+    streaming: StreamingSpec | None = None  # only for schedule: streaming
 
 
 class ScheduleSpec(_Strict):
@@ -124,8 +137,9 @@ class Scenario(_Strict):
         existed keep their digests and their run folders.
         """
         raw = self.model_dump(mode="json", exclude_none=False)
-        if raw["method"]["hierarchy"] is None:  # added with HALoS: left out, so older digests hold
-            del raw["method"]["hierarchy"]
+        for block in ("hierarchy", "streaming"):  # added later: left out, so older digests hold
+            if raw["method"][block] is None:
+                del raw["method"][block]
         if raw["network"] is None:
             del raw["network"]
         elif raw["network"]["block_size"] is None:  # added later: left out, so older digests hold
@@ -272,11 +286,11 @@ def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
         raw_method = {"preset": raw_method}
     if not isinstance(raw_method, dict):
         raise _field_error(source, "method", f"expected a preset name or a mapping, got {type(raw_method).__name__}")
-    unknown = set(raw_method) - {"preset", "schedule", "outer", "fix", "dylu", "dylu_speeds", "hierarchy"}
+    unknown = set(raw_method) - {"preset", "schedule", "outer", "fix", "dylu", "dylu_speeds", "hierarchy", "streaming"}
     if unknown:
         raise _field_error(
             source, f"method.{sorted(map(str, unknown))[0]}",
-            "unknown field (expected preset, schedule, outer, fix, dylu, dylu_speeds, hierarchy)"
+            "unknown field (expected preset, schedule, outer, fix, dylu, dylu_speeds, hierarchy, streaming)"
         )
     preset = raw_method.get("preset", "dn_dylu")
     if not isinstance(preset, str) or preset not in PRESETS:
@@ -294,7 +308,21 @@ def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
         resolved["outer"] = resolved["fix"] = None
     resolved["hierarchy"] = _merge_hierarchy(resolved.get("hierarchy"), raw_method.get("hierarchy"), source,
                                              resolved["schedule"])
+    resolved["streaming"] = _merge_block("streaming", resolved.get("streaming"), raw_method.get("streaming"), source,
+                                         resolved["schedule"])
     return resolved
+
+
+def _merge_block(name: str, base: dict[str, Any] | None, given: Any, source: str, schedule: str) -> dict[str, Any] | None:
+    """A schedule's own settings block (``method.streaming``): the preset's, with the scenario's fields over it."""
+    if given is None or given == "none":
+        return base if given is None else None
+    if schedule != name:
+        raise _field_error(source, f"method.{name}", f"only schedule {name!r} takes one, not {schedule!r} "
+                           f"(compare: --method-set METHOD:method.{name}.FIELD=VALUE sets it for one method)")
+    if not isinstance(given, dict):
+        raise _field_error(source, f"method.{name}", f"expected a mapping, got {type(given).__name__}")
+    return {**(base or {}), **given}
 
 
 def _merge_hierarchy(base: dict[str, Any] | None, given: Any, source: str, schedule: str) -> dict[str, Any] | None:
@@ -493,6 +521,23 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "<scenario>", base: Pa
     if method.schedule != "halos" and method.hierarchy is not None:
         raise _field_error(source, "method.hierarchy", f"only schedule 'halos' takes one, not {method.schedule!r} "
                            "(method.hierarchy: none removes it)")
+    if (method.schedule == "streaming") != (method.streaming is not None):
+        raise _field_error(source, "method.streaming", "schedule 'streaming' needs one (fragments, overlap, alpha)"
+                           if method.streaming is None else f"only schedule 'streaming' takes one, not {method.schedule!r}")
+    if method.streaming is not None:
+        st = method.streaming
+        if st.fragments > scenario.schedule.H:
+            raise _field_error(source, "method.streaming.fragments", f"{st.fragments} fragments cannot sync apart "
+                               f"within H = {scenario.schedule.H} steps (at most H)")
+        if st.overlap >= scenario.schedule.H:
+            raise _field_error(source, "method.streaming.overlap", f"{st.overlap} steps: a fragment's merge must come "
+                               f"before its next sync, H = {scenario.schedule.H} steps later (at most H - 1)")
+    if method.schedule in OVERLAPPING:
+        if method.fix is not None:
+            raise _field_error(source, "method.fix", f"schedule {method.schedule!r} has no staleness to fix (none)")
+        if method.dylu and method.schedule == "streaming":
+            raise _field_error(source, "method.dylu", "Streaming DiLoCo syncs fragments at fixed steps: every worker "
+                               "trains H steps a round (false)")
     if method.hierarchy is not None:
         local = _check_outer(method.hierarchy.local_outer, "method.hierarchy.local_outer", source,
                              scenario.workers.k, wraps=False)

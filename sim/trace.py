@@ -5,7 +5,9 @@ as a complete event (split into model download, training and upload when
 the scenario models communication; lost rounds and rejoins when it models
 churn), and a "server" track with an instant per sync (HALoS: a track per
 region's server with its syncs, its pushes to the global server and the
-global model coming back, and the global server's updates on its own). Open
+global model coming back, and the global server's updates on its own;
+Streaming DiLoCo and eager updates: an uplink and a downlink track per
+worker, whose transfers run while the worker's own track trains). Open
 the file at https://ui.perfetto.dev or chrome://tracing. Timestamps are
 simulated microseconds.
 """
@@ -20,6 +22,8 @@ import pandas as pd
 from sim.records import server_round_trips, worker_intervals
 
 WORKERS_PID, SERVER_PID = 1, 0
+#: Streaming DiLoCo / eager: worker w's uplink and downlink tracks (transfers overlap its training)
+UPLINK_TID, DOWNLINK_TID = 10_000, 20_000
 
 
 def trace_events(events: pd.DataFrame) -> list[dict[str, Any]]:
@@ -56,6 +60,8 @@ def trace_events(events: pd.DataFrame) -> list[dict[str, Any]]:
         span("upload pseudo-gradient", "comm", w, j.upload_start, j.end, args)
     if hierarchical:
         out.extend(server_spans(events))
+    if "sent" in events.columns:
+        out.extend(link_spans(events))
     for r in events.itertuples():
         if r.event in ("sync", "drop", "discard"):
             out.append({
@@ -67,6 +73,25 @@ def trace_events(events: pd.DataFrame) -> list[dict[str, Any]]:
         elif r.event == "rejoin":
             out.append({"ph": "i", "s": "t", "name": "rejoin", "cat": "churn", "pid": WORKERS_PID, "tid": int(r.worker),
                         "ts": r.tau * us, "args": {"server_version": int(r.server_version)}})
+    return out
+
+
+def link_spans(events: pd.DataFrame) -> list[dict[str, Any]]:
+    """Streaming DiLoCo / eager: each upload and download on the worker's own link track, each merge an instant."""
+    us, out = 1e6, []
+    for w in sorted(events.loc[events["event"].isin(["upload", "download"]), "worker"].unique()):
+        for tid, name in ((UPLINK_TID, "uplink"), (DOWNLINK_TID, "downlink")):
+            out.append({"ph": "M", "name": "thread_name", "pid": WORKERS_PID, "tid": tid + int(w), "ts": 0,
+                        "args": {"name": f"worker {w} {name}"}})
+    for r in events[events["event"].isin(["upload", "download", "merge"])].itertuples():
+        what = "model" if r.fragment == -1 else "average" if r.fragment == -2 else f"fragment {r.fragment}"
+        if r.event == "merge":
+            out.append({"ph": "i", "s": "t", "name": f"merge {what}", "cat": "merge", "pid": WORKERS_PID,
+                        "tid": int(r.worker), "ts": r.tau * us})
+            continue
+        tid = (UPLINK_TID if r.event == "upload" else DOWNLINK_TID) + int(r.worker)
+        out.append({"ph": "X", "name": f"{r.event} {what}", "cat": "comm", "pid": WORKERS_PID, "tid": tid,
+                    "ts": r.sent * us, "dur": (r.tau - r.sent) * us, "args": {"bytes": int(r.bytes), "job": int(r.job)}})
     return out
 
 

@@ -10,8 +10,17 @@ Counted from the event log, with the sizes the planner uses
   and each push (``dtype``) and global model sent back (``model_dtype``)
   crosses the path between the region and the server's region (a model
   is sent back after every global update);
+- schedules that move their own transfers (Streaming DiLoCo, eager
+  updates) record each one with its size (``upload`` / ``download`` rows):
+  those are summed, and each crosses its worker's path to the server;
 - otherwise every round crosses the path between its worker's region and
   the server's.
+
+Peak rates (:func:`peak_rates`): a transfer occupies its path at its
+average rate (bytes / time from leaving to landing, queueing included); the
+server's link carries every transfer at once, a worker's link its own. The
+largest single transfer says how much one sync asks of a link at a time:
+Streaming DiLoCo's point is that it sends 1/P of the model per sync.
 
 A transfer is *inter-region* when its two ends are named regions that
 differ. The 1-worker baseline sends nothing.
@@ -24,6 +33,7 @@ from sim.compression import payload_bytes
 from sim.scenario import Scenario
 
 TRAFFIC_COLUMNS = ("gb_sent", "gb_inter_region")
+PEAK_COLUMNS = ("peak_server_gbps", "peak_worker_gbps", "largest_transfer_mb")
 
 
 def crosses(a: str | None, b: str | None) -> bool:
@@ -38,6 +48,11 @@ def run_traffic(events: pd.DataFrame, scenario: Scenario, num_params: int) -> di
         return dict.fromkeys(TRAFFIC_COLUMNS, 0.0)
     up, down = payload_bytes(net, num_params)
     region = [scenario.workers.device(w).region for w in range(scenario.workers.k)]
+    if "bytes" in events.columns:  # the schedule recorded every transfer with its size
+        rows = events[events["event"].isin(["upload", "download"])]
+        crossing = [crosses(region[w], net.server_region) for w in rows["worker"]]
+        return {"gb_sent": float(rows["bytes"].sum()) / 1e9,
+                "gb_inter_region": float(rows.loc[crossing, "bytes"].sum()) / 1e9 if len(rows) else 0.0}
     local = "server" in events.columns  # HALoS: workers talk to their own region's server, never across
     jobs = events[events["job"] >= 0]
     sent = inter = 0
@@ -53,3 +68,49 @@ def run_traffic(events: pd.DataFrame, scenario: Scenario, num_params: int) -> di
             sent += len(ends) * size
             inter += sum(crosses(r, net.server_region) for r in ends) * size
     return {"gb_sent": sent / 1e9, "gb_inter_region": inter / 1e9}
+
+
+def transfers(events: pd.DataFrame, scenario: Scenario, num_params: int) -> pd.DataFrame:
+    """Every worker <-> server transfer of a run: worker, start, end (s), bytes."""
+    net = scenario.network
+    columns = ["worker", "start", "end", "bytes"]
+    if net is None or scenario.method.schedule == "single" or "train_start" not in events.columns:
+        return pd.DataFrame(columns=columns)
+    if "bytes" in events.columns:
+        rows = events[events["event"].isin(["upload", "download"])]
+        return pd.DataFrame({"worker": rows["worker"], "start": rows["sent"], "end": rows["tau"], "bytes": rows["bytes"]})
+    up, down = payload_bytes(net, num_params)
+    jobs = events[events["job"] >= 0]
+    dispatched = jobs[jobs["event"] == "dispatch"]
+    done = jobs[jobs["event"] == "complete"]
+    return pd.concat([
+        pd.DataFrame({"worker": dispatched["worker"], "start": dispatched["tau"], "end": dispatched["train_start"],
+                      "bytes": down}),
+        pd.DataFrame({"worker": done["worker"], "start": done["upload_start"], "end": done["tau"], "bytes": up}),
+    ], ignore_index=True)[columns]
+
+
+def _peak(starts: pd.Series, ends: pd.Series, gbps: pd.Series) -> float:
+    """The largest sum of the rates of transfers on the wire at one instant."""
+    changes = sorted([(t, r) for t, r in zip(ends, -gbps)] + [(t, r) for t, r in zip(starts, gbps)])  # ends first
+    level = peak = 0.0
+    for _, rate in changes:
+        level += rate
+        peak = max(peak, level)
+    return peak
+
+
+def peak_rates(events: pd.DataFrame, scenario: Scenario, num_params: int) -> dict[str, float]:
+    """Peak Gbit/s on the server's link and on the busiest worker's link, and the largest single transfer (MB).
+
+    HALoS's worker transfers stay in their region and its pushes are not
+    counted here (its region servers' links are its own).
+    """
+    t = transfers(events, scenario, num_params)
+    t = t[t["end"] > t["start"]]
+    if not len(t):
+        return dict.fromkeys(PEAK_COLUMNS, 0.0)
+    gbps = t["bytes"] * 8 / (t["end"] - t["start"]) / 1e9
+    worker = max(_peak(g["start"], g["end"], gbps[g.index]) for _, g in t.groupby("worker"))
+    return {"peak_server_gbps": _peak(t["start"], t["end"], gbps), "peak_worker_gbps": worker,
+            "largest_transfer_mb": float(t["bytes"].max()) / 1e6}

@@ -20,7 +20,7 @@ from sim.compression import wire_bytes
 from sim.network import fifo_arrivals, transfer_seconds
 from sim.records import run_hash
 from sim.runstate import Checkpoints
-from sim.scenario import ScenarioError
+from sim.scenario import OVERLAPPING, ScenarioError
 from sim.simtime import Time
 from tests.helpers import TINY_TOY, scenario
 
@@ -194,7 +194,8 @@ churn_fleets = st.builds(
     t_max=st.integers(1, 300),
     grace=st.sampled_from([0.0, 0.5, 3.0, 1e9]),
     grace_wait=st.sampled_from(["last_sync", "window"]),
-    preset=st.sampled_from(["async_diloco", "dn_dylu", "async_buffer", "diloco", "finetune_1w", "halos"]),
+    preset=st.sampled_from(["async_diloco", "dn_dylu", "async_buffer", "diloco", "finetune_1w", "halos",
+                            "streaming_diloco", "eager_diloco", "delayed_diloco"]),
     comm=st.booleans(),
     seed=st.integers(0, 1000),
 )
@@ -218,7 +219,8 @@ def churn_scenario(p):
     if halos:  # workers alternate between two regions; the global server is in the first
         extra = [{**x, "region": HALOS_REGIONS[w % 2]} for w, x in enumerate(extra)]
         network = {**(network or {}), "server_region": "near", "regions": HALOS_PATHS}
-    return scenario(p["speeds"], preset=p["preset"], H=p["H"], t_max=p["t_max"], grace=p["grace"], grace_wait=p["grace_wait"],
+    H = max(p["H"], 2) if p["preset"] == "streaming_diloco" else p["H"]  # two fragments, a step of overlap
+    return scenario(p["speeds"], preset=p["preset"], H=H, t_max=p["t_max"], grace=p["grace"], grace_wait=p["grace_wait"],
                     seed=p["seed"], device_extra=extra, trainer_config={"dim": CHURN_DIM}, network=network,
                     method=HALOS_SMALL_K if halos else None)
 
@@ -230,9 +232,14 @@ def test_with_churn_every_job_syncs_once_or_is_lost_or_discarded_and_time_moves_
     result = simulate(sc)
     ev = result.events
     assert ev["tau"].is_monotonic_increasing
+    overlaps = sc.method.schedule in OVERLAPPING
     for job, kinds in ev[ev["job"] >= 0].groupby("job")["event"]:
         c = Counter(kinds)
         assert c["dispatch"] == 1
+        if overlaps:  # a job only trains: it completes, or is lost or discarded; it feeds at most one sync
+            assert sorted((c["complete"], c["lost"], c["discard"])) == [0, 0, 1], (job, c)
+            assert c["sync"] <= c["complete"] and c["upload"] <= c["complete"], (job, c)
+            continue
         ends = (c["sync"] + c["drop"], c["lost"], c["discard"])
         assert sorted(ends) == [0, 0, 1], (job, c)
         assert c["complete"] == ends[0]
@@ -252,6 +259,11 @@ def test_with_churn_every_job_syncs_once_or_is_lost_or_discarded_and_time_moves_
         for server, kinds in ev[ev["worker"] < 0].groupby("server")["event"]:
             cycle = ["push", "global", "merge"]
             assert list(kinds) == (cycle * len(kinds))[: len(kinds)], (server, list(kinds))
+    if overlaps:
+        _check_transfers(sc, ev)
+        if sc.method.schedule == "streaming":  # t_local counts the members' steps up to each sync: at most what trained
+            assert ev["t_local"].iloc[-1] <= ev.loc[ev["event"] == "complete", "steps"].sum()
+            return
     # t_local counts exactly the synced steps
     synced = ev[ev["event"] == "sync"]
     per_step = sc.workers.k if single else 1
@@ -264,7 +276,27 @@ def test_with_churn_every_job_syncs_once_or_is_lost_or_discarded_and_time_moves_
     assert (lost["tau"].to_numpy() < dispatched.loc[lost["job"], "upload_start"].to_numpy() + upload_s).all()
 
 
-@pytest.mark.parametrize("preset", ["dn_dylu", "diloco", "finetune_1w", "halos"])
+def _check_transfers(sc, ev):
+    """Streaming / eager: each link carries one transfer at a time, in order; a merge follows its download."""
+    for kind in ("upload", "download"):
+        rows = ev[ev["event"] == kind]
+        assert (rows["sent"] <= rows["tau"]).all()
+        for _, own in rows.groupby("worker"):
+            assert own["sent"].is_monotonic_increasing
+            if kind == "download":  # the downlink is free again only when the last one landed
+                assert (own["sent"].to_numpy()[1:] >= own["tau"].to_numpy()[:-1]).all()
+    if sc.method.schedule == "streaming":
+        n = CHURN_DIM
+        halves = {0: n // 2, 1: n - n // 2}  # the null trainer has no layers: two contiguous halves
+        up = ev[ev["event"] == "upload"]
+        assert all(b == 4 * halves[f] for f, b in zip(up["fragment"], up["bytes"]))
+        for row in ev[ev["event"] == "merge"].itertuples():
+            landed = ev[(ev["event"] == "download") & (ev["worker"] == row.worker) & (ev["fragment"] == row.fragment)
+                        & (ev["tau"] <= row.tau)]
+            assert len(landed), "merged a fragment that had not landed"
+
+
+@pytest.mark.parametrize("preset", ["dn_dylu", "diloco", "finetune_1w", "halos", "streaming_diloco", "eager_diloco"])
 def test_resume_with_communication_and_churn_gives_the_same_hash(preset):
     extra = [{"bandwidth_gbps": 0.05, "latency_ms": 50, "availability": {"mean_up_s": 40, "mean_down_s": 8},
               "region": HALOS_REGIONS[w % 2]} for w in range(4)]
@@ -287,7 +319,7 @@ def test_resume_with_communication_and_churn_gives_the_same_hash(preset):
     rec = fresh(Checkpoints(keep, every=2)).run().recorder
     assert run_hash(rec.metrics_frame(), rec.events_frame()) == expected
     assert "lost" in rec.events["event"] and len(saved) >= 3
-    if preset == "halos":  # pushes and global models were on their way at some of the checkpoints
+    if preset in ("halos", "streaming_diloco"):  # transfers were on their way at some of the checkpoints
         assert rec.events["event"].count("merge") >= 3
     for blob in saved[:: max(1, len(saved) // 4)]:
         resumed = fresh()
@@ -346,3 +378,32 @@ def test_trace_draws_download_training_upload_and_lost_rounds_separately():
     assert any(e.get("cat") == "churn" and e["tid"] == 1 for e in events)  # the rejoin instant on worker 1's track
     for e in spans:
         assert e["dur"] > 0 and {"ph", "ts", "pid", "tid"} <= e.keys()
+
+
+clock_fleets = st.builds(
+    dict,
+    speeds=st.lists(st.sampled_from([0.25, 0.5, 1.0, 2.0, 3.33]), min_size=1, max_size=4),
+    latency_ms=st.lists(st.sampled_from([0.0, 5.0, 80.0]), min_size=4, max_size=4),
+    gbps=st.lists(st.sampled_from([0.001, 0.01, 1.0]), min_size=4, max_size=4),
+    ingress=st.sampled_from([0.002, 1.0]),
+    jitter=st.sampled_from([0.0, 0.3]),
+    preset=st.sampled_from(["streaming_diloco", "eager_diloco", "delayed_diloco", "diloco"]),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clock_fleets)
+def test_the_model_does_not_depend_on_the_clock(p):
+    """Devices, links, jitter and the server's ingress change when things happen, never what is trained.
+
+    Streaming DiLoCo merges at fixed steps, eager and delayed updates wait for the average they owe, and a
+    round's specs are drawn for every worker at once: the final model is the one of equal, instant devices.
+    """
+    k = len(p["speeds"])
+    links = [{"latency_ms": lat, "bandwidth_gbps": g} for lat, g in zip(p["latency_ms"], p["gbps"])][:k]
+    common = dict(preset=p["preset"], trainer="toy", trainer_config=TINY_TOY, H=4, t_max=4 * k * 5)
+    timed = simulate(scenario(p["speeds"], jitter=p["jitter"], device_extra=links,
+                              network={"server_bandwidth_gbps": p["ingress"]}, **common))
+    instant = simulate(scenario([1.0] * k, **common))
+    assert torch.equal(timed.params, instant.params)
+    assert list(timed.metrics["t_local"]) == list(instant.metrics["t_local"])

@@ -71,6 +71,9 @@ def _hash(text: str) -> str:
     ("very_heterogeneous.yaml", []),
     # HALoS across three regions with churn: pushes and global models in flight when killed
     ("geo_distributed.yaml", ["--method", "halos", "--set", "method.hierarchy.K=4"]),
+    # fragments and averages on their way, workers merging mid-round, with churn
+    ("geo_distributed.yaml", ["--method", "streaming_diloco", "--set", "trainer.config.hidden_layers=3"]),
+    ("geo_distributed.yaml", ["--method", "eager_diloco"]),
 ])
 def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_hash(tmp_path, scenario_file, method):
     exe = [sys.executable, "-m", "sim.cli"]

@@ -100,6 +100,15 @@ class ReportsFlops(Protocol):
         ...
 
 
+@runtime_checkable
+class ReportsLayers(Protocol):
+    """Optional: a trainer whose flat parameter vector is a sequence of layers (Streaming DiLoCo's fragments)."""
+
+    def layer_sizes(self) -> list[int]:
+        """Values of each layer, in the flat vector's order; they add up to the number of parameters."""
+        ...
+
+
 class TrainerClass(Protocol):
     """What a scenario's ``trainer.name`` names: a class built as ``cls(config, *, seed=..., num_shards=...)``.
 

@@ -360,6 +360,15 @@ class LMTrainer:
         """~6 x parameters x tokens per inner step, for FLOP-rated device profiles."""
         return 6.0 * closed_form_params(self.arch) * self.arch.batch_size * self.arch.seq_len
 
+    def layer_sizes(self) -> list[int]:
+        """One layer per block; the embedding goes with the first, the final norm (and an untied head) with the last."""
+        model = self._model
+        sizes = [sum(p.numel() for p in block.parameters()) for block in model.blocks]
+        sizes[0] += model.embed.weight.numel()
+        sizes[-1] += sum(p.numel() for p in model.final_norm.parameters())
+        sizes[-1] += 0 if model.head is None else model.head.weight.numel()
+        return sizes
+
     def local_train(self, theta: torch.Tensor, job: JobSpec, optimizer_state: Any = None) -> JobResult:
         torch.set_num_threads(job.threads)
         load_flat_params(self._model, theta)

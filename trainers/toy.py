@@ -101,6 +101,10 @@ class ToyTrainer:
         """~6 x parameters x examples per step (forward + backward), for FLOP-rated devices."""
         return 6.0 * sum(p.numel() for p in self._model.parameters()) * self.config.batch_size
 
+    def layer_sizes(self) -> list[int]:
+        """One layer per Linear (weight and bias), input to output."""
+        return [sum(p.numel() for p in m.parameters()) for m in self._model if isinstance(m, torch.nn.Linear)]
+
     def local_train(self, theta: torch.Tensor, job: JobSpec, optimizer_state: Any = None) -> JobResult:
         cfg = self.config
         torch.set_num_threads(job.threads)

@@ -16,6 +16,9 @@ SCHEDULES: dict[str, str] = {
     "sync": "sim.schedules.synchronous:Synchronous",  # Algorithm 1 (DiLoCo)
     "single": "sim.schedules.single:SingleWorker",  # the 1-worker k x batch baseline
     "halos": "sim.schedules.hierarchical:Hierarchical",  # HALoS: a server per region under a global one
+    "streaming": "sim.schedules.streaming:Streaming",  # Streaming DiLoCo: fragments synced in turn, overlapped
+    "eager": "sim.schedules.overlapped:Eager",  # DiLoCo, outer step overlapped, own fresh share stands in
+    "delayed": "sim.schedules.overlapped:Delayed",  # DiLoCo, outer step overlapped, the average a round late
 }
 
 

@@ -19,16 +19,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Sequence
 
-from sim.jobs import Job, JobTable
+from sim.jobs import Finished, Job, JobTable
 from sim.runstate import RunState
 from sim.scenario import Scenario
 from sim.simtime import Time
-from trainers.base import JobResult
+from trainers.base import JobResult, JobSpec
 
 if TYPE_CHECKING:  # annotations only
     import torch
 
     from sim.compression import Links
+    from sim.outer.base import OuterUpdate
 
 
 class Run(Protocol):
@@ -39,6 +40,8 @@ class Run(Protocol):
     jobs: JobTable  # the jobs in flight, and the devices' pending rejoins
     theta: torch.Tensor  # the (central) server's model: read it, change it through the methods below
     links: Links  # what the network's encodings make of a model or a pseudo-gradient
+    batch_size: int  # examples per inner step of one worker
+    layer_sizes: list[int] | None  # values per layer of the flat model, if the trainer says (ReportsLayers)
 
     def advance(self, t: Time) -> None:
         """Move the clock to ``t`` (a decision taken at ``t``, not at an arrival)."""
@@ -48,11 +51,36 @@ class Run(Protocol):
         """Start a round on each worker that is up, all from the current model, or ``model`` (Algorithm 4)."""
         ...
 
+    def train(self, worker: int, model: torch.Tensor, spec: JobSpec, state: Any = None, jitter: float = 1.0) -> Job | None:
+        """Train on ``worker`` from ``model`` now, sending nothing (None, with a rejoin queued, if it is down)."""
+        ...
+
+    def draw_spec(self, worker: int) -> tuple[JobSpec, float]:
+        """The next round's spec for ``worker`` and its device's jitter factor."""
+        ...
+
+    def link_time(self, worker: int, num_bytes: int) -> Time:
+        """Seconds ``num_bytes`` take over ``worker``'s path to the server (either way)."""
+        ...
+
+    def ingress_time(self, num_bytes: int) -> Time:
+        """Seconds ``num_bytes`` hold the server's shared ingress link."""
+        ...
+
+    def apply_part(self, index: torch.Tensor | None, outer: OuterUpdate, mean: torch.Tensor,
+                   members: Sequence[tuple[Finished, int]]) -> None:
+        """One step of ``outer`` on the model's values at ``index`` (None: all of it), counting members' steps."""
+        ...
+
+    def record_transfer(self, kind: str, job: Finished, fragment: int, sent: Time, num_bytes: int) -> None:
+        """Record a transfer that landed now (``upload``, ``download``) or a ``merge``."""
+        ...
+
     def apply(self, job: Job, delta: torch.Tensor) -> None:
         """Sync one pseudo-gradient through the outer update (Algorithm 2, line 13)."""
         ...
 
-    def apply_mean(self, jobs: Sequence[Job], mean: torch.Tensor) -> None:
+    def apply_mean(self, jobs: Sequence[Job | Finished], mean: torch.Tensor) -> None:
         """One outer step on the mean of ``jobs``' pseudo-gradients (Algorithm 1, lines 11-12)."""
         ...
 
@@ -97,6 +125,9 @@ class Schedule(ABC):
     #: workers talk to a server in their own region, which talks to the central one (HALoS); the records
     #: then say which server each event concerns (:meth:`server_of`)
     local_servers: ClassVar[bool] = False
+    #: workers train while the schedule moves their transfers (:meth:`Run.train`, Streaming DiLoCo, eager
+    #: updates); the records then carry each transfer (``upload``/``download`` rows, sim/records.py)
+    overlaps: ClassVar[bool] = False
 
     def __init__(self, scenario: Scenario):
         self.sc = scenario
