@@ -392,11 +392,12 @@ def build_report(
                                 _frame_markdown(frame.reindex([m for m in methods if m in frame.index]), digits=4), ""]
         peaks = labelled.pivot_table(index="method", columns="column", values=list(PEAK_COLUMNS), sort=False)
         peaks = peaks.reindex([m for m in methods if m in peaks.index])
-        for col, what in zip(PEAK_COLUMNS, ("Peak rate on the server's link (Gbit/s", "Peak rate on the busiest "
-                                            "worker's link (Gbit/s", "Largest single transfer (MB")):
+        for col, what in zip(PEAK_COLUMNS, ("Peak rate at the server, in and out (Gbit/s", "Peak rate on the busiest "
+                                            "worker's link (Gbit/s", "Largest single upload (MB")):
             traffic_section += [f"## {what}, mean over seeds)", "", _frame_markdown(peaks[col], digits=4), ""]
         traffic_section += ["A transfer counts at its average rate, bytes over the time from leaving to landing "
-                            "(queueing included); rates of transfers on one link at once add up (sim/traffic.py).", ""]
+                            "(queueing included); rates of transfers on one link at once add up (sim/traffic.py). "
+                            "The largest upload is what one sync asks of a worker's link at a time.", ""]
     seeds = sorted({s.seed for s in specs})
     lines = [
         f"# Comparison: {', '.join(sorted({s.scenario.name for s in specs}))}",

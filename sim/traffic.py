@@ -18,9 +18,10 @@ Counted from the event log, with the sizes the planner uses
 
 Peak rates (:func:`peak_rates`): a transfer occupies its path at its
 average rate (bytes / time from leaving to landing, queueing included); the
-server's link carries every transfer at once, a worker's link its own. The
-largest single transfer says how much one sync asks of a link at a time:
-Streaming DiLoCo's point is that it sends 1/P of the model per sync.
+server carries every transfer at once (in and out), a worker's link its
+own. The largest single upload says how much one sync asks of a worker's
+link at a time: Streaming DiLoCo's point is that it sends 1/P of the model
+per sync.
 
 A transfer is *inter-region* when its two ends are named regions that
 differ. The 1-worker baseline sends nothing.
@@ -33,7 +34,7 @@ from sim.compression import payload_bytes
 from sim.scenario import Scenario
 
 TRAFFIC_COLUMNS = ("gb_sent", "gb_inter_region")
-PEAK_COLUMNS = ("peak_server_gbps", "peak_worker_gbps", "largest_transfer_mb")
+PEAK_COLUMNS = ("peak_server_gbps", "peak_worker_gbps", "largest_upload_mb")
 
 
 def crosses(a: str | None, b: str | None) -> bool:
@@ -71,22 +72,24 @@ def run_traffic(events: pd.DataFrame, scenario: Scenario, num_params: int) -> di
 
 
 def transfers(events: pd.DataFrame, scenario: Scenario, num_params: int) -> pd.DataFrame:
-    """Every worker <-> server transfer of a run: worker, start, end (s), bytes."""
+    """Every worker <-> server transfer of a run: worker, kind (upload / download), start, end (s), bytes."""
     net = scenario.network
-    columns = ["worker", "start", "end", "bytes"]
+    columns = ["worker", "kind", "start", "end", "bytes"]
     if net is None or scenario.method.schedule == "single" or "train_start" not in events.columns:
         return pd.DataFrame(columns=columns)
     if "bytes" in events.columns:
         rows = events[events["event"].isin(["upload", "download"])]
-        return pd.DataFrame({"worker": rows["worker"], "start": rows["sent"], "end": rows["tau"], "bytes": rows["bytes"]})
+        return pd.DataFrame({"worker": rows["worker"], "kind": rows["event"], "start": rows["sent"], "end": rows["tau"],
+                             "bytes": rows["bytes"]})
     up, down = payload_bytes(net, num_params)
     jobs = events[events["job"] >= 0]
     dispatched = jobs[jobs["event"] == "dispatch"]
     done = jobs[jobs["event"] == "complete"]
     return pd.concat([
-        pd.DataFrame({"worker": dispatched["worker"], "start": dispatched["tau"], "end": dispatched["train_start"],
-                      "bytes": down}),
-        pd.DataFrame({"worker": done["worker"], "start": done["upload_start"], "end": done["tau"], "bytes": up}),
+        pd.DataFrame({"worker": dispatched["worker"], "kind": "download", "start": dispatched["tau"],
+                      "end": dispatched["train_start"], "bytes": down}),
+        pd.DataFrame({"worker": done["worker"], "kind": "upload", "start": done["upload_start"], "end": done["tau"],
+                      "bytes": up}),
     ], ignore_index=True)[columns]
 
 
@@ -101,7 +104,7 @@ def _peak(starts: pd.Series, ends: pd.Series, gbps: pd.Series) -> float:
 
 
 def peak_rates(events: pd.DataFrame, scenario: Scenario, num_params: int) -> dict[str, float]:
-    """Peak Gbit/s on the server's link and on the busiest worker's link, and the largest single transfer (MB).
+    """Peak Gbit/s at the server and on the busiest worker's link, and the largest single upload (MB).
 
     HALoS's worker transfers stay in their region and its pushes are not
     counted here (its region servers' links are its own).
@@ -113,4 +116,4 @@ def peak_rates(events: pd.DataFrame, scenario: Scenario, num_params: int) -> dic
     gbps = t["bytes"] * 8 / (t["end"] - t["start"]) / 1e9
     worker = max(_peak(g["start"], g["end"], gbps[g.index]) for _, g in t.groupby("worker"))
     return {"peak_server_gbps": _peak(t["start"], t["end"], gbps), "peak_worker_gbps": worker,
-            "largest_transfer_mb": float(t["bytes"].max()) / 1e6}
+            "largest_upload_mb": float(t.loc[t["kind"] == "upload", "bytes"].max()) / 1e6}

@@ -72,8 +72,8 @@ def test_streaming_uploads_one_fragment_at_a_time_and_counts_every_byte():
     rows = st.events[st.events["event"].isin(["upload", "download"])]
     assert traffic["gb_sent"] == rows["bytes"].sum() / 1e9
     peaks, diloco_peaks = peak_rates(st.events, st.scenario, DIM), peak_rates(dl.events, dl.scenario, DIM)
-    assert peaks["largest_transfer_mb"] == wire_bytes(DIM, "fp32") / 1e6  # the first full-model download
-    assert diloco_peaks["largest_transfer_mb"] == wire_bytes(DIM, "fp32") / 1e6
+    assert peaks["largest_upload_mb"] == wire_bytes(DIM // 2, "fp32") / 1e6  # a fragment, half the model
+    assert diloco_peaks["largest_upload_mb"] == wire_bytes(DIM, "fp32") / 1e6
     assert 0 < peaks["peak_worker_gbps"] <= peaks["peak_server_gbps"]
 
 
