@@ -340,6 +340,10 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
         k = int(jobs["worker"].max()) + 1
         t_end = jobs.groupby("worker")["end"].nth(horizon).max() if len(jobs) > horizon * k else jobs["end"].max()
         t_end = float(t_end) if pd.notna(t_end) else float(jobs["end"].max())
+        if "fragment" in ev.columns:  # jobs are pieces of rounds: the first rounds end at a fragment count of syncs
+            parts = max(1, ev.loc[ev["event"] == "upload", "fragment"].nunique())
+            syncs = ev[ev["event"] == "sync"].groupby("worker")["tau"].nth(horizon * parts - 1)
+            t_end = float(syncs.max()) if len(syncs) else t_end
         labels = [f"w{w}" for w in range(k)]
         if (ev["worker"] < 0).any():  # HALoS: show at least every region server's first round trip
             merges = ev[ev["event"] == "merge"].groupby("server")["tau"].min()
@@ -390,7 +394,7 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
     handles.append(plt.Line2D([], [], color="k", marker="|", ls="", ms=12, mew=2, label="sync"))
     if any(grace.get(m, 0) > 0 for m in methods):
         handles.append(mpatches.Patch(color="C2", alpha=0.15, label="grace window"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False)
     fig.suptitle("worker timeline of the first rounds (first seed)")
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
