@@ -15,9 +15,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sim.cli_common import (FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_SET_OPT, NAME_OPT, QUIET_OPT, RUNS_OPT, SET_OPT,
-                            canonical_command, console, default_jobs, err_console, fail, fail_with, load, method_opt,
-                            out_opt, parse_method_sets, parse_seeds, seed_opt, split_list, use_runs_dir)
+from sim.cli_common import (ADDRESS_OPT, FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_SET_OPT, NAME_OPT, QUIET_OPT,
+                            RUNS_EXECUTOR_OPT, RUNS_OPT, SET_OPT, STORE_OPT, canonical_command, cluster_of, console,
+                            default_jobs, err_console, fail, fail_with, load, method_opt, out_opt, parse_method_sets,
+                            parse_seeds, seed_opt, split_list, use_runs_dir)
 from sim.cli_init import register as register_init_command
 from sim.cli_lm import register as register_lm_commands
 from sim.errors import RunDiverged, RunInterrupted, ScenarioError, UserError
@@ -139,11 +140,12 @@ class RunsProgress:
     def __init__(self, total: int = 0, quiet: bool = False):
         self.quiet = quiet
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=err_console,
-                            disable=quiet)
+                            TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TextColumn("eta"),
+                            TimeRemainingColumn(), console=err_console, disable=quiet)
         self.task = self.bar.add_task("runs", total=total, last="")
         self.pretrain_tasks: dict[str, Any] = {}
         self.running: list[str] = []
+        self.waiting = 0  # runs queued behind the running ones (a cluster's queue)
 
     def __enter__(self) -> "RunsProgress":
         self.bar.start()
@@ -172,7 +174,12 @@ class RunsProgress:
 
     def _show(self, last: str) -> None:
         running = f"running: {', '.join(self.running)}" if self.running else ""
-        self.bar.update(self.task, last=" | ".join(x for x in (running, last) if x))
+        waiting = f"queued: {self.waiting}" if self.waiting else ""
+        self.bar.update(self.task, last=" | ".join(x for x in (running, waiting, last) if x))
+
+    def queued(self, n: int) -> None:
+        self.waiting = n
+        self._show("")
 
     def started(self, spec: Any) -> None:
         self.running.append(self._label(spec))
@@ -192,13 +199,14 @@ def _report_folder(out: Optional[Path], name: Optional[str], default_name: str) 
     return out if out is not None else Path("reports") / (name or default_name)
 
 
-def _execute(specs: list[Any], jobs: Optional[int], quiet: bool) -> int:
+def _execute(specs: list[Any], jobs: Optional[int], quiet: bool, cluster: Any = None) -> int:
     from sim import compare as cmp
 
     threads = max((s.scenario.compute.threads for s in specs), default=1)
     with RunsProgress(len(specs), quiet) as progress:
         computed = cmp.execute(specs, jobs=jobs or default_jobs(threads), on_done=progress.done,
-                               on_start=progress.started, on_pretrain=progress.pretraining)
+                               on_start=progress.started, on_pretrain=progress.pretraining, cluster=cluster,
+                               on_queued=progress.queued)
     notice = cmp.version_notice(specs)
     if notice:
         err_console.print(f"note: {notice}", markup=False)
@@ -220,6 +228,9 @@ def compare(
     quiet: bool = QUIET_OPT,
     force: bool = FORCE_OPT,
     target: Optional[float] = typer.Option(None, "--target", help="eval loss / perplexity for the time-to-target table (default: the worst method's final value)"),
+    executor: str = RUNS_EXECUTOR_OPT,
+    address: Optional[str] = ADDRESS_OPT,
+    store: Optional[Path] = STORE_OPT,
 ) -> None:
     """Run methods x seeds (x a swept axis), reusing existing runs; write plots, tables and report.md."""
     from sim import compare as cmp
@@ -229,6 +240,7 @@ def compare(
     seed_list = parse_seeds(seed)
     per_method = parse_method_sets(method_set)
     use_runs_dir(runs)
+    cluster = cluster_of(executor, address, store)
     try:
         specs, axis = cmp.plan(list(files), method_list, seed_list, sweep, list(set_), per_method)
     except ScenarioError as exc:
@@ -242,7 +254,7 @@ def compare(
         check_report_destination(out_dir, command, force)
     except UserError as exc:
         fail_with(exc)
-    computed = _execute(specs, jobs, quiet)
+    computed = _execute(specs, jobs, quiet, cluster)
     try:
         with writing(out_dir):
             files_written = cmp.build_report(specs, axis, method_list, out_dir, command, computed, target)
@@ -267,6 +279,9 @@ def reproduce(
     wide_set: list[str] = typer.Option([], "--wide-set", help="KEY=VALUE for every experiment but the headline (and budget): a reduced budget for the wide sweeps"),
     method_set: list[str] = METHOD_SET_OPT,
     budget_rounds: Optional[str] = typer.Option(None, "--budget-rounds", help="also run finetune, DiLoCo, DN + DyLU at these rounds per worker (e.g. 10,40,160,320) and plot the gaps"),
+    executor: str = RUNS_EXECUTOR_OPT,
+    address: Optional[str] = ADDRESS_OPT,
+    store: Optional[Path] = STORE_OPT,
 ) -> None:
     """Run the paper's comparisons (Fig. 2, 6, 7, 8; Tables 1-4) and check each finding on the numbers."""
     from sim.outputs import check_report_destination
@@ -274,6 +289,7 @@ def reproduce(
 
     seed_list = parse_seeds(seed)
     use_runs_dir(runs)
+    cluster = cluster_of(executor, address, store)
     try:
         notes_text = notes.read_text(encoding="utf-8") if notes is not None else None
     except (OSError, UnicodeDecodeError) as exc:
@@ -293,7 +309,8 @@ def reproduce(
         report = run_reproduction(scenario, out_dir, seed_list, jobs or default_jobs(threads), list(set_), command,
                                   on_plan=progress.total, on_done=progress.done, notes=notes_text,
                                   on_start=progress.started, on_pretrain=progress.pretraining,
-                                  wide_sets=list(wide_set), method_sets=per_method, budget_rounds=rounds)
+                                  wide_sets=list(wide_set), method_sets=per_method, budget_rounds=rounds,
+                                  cluster=cluster, on_queued=progress.queued)
     console.print(f"report: {report}")
 
 
@@ -309,6 +326,9 @@ def sweep(
     runs: Optional[Path] = RUNS_OPT,
     jobs: Optional[int] = JOBS_OPT,
     quiet: bool = QUIET_OPT,
+    executor: str = RUNS_EXECUTOR_OPT,
+    address: Optional[str] = ADDRESS_OPT,
+    store: Optional[Path] = STORE_OPT,
 ) -> None:
     """Run the cross product of grid axes (and --method, --seed lists), reusing runs; print a table of runs."""
     from sim import compare as cmp
@@ -319,13 +339,14 @@ def sweep(
     if not axes:
         fail("nothing to sweep: give --grid FIELD=V1,V2 (repeatable), --method A,B or --seed 0,1,2")
     use_runs_dir(runs)
+    cluster = cluster_of(executor, address, store)
     try:
         if out is not None:
             check_file(out, "--out")
         specs = cmp.plan_grid(file, axes, list(set_))
     except UserError as exc:
         fail_with(exc)
-    computed = _execute(specs, jobs, quiet)
+    computed = _execute(specs, jobs, quiet, cluster)
     _metrics, _events, runs_frame = cmp.load_results(specs)
     metric = "final_perplexity" if "final_perplexity" in runs_frame.columns else "final_loss"
     table = _narrow_table("method", "seed", "setting", metric.removeprefix("final_"), "sim. s", "run hash", wrap="setting")

@@ -76,6 +76,21 @@ def use_runs_dir(runs: Optional[Path]) -> None:
         os.environ["ASYNCSIM_RUNS"] = str(runs)
 
 
+def cluster_of(executor: str, address: Optional[str], store: Optional[Path]) -> Any:
+    """``--executor ray`` (with ``--address``, ``--store``) as a :class:`sim.compare.Cluster`; None for local runs."""
+    from sim.compare import Cluster
+
+    if executor not in ("local", "ray"):
+        fail(f"--executor {executor!r}: expected local or ray (whole runs; 'asyncsim run --executor' places jobs)")
+    if executor == "local":
+        if address is not None or store is not None:
+            fail(f"{'--address' if address is not None else '--store'} needs --executor ray")
+        return None
+    if store is not None:
+        use_runs_dir(store)  # the shared store is the run store: reports read the runs from it
+    return Cluster(address=address, store=store)
+
+
 def default_jobs(threads: int = 1) -> int:
     """Parallel processes when ``-j`` is not given: the cores, divided by each run's torch threads."""
     return max(1, (os.cpu_count() or 1) // max(1, threads))
@@ -99,6 +114,9 @@ SET_OPT = typer.Option([], "--set", "-s", help="override a field: KEY=VALUE, e.g
 METHOD_HELP = "method preset(s): one for run, comma-separated for the others (asyncsim methods lists them)"
 SEED_HELP = "seed(s): one for run, comma-separated for the others, e.g. 0,1,2"
 JOBS_OPT = typer.Option(None, "--jobs", "-j", min=1, help="processes computing in parallel (default: cores / compute.threads)")
+RUNS_EXECUTOR_OPT = typer.Option("local", "--executor", "-e", help="local | ray: where whole runs are computed (local processes, or one Ray task each; never changes results)")
+ADDRESS_OPT = typer.Option(None, "--address", help="Ray cluster address, e.g. ray://head:10001 or head:6379 (default: start a local Ray)")
+STORE_OPT = typer.Option(None, "--store", help="with --executor ray: a run store every node sees; tasks write their run folders there (default: results come back to this machine's store)")
 RUNS_OPT = typer.Option(None, "--runs", envvar="ASYNCSIM_RUNS", help="run store: where run folders go and are reused from (default reports/runs)")
 QUIET_OPT = typer.Option(False, "--quiet", "-q", help="no progress bars")
 FORCE_OPT = typer.Option(False, "--force", help="replace an output made by a different command")

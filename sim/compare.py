@@ -50,6 +50,15 @@ FLEET_ALIASES = {
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """Where whole runs go instead of local processes: a Ray cluster (sim/cluster.py)."""
+
+    address: str | None = None  # None: start a local Ray
+    store: Path | None = None  # a run store every node sees: tasks write their folders there themselves
+    retries: int = 3  # Ray reruns a task whose worker or node died this many times
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One cell of the comparison grid."""
 
@@ -179,13 +188,16 @@ def execute(
     on_done: Callable[[RunSpec, bool], None] | None = None,
     on_pretrain: PretrainProgress | None = None,
     on_start: Callable[[RunSpec], None] | None = None,
+    cluster: Cluster | None = None,
+    on_queued: Callable[[int], None] | None = None,
 ) -> int:
     """Compute the runs whose folders are missing; returns how many were computed.
 
     Shared pretraining is done first, once per checkpoint (:mod:`sim.prepare`),
     so parallel runs never pretrain the same model side by side. ``on_start``
     hears of a run when a process takes it, ``on_done`` when it is finished
-    (or found complete).
+    (or found complete). With ``cluster``, each missing run is a Ray task
+    (sim/cluster.py) instead of a local process.
     """
     todo = {}
     for spec in specs:
@@ -199,6 +211,11 @@ def execute(
     pretrain_once((spec.scenario for spec in todo.values()), on_pretrain)
     started = on_start or (lambda spec: None)
     finished = on_done or (lambda spec, reused: None)
+    if cluster is not None:
+        from sim.cluster import execute_on_ray
+
+        return execute_on_ray(list(todo.values()), cluster.address, cluster.store, cluster.retries, started, finished,
+                              on_queued or (lambda n: None))
     if jobs <= 1:
         try:
             with sigterm_as_interrupt():

@@ -121,6 +121,8 @@ def reproduce(
     wide_sets: list[str] | None = None,
     method_sets: dict[str, list[str]] | None = None,
     budget_rounds: list[int] | None = None,
+    cluster: cmp.Cluster | None = None,
+    on_queued: Callable[[int], None] | None = None,
 ) -> Path:
     """Run every experiment (reusing runs), write sub-reports and the findings report."""
     base = load_scenario(scenario, overrides=dict(parse_override(s) for s in sets))
@@ -132,7 +134,8 @@ def reproduce(
     all_specs = [s for _, specs, _ in planned for s in specs]
     if on_plan:
         on_plan(len(all_specs))
-    computed = cmp.execute(all_specs, jobs=jobs, on_done=on_done, on_pretrain=on_pretrain, on_start=on_start)
+    computed = cmp.execute(all_specs, jobs=jobs, on_done=on_done, on_pretrain=on_pretrain, on_start=on_start,
+                           cluster=cluster, on_queued=on_queued)
     res = Results(steps_per_round(base))
     sections = []
     for exp, specs, axis in planned:

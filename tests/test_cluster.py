@@ -1,0 +1,108 @@
+"""Whole runs as Ray tasks on a real local cluster: two nodes started here, one CPU each (sim/cluster.py).
+
+Skipped, in one line, where Ray is not installed or cannot start a cluster.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = Path(sys.executable).with_name("ray")
+SWEEP = ["sweep", str(ROOT / "scenarios" / "very_heterogeneous.yaml"), "--method", "diloco,dn_dylu",
+         "--set", "schedule.t_max=1600", "--set", "trainer.config.hidden=32", "-q", "--seed", "0,1,2"]
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(RAY), *args], capture_output=True, text=True, env=ENV, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head node and one more node on this machine, 1 CPU each; yields (address, the second node's port)."""
+    port, node_port = _free_port(), _free_port()
+    head = _ray("start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                "--disable-usage-stats")
+    if head.returncode != 0:
+        pytest.skip(f"ray cannot start a cluster here: {(head.stderr or head.stdout).strip().splitlines()[-1:]}")
+    try:
+        node = _ray("start", f"--address=127.0.0.1:{port}", "--num-cpus=1", f"--node-manager-port={node_port}")
+        if node.returncode != 0:
+            pytest.skip(f"ray cannot add a second node here: {(node.stderr or node.stdout).strip().splitlines()[-1:]}")
+        yield f"127.0.0.1:{port}", node_port
+    finally:
+        _ray("stop", "--force")
+
+
+def _asyncsim(*args: str, runs: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sim.cli", *args, "--runs", str(runs)], capture_output=True, text=True,
+                          env=ENV, cwd=runs.parent, timeout=600)
+
+
+def _hashes(runs: Path) -> dict[str, str]:
+    return {f.name: json.loads((f / "summary.json").read_text())["run_hash"] for f in runs.iterdir()
+            if (f / "summary.json").exists()}
+
+
+def test_a_sweep_on_a_two_node_cluster_gives_the_local_run_hashes_even_when_a_node_dies(cluster, tmp_path):
+    address, node_port = cluster
+    local = _asyncsim(*SWEEP, "-j", "1", runs=tmp_path / "local")
+    assert local.returncode == 0, local.stderr
+    expected = _hashes(tmp_path / "local")
+    assert len(expected) == 6
+
+    # the same sweep on the cluster; the second node's raylet is killed once the first run is in, and the runs
+    # it held are retried on the head node
+    runs = tmp_path / "ray"
+    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", *SWEEP, "--executor", "ray", "--address", address,
+                             "--runs", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            cwd=tmp_path)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (runs.exists() and _hashes(runs)):
+        time.sleep(0.2)
+    raylet = subprocess.run(["pgrep", "-f", f"raylet.*node_manager_port={node_port}"], capture_output=True, text=True)
+    pids = [int(p) for p in raylet.stdout.split()]
+    assert pids and proc.poll() is None, "the sweep finished before the node could be killed"
+    for pid in pids:
+        os.kill(pid, 9)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert _hashes(runs) == expected  # every run, byte-identical to the local ones, in the same folders
+    assert not [p for p in runs.iterdir() if p.name.startswith(".")]  # nothing half-written left behind
+
+
+def test_ctrl_c_cancels_the_cluster_sweep_in_one_line_and_leaves_only_complete_runs(cluster, tmp_path):
+    import signal
+
+    from sim.records import is_complete_run
+
+    address, _ = cluster
+    runs = tmp_path / "runs"
+    args = [*SWEEP[:-2], "--seed", "10,11,12,13", "--executor", "ray", "--address", address, "--runs", str(runs)]
+    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV, cwd=tmp_path)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (runs.exists() and _hashes(runs)):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err and "Traceback" not in err
+    left = list(runs.iterdir())
+    assert left and all(is_complete_run(p) for p in left)  # finished runs kept, nothing half-written
