@@ -18,6 +18,7 @@ lower bound, since a model this small is bound by kernel launches.
 
     .venv/bin/python benchmarks/cluster.py
     .venv/bin/python benchmarks/cluster.py --runs 2 --toy-t-max 800 --skip-lm
+    .venv/bin/python benchmarks/cluster.py --per-run-overhead 1.25    # the projection alone
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def overhead(label: str, scenario: Path, runs: int, sets: list[str]) -> float:
         os.environ["ASYNCSIM_RUNS"] = str(Path(tmp) / "local")
         local_s, _ = timed(lambda: execute(specs_of(), jobs=1))
         hashes["local"] = [read_summary(s.folder)["run_hash"] for s in specs_of()]
+        os.environ.setdefault("RAY_worker_niceness", "0")  # as sim/cluster.py does for a Ray it starts
         start_s, _ = timed(lambda: ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
                                             logging_level="ERROR"))
         try:
@@ -127,7 +129,12 @@ def main() -> None:
     ap.add_argument("--lm-t-max", type=int, default=200)
     ap.add_argument("--skip-lm", action="store_true")
     ap.add_argument("--skip-projection", action="store_true")
+    ap.add_argument("--per-run-overhead", type=float, help="seconds per run for the projection (skips measuring it)")
     args = ap.parse_args()
+    if args.per_run_overhead is not None:
+        header("Projection: reports/paper_lm_micro on a cluster")
+        projection(args.per_run_overhead)
+        return
     try:
         import ray  # noqa: F401  (only whether it is there)
     except ImportError:

@@ -106,6 +106,8 @@ def execute_on_ray(
         raise UserError("--executor ray needs Ray: pip install 'asyncsim[ray]' (or pip install ray)") from None
     started_here = not ray.is_initialized()
     if started_here:
+        if address is None:  # Ray runs its workers at nice 15: a whole run is the work, not a background chore
+            os.environ.setdefault("RAY_worker_niceness", "0")
         try:
             env = _forwarded_env()
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,

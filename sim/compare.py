@@ -410,7 +410,7 @@ def build_report(
         peaks = labelled.pivot_table(index="method", columns="column", values=list(PEAK_COLUMNS), sort=False)
         peaks = peaks.reindex([m for m in methods if m in peaks.index])
         for col, what in zip(PEAK_COLUMNS, ("Peak rate at the server, in and out (Gbit/s", "Peak rate on the busiest "
-                                            "worker's link (Gbit/s", "Largest single upload (MB")):
+                                            "worker's link, one direction (Gbit/s", "Largest single upload (MB")):
             traffic_section += [f"## {what}, mean over seeds)", "", _frame_markdown(peaks[col], digits=4), ""]
         traffic_section += ["A transfer counts at its average rate, bytes over the time from leaving to landing "
                             "(queueing included); rates of transfers on one link at once add up (sim/traffic.py). "

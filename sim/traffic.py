@@ -19,7 +19,7 @@ Counted from the event log, with the sizes the planner uses
 Peak rates (:func:`peak_rates`): a transfer occupies its path at its
 average rate (bytes / time from leaving to landing, queueing included); the
 server carries every transfer at once (in and out), a worker's link its
-own. The largest single upload says how much one sync asks of a worker's
+own, each direction apart (links are full duplex). The largest single upload says how much one sync asks of a worker's
 link at a time: Streaming DiLoCo's point is that it sends 1/P of the model
 per sync.
 
@@ -104,7 +104,7 @@ def _peak(starts: pd.Series, ends: pd.Series, gbps: pd.Series) -> float:
 
 
 def peak_rates(events: pd.DataFrame, scenario: Scenario, num_params: int) -> dict[str, float]:
-    """Peak Gbit/s at the server and on the busiest worker's link, and the largest single upload (MB).
+    """Peak Gbit/s at the server and on the busiest worker's link (one direction), and the largest single upload (MB).
 
     HALoS's worker transfers stay in their region and its pushes are not
     counted here (its region servers' links are its own).
@@ -114,6 +114,6 @@ def peak_rates(events: pd.DataFrame, scenario: Scenario, num_params: int) -> dic
     if not len(t):
         return dict.fromkeys(PEAK_COLUMNS, 0.0)
     gbps = t["bytes"] * 8 / (t["end"] - t["start"]) / 1e9
-    worker = max(_peak(g["start"], g["end"], gbps[g.index]) for _, g in t.groupby("worker"))
+    worker = max(_peak(g["start"], g["end"], gbps[g.index]) for _, g in t.groupby(["worker", "kind"]))
     return {"peak_server_gbps": _peak(t["start"], t["end"], gbps), "peak_worker_gbps": worker,
             "largest_upload_mb": float(t.loc[t["kind"] == "upload", "bytes"].max()) / 1e6}

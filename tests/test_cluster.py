@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
 SWEEP = ["sweep", str(ROOT / "scenarios" / "very_heterogeneous.yaml"), "--method", "diloco,dn_dylu",
          "--set", "schedule.t_max=1600", "--set", "trainer.config.hidden=32", "-q", "--seed", "0,1,2"]
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_worker_niceness": "0", "PYTHONPATH": str(ROOT)}
 
 
 def _free_port() -> int:
