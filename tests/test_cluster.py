@@ -106,3 +106,43 @@ def test_ctrl_c_cancels_the_cluster_sweep_in_one_line_and_leaves_only_complete_r
     assert len(err.strip().splitlines()) == 1 and "interrupted" in err and "Traceback" not in err
     left = list(runs.iterdir())
     assert left and all(is_complete_run(p) for p in left)  # finished runs kept, nothing half-written
+
+
+def test_a_run_that_keeps_dying_is_named_in_one_line_and_the_others_are_kept(tmp_path):
+    """sim/cluster.py's loop with a stand-in for Ray: one task fails for good, the other's folder is written."""
+    from types import SimpleNamespace
+
+    from sim.cluster import _execute
+    from sim.errors import UserError
+    from sim.records import is_complete_run
+    from tests.helpers import scenario
+
+    class Died(Exception):
+        pass
+
+    good = SimpleNamespace(scenario=scenario([1.0], seed=0), folder=tmp_path / "good-run")
+    bad = SimpleNamespace(scenario=scenario([1.0], seed=1), folder=tmp_path / "bad-run")
+    files = {"summary.json": json.dumps({"run_hash": "x", "final": {}}).encode(), "metrics.parquet": b"m",
+             "events.parquet": b"e", "scenario.yaml": b"s"}
+
+    class FakeRay:
+        def cluster_resources(self):
+            return {"CPU": 2.0}
+
+        def remote(self, fn):
+            return SimpleNamespace(options=lambda **kw: SimpleNamespace(remote=lambda sc, store: sc["seed"]))
+
+        def wait(self, refs, num_returns, timeout):
+            return refs[:1], refs[1:]
+
+        def get(self, ref):
+            if ref == 1:
+                raise Died("node lost")
+            return files
+
+    done = []
+    with pytest.raises(UserError, match=r"1 of 2 runs failed on the cluster .*bad-run: Died after 3 retries"):
+        _execute(FakeRay(), Died, KeyboardInterrupt, [good, bad], None, 3, lambda s: None,
+                 lambda s, reused: done.append(s.folder.name), lambda n: None)
+    assert is_complete_run(good.folder) and not bad.folder.exists()
+    assert sorted(done) == ["bad-run", "good-run"]
