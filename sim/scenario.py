@@ -73,7 +73,8 @@ class StreamingSpec(_Strict):
     fragments: int = Field(2, ge=1, le=10**6, description="P: fragments, strided over layers, synced H / P steps apart")
     overlap: int = Field(1, ge=0, le=10**7, description="tau: inner steps a worker trains on while a fragment syncs")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the worker's own fragment when the global one is merged in")
-    inner_state: Literal["keep", "reset"] = Field("keep", description="carry each worker's AdamW state across syncs")
+    inner_state: Literal["keep", "reset"] = Field("keep", description="carry each worker's AdamW state across syncs "
+                                                  "(keep), or start a fresh one every round of H steps (reset, as DiLoCo)")
 
 
 class MethodSpec(_Strict):

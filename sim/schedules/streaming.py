@@ -56,7 +56,7 @@ class Worker:
 
     ref: torch.Tensor | None = None  # g: per fragment, the global value merged last
     drift: torch.Tensor | None = None  # g - theta_w
-    inner: Any = None  # its inner optimizer's state (inner_state: keep)
+    inner: Any = None  # its inner optimizer's state (carried within a round, and across rounds with inner_state: keep)
     step: int = 0  # local steps done
     joined: int = 0  # it takes part in the syncs after this step
     counted: int = 0  # its steps counted in t_local so far
@@ -116,9 +116,10 @@ class Streaming(Overlapping):
         worker = self.workers[w]
         s, r = worker.step, worker.step // self.H
         spec, jitter = self.specs.get(run, r, w)
-        part = segment(spec, s - r * self.H, self._next_boundary(s) - r * self.H, run.batch_size, keep_state=self.keep)
+        part = segment(spec, s - r * self.H, self._next_boundary(s) - r * self.H, run.batch_size, keep_state=True)
+        fresh = not self.keep and s % self.H == 0  # reset: a fresh AdamW each round of H steps, as DiLoCo's
         assert worker.ref is not None and worker.drift is not None
-        if run.train(w, worker.ref - worker.drift, part, worker.inner if self.keep else None, jitter) is None:
+        if run.train(w, worker.ref - worker.drift, part, None if fresh else worker.inner, jitter) is None:
             self._leave(run, w)  # down: it rejoins when back up (queued by run.train)
 
     def on_arrival(self, run: Run, job: Job, result: JobResult) -> None:
