@@ -15,7 +15,8 @@ compression is free. Formats:
   ``round_half_even(x / s)`` in [-127, 127]. Error per value at most s / 2 <=
   amax / 127.
 * ``fp4``: E2M1 (the values 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives,
-  as MXFP4 and Streaming DiLoCo use), a power-of-two scale per block,
+  as MXFP4 uses; Streaming DiLoCo sends 4-bit outer gradients too, E2M1 or
+  E3M0: the part of its paper we could read does not say), a power-of-two scale per block,
   ``s = 2^ceil(log2(amax / 6))`` so nothing saturates; each value goes to the
   nearest grid point (ties to the even grid index). Error per value at most
   s <= amax / 3.
