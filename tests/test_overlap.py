@@ -114,3 +114,12 @@ def test_eager_hides_communication_that_diloco_waits_for():
     assert eager.summary["simulated_seconds"] < diloco.summary["simulated_seconds"]
     assert eager.summary["simulated_seconds"] == delayed.summary["simulated_seconds"]  # the same clock
     assert list(eager.metrics["t_local"]) == list(diloco.metrics["t_local"])
+
+
+def test_streaming_sends_its_fragments_through_the_upload_encoding():
+    """Quantised outer gradients (Sec. 2.4): each fragment is encoded on its own, block scales included."""
+    fp4 = simulate(scenario([1.0, 1.4, 0.8, 2.0], preset="streaming_diloco", trainer_config={"dim": DIM}, H=6, t_max=240,
+                            device_extra=LINKS, network={**SERVER, "dtype": "fp4"}))
+    up = fp4.events[fp4.events["event"] == "upload"]
+    assert set(up["bytes"]) == {wire_bytes(DIM // 2, "fp4")}
+    assert not torch.equal(fp4.params, _run("streaming_diloco").params)  # the values changed on the way
