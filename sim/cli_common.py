@@ -87,6 +87,7 @@ def cluster_of(executor: str, address: Optional[str], store: Optional[Path]) -> 
             fail(f"{'--address' if address is not None else '--store'} needs --executor ray")
         return None
     if store is not None:
+        store = store.resolve()  # every node must see the same path, not its own working directory's
         use_runs_dir(store)  # the shared store is the run store: reports read the runs from it
     return Cluster(address=address, store=store)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -105,6 +106,8 @@ def execute_on_ray(
     except ImportError:
         raise UserError("--executor ray needs Ray: pip install 'asyncsim[ray]' (or pip install ray)") from None
     started_here = not ray.is_initialized()
+    if started_here and address is not None and not address.startswith("ray://"):
+        _probe(address)
     if started_here:
         if address is None:  # Ray runs its workers at nice 15: a whole run is the work, not a background chore
             os.environ.setdefault("RAY_worker_niceness", "0")
@@ -121,9 +124,28 @@ def execute_on_ray(
             ray.shutdown()
 
 
+def _probe(address: str, timeout_s: float = 10.0) -> None:
+    """One line now, rather than Ray retrying for minutes, when nothing listens at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({exc}); expected host:port of a "
+                        "head node started with `ray start --head`, or ray://host:10001") from None
+
+
 def _forwarded_env() -> dict[str, str]:
     """The settings a task needs from the driver's environment (the pretraining cache)."""
     return {k: os.environ[k] for k in ("ASYNCSIM_CACHE",) if k in os.environ}
+
+
+def _why(exc: Exception, retries: int) -> str:
+    """Why a task failed: the run's own error (never retried), or its worker or node lost ``retries`` + 1 times."""
+    cause = getattr(exc, "cause", None)
+    if cause is not None:  # the run raised: a bug or a user error, the same on any node
+        return f"{type(cause).__name__}: {str(cause).splitlines()[0][:200] if str(cause) else ''}"
+    return f"{type(exc).__name__} after {retries} retries"
 
 
 def _execute(ray: Any, RayError: type, TaskCancelledError: type, todo: list[RunSpec], store: Path | None,
@@ -162,11 +184,14 @@ def _execute(ray: Any, RayError: type, TaskCancelledError: type, todo: list[RunS
                 except TaskCancelledError:
                     continue
                 except RayError as exc:
-                    failed.append(f"{spec.folder.name}: {type(exc).__name__} after {retries} retries")
+                    failed.append(f"{spec.folder.name}: {_why(exc, retries)}")
                     finished(spec, False)
                     continue
                 if files is not None:
                     write_files(spec.folder, files)
+                elif not is_complete_run(spec.folder):
+                    failed.append(f"{spec.folder.name}: its task finished, but no complete run is at {spec.folder} "
+                                  "(is --store the same path on every node?)")
                 finished(spec, False)
             fill()
     except KeyboardInterrupt:

@@ -214,8 +214,9 @@ def execute(
     if cluster is not None:
         from sim.cluster import execute_on_ray
 
-        return execute_on_ray(list(todo.values()), cluster.address, cluster.store, cluster.retries, started, finished,
-                              on_queued or (lambda n: None))
+        with sigterm_as_interrupt():
+            return execute_on_ray(list(todo.values()), cluster.address, cluster.store, cluster.retries, started,
+                                  finished, on_queued or (lambda n: None))
     if jobs <= 1:
         try:
             with sigterm_as_interrupt():

@@ -262,7 +262,10 @@ def worker_time_budget(events: pd.DataFrame, devices: list[str] | None = None) -
 
     Idle is the rest of the run: waiting for the server (sync barriers,
     grace windows) and, with churn, being down. A job still running when the
-    budget is reached counts as ``unfinished``.
+    budget is reached counts as ``unfinished``. Schedules that move their own
+    transfers while workers train (Streaming DiLoCo, eager) have no
+    communication inside their jobs: ``links_busy_s`` is the time some
+    transfer of the worker was on the wire, much of it under training.
     """
     jobs = worker_intervals(events)
     end = float(events["tau"].max())
@@ -283,20 +286,34 @@ def worker_time_budget(events: pd.DataFrame, devices: list[str] | None = None) -
             "device": devices[int(w) % len(devices)] if devices else "",
             "jobs": len(d), "lost_jobs": len(lo),
             "training_s": training, "comm_s": comm, "lost_s": lost_s, "unfinished_s": unfinished,
-            "idle_s": idle,
+            "idle_s": idle, "links_busy_s": _links_busy(events, int(w)) if "sent" in events.columns else comm,
         })
     table = pd.DataFrame(rows)
     table["idle_pct"] = 100 * table["idle_s"] / end if end > 0 else 0.0
     return table
 
 
+def _links_busy(events: pd.DataFrame, worker: int) -> float:
+    """Seconds during which at least one of ``worker``'s recorded transfers was on the wire (their union)."""
+    rows = events[events["event"].isin(["upload", "download"]) & (events["worker"] == worker)]
+    busy, reach = 0.0, float("-inf")
+    for start, end in sorted(zip(rows["sent"], rows["tau"])):
+        if end > reach:
+            busy += end - max(start, reach)
+            reach = end
+    return busy
+
+
 def budget_markdown(table: pd.DataFrame) -> str:
     cols = ["training_s", "comm_s", "lost_s", "unfinished_s", "idle_s"]
-    lines = ["| worker | device | synced jobs | lost jobs | training s | communication s | lost work s | unfinished s | idle s | idle % |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    overlapped = bool((table["links_busy_s"] != table["comm_s"]).any()) if "links_busy_s" in table else False
+    extra = " links busy s (under training and idle) |" if overlapped else ""
+    lines = ["| worker | device | synced jobs | lost jobs | training s | communication s | lost work s | unfinished s | idle s | idle % |" + extra,
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if overlapped else "")]
     for r in table.itertuples():
         cells = " | ".join(f"{getattr(r, c):.1f}" for c in cols)
-        lines.append(f"| w{r.worker} | {r.device} | {r.jobs} | {r.lost_jobs} | {cells} | {r.idle_pct:.0f} |")
+        tail = f" {r.links_busy_s:.1f} |" if overlapped else ""
+        lines.append(f"| w{r.worker} | {r.device} | {r.jobs} | {r.lost_jobs} | {cells} | {r.idle_pct:.0f} |" + tail)
     return "\n".join(lines)
 
 

@@ -535,10 +535,11 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "<scenario>", base: Pa
                                f"before its next sync, H = {scenario.schedule.H} steps later (at most H - 1)")
     if method.schedule in OVERLAPPING:
         if method.fix is not None:
-            raise _field_error(source, "method.fix", f"schedule {method.schedule!r} has no staleness to fix (none)")
-        if method.dylu and method.schedule == "streaming":
-            raise _field_error(source, "method.dylu", "Streaming DiLoCo syncs fragments at fixed steps: every worker "
-                               "trains H steps a round (false)")
+            raise _field_error(source, "method.fix", f"schedule {method.schedule!r} has no staleness to fix "
+                               "(set it to none)")
+        if method.dylu:
+            raise _field_error(source, "method.dylu", f"schedule {method.schedule!r} syncs every worker at fixed "
+                               "steps: every worker trains H steps a round (set it to false)")
     if method.hierarchy is not None:
         local = _check_outer(method.hierarchy.local_outer, "method.hierarchy.local_outer", source,
                              scenario.workers.k, wraps=False)

@@ -89,6 +89,8 @@ compare run hashes across machines.
 """
 from __future__ import annotations
 
+import copy
+
 import math
 import os
 import sys
@@ -373,9 +375,9 @@ class LMTrainer:
         torch.set_num_threads(job.threads)
         load_flat_params(self._model, theta)
         self._model.train()
-        opt = self._optimizer(job.lrs[0])  # fresh every round: the paper resets inner state
+        opt = self._optimizer(job.lrs[0])  # fresh unless the job carries a state (the paper resets it each round)
         if optimizer_state is not None:
-            opt.load_state_dict(optimizer_state)
+            opt.load_state_dict(copy.deepcopy(optimizer_state))  # never advance the caller's (shared) tensors
         batch = self.arch.batch_size * job.batch_multiplier
         order = self._shard_windows(job.shard, job.data_offset, batch * job.steps)
         total = 0.0

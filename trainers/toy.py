@@ -8,6 +8,8 @@ uses points drawn fresh from the same mixture (never training points).
 """
 from __future__ import annotations
 
+import copy
+
 from typing import Any
 
 import numpy as np
@@ -110,13 +112,13 @@ class ToyTrainer:
         torch.set_num_threads(job.threads)
         model = self._model
         load_flat_params(model, theta)
-        # A fresh AdamW every round (the paper resets inner state); fused is the
+        # A fresh AdamW unless the job carries a state (the paper resets it each round); fused is the
         # fastest CPU kernel and deterministic.
         opt = torch.optim.AdamW(
             model.parameters(), lr=job.lrs[0], betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True
         )
         if optimizer_state is not None:
-            opt.load_state_dict(optimizer_state)
+            opt.load_state_dict(copy.deepcopy(optimizer_state))  # never advance the caller's (shared) tensors
         batch = cfg.batch_size * job.batch_multiplier
         positions = self._shard_positions(job.shard, job.data_offset, batch * job.steps)
         positions_t = torch.from_numpy(positions)
