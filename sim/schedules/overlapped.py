@@ -25,7 +25,10 @@ as DiLoCo, and no reduction of it (the delay counts in rounds).
 
 A worker whose device goes down leaves the rounds it has not uploaded to;
 back up, it takes the server's model with a fresh outer state and joins the
-next round no worker has started.
+next round no worker has started. The share weight c stays 1 / k, the
+paper's 1 / M, even when a round's average is over fewer uploads: under
+churn, eager's correction then removes a share slightly different from the
+one the average holds (an approximation, exact without churn).
 """
 from __future__ import annotations
 
