@@ -269,6 +269,7 @@ def worker_time_budget(events: pd.DataFrame, devices: list[str] | None = None) -
     """
     jobs = worker_intervals(events)
     end = float(events["tau"].max())
+    overlapping = bool(events["event"].isin(["upload", "download"]).any())  # the schedule moved its own transfers
     done = jobs[jobs["end"].notna() & ~jobs["lost"]]
     lost = jobs[jobs["lost"]]
     open_ = jobs[jobs["end"].isna()]
@@ -286,7 +287,7 @@ def worker_time_budget(events: pd.DataFrame, devices: list[str] | None = None) -
             "device": devices[int(w) % len(devices)] if devices else "",
             "jobs": len(d), "lost_jobs": len(lo),
             "training_s": training, "comm_s": comm, "lost_s": lost_s, "unfinished_s": unfinished,
-            "idle_s": idle, "links_busy_s": _links_busy(events, int(w)) if "sent" in events.columns else comm,
+            "idle_s": idle, "links_busy_s": _links_busy(events, int(w)) if overlapping else comm,
         })
     table = pd.DataFrame(rows)
     table["idle_pct"] = 100 * table["idle_s"] / end if end > 0 else 0.0
