@@ -1,7 +1,12 @@
-"""Test-wide settings: the run store is never a developer's own (``$ASYNCSIM_RUNS``)."""
+"""Test-wide settings: the run store is never a developer's own (``$ASYNCSIM_RUNS``); property tests draw the
+same examples on every machine (a CI run is reproducible; ``--hypothesis-profile=default`` explores new ones)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("asyncsim", derandomize=True)
+settings.load_profile("asyncsim")
 
 
 @pytest.fixture(autouse=True)
