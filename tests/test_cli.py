@@ -127,3 +127,16 @@ def test_old_run_folders_are_adopted_when_only_defaults_were_added(tmp_path, mon
     assert "reused" in again.output and hash_of(again.output) == hash_of(first.output)
     assert folder.exists() and not old_name.exists()
 
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--executor", "nope"], "--executor 'nope': expected local or ray"),
+    (["--address", "head:6379"], "--address needs --executor ray"),
+    (["--store", "/tmp/shared"], "--store needs --executor ray"),
+])
+def test_whole_run_executor_options_fail_in_one_line(tmp_path, args, message):
+    scen = Path(__file__).resolve().parents[1] / "scenarios" / "very_heterogeneous.yaml"
+    result = runner.invoke(app, ["sweep", str(scen), "--seed", "0", "--runs", str(tmp_path / "runs"), *args])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()  # nothing ran
