@@ -28,7 +28,7 @@ from sim.compression import Links
 from sim.dispatch import Dispatcher
 from sim.jobs import Finished, Job, JobTable
 from sim.outer.base import OuterUpdate, PseudoGradient
-from sim.planner import Planner, step_times
+from sim.planner import Planner, RoundPlan, step_times
 from sim.records import Recorder
 from sim.runstate import Checkpoints, Outcome, RunState
 from sim.scenario import Scenario
@@ -151,14 +151,7 @@ class Simulation(Resumable):
                 continue
             spec = self.dispatcher.spec(w)
             plan = self.planner.plan(w, now, spec.steps)
-            job = Job(id=self.state.next_job_id, worker=w, spec=spec, dispatch_version=self.state.version,
-                      dispatched_at=now, completes_at=plan.arrival if plan.lost_at is None else plan.lost_at,
-                      train_start=plan.train_start, upload_start=plan.upload_start, lost_at=plan.lost_at,
-                      snapshot=snapshot, state=state, keep_theta=self.outer is not None and self.outer.needs_dispatch_theta)
-            self.state.next_job_id += 1
-            self.jobs.start(job, self.executor)
-            self._event("dispatch", job)
-            started.append(job)
+            started.append(self._start(w, spec, plan, snapshot, state, uploads=True))
         if self.planner.communicates:  # uploads queue on the server's link: re-plan the arrivals
             uploads = {j.worker: j.upload_start for j in self.jobs.by_worker() if j.lost_at is None and j.uploads}
             self.jobs.reschedule(self.planner.arrivals(uploads, self.state.uplink_free))
@@ -176,10 +169,17 @@ class Simulation(Resumable):
         if back != now:
             self.jobs.rejoin_at(worker, back)
             return None
-        end, lost_at = self.planner.train_only(worker, now, spec.steps, jitter)
+        return self._start(worker, spec, self.planner.train_only(worker, now, spec.steps, jitter), model, state,
+                           uploads=False)
+
+    def _start(self, worker: int, spec: JobSpec, plan: RoundPlan, snapshot: torch.Tensor, state: Any,
+               uploads: bool) -> Job:
+        """Dispatch a planned job now: computed at once by the executor, its end awaited in (time, worker) order."""
         job = Job(id=self.state.next_job_id, worker=worker, spec=spec, dispatch_version=self.state.version,
-                  dispatched_at=now, completes_at=end if lost_at is None else lost_at, train_start=now,
-                  upload_start=end, lost_at=lost_at, snapshot=model, state=state, keep_theta=False, uploads=False)
+                  dispatched_at=self.state.now, completes_at=plan.arrival if plan.lost_at is None else plan.lost_at,
+                  train_start=plan.train_start, upload_start=plan.upload_start, lost_at=plan.lost_at,
+                  snapshot=snapshot, state=state, uploads=uploads,
+                  keep_theta=uploads and self.outer is not None and self.outer.needs_dispatch_theta)
         self.state.next_job_id += 1
         self.jobs.start(job, self.executor)
         self._event("dispatch", job)

@@ -83,7 +83,7 @@ class Job:
     @classmethod
     def from_plain(cls, plain: dict[str, Any], snapshot: torch.Tensor) -> Job:
         """:meth:`plain`'s output back as a job (not yet started)."""
-        fields = {**plain, "snapshot": snapshot, "spec": JobSpec(**{**plain["spec"], "lrs": tuple(plain["spec"]["lrs"])})}
+        fields = {**plain, "snapshot": snapshot, "spec": JobSpec.from_plain(plain["spec"])}
         for key in _TIMES:
             fields[key] = None if plain[key] is None else Time.from_plain(plain[key])
         return cls(**fields)
@@ -111,9 +111,8 @@ class Finished:
 
     @classmethod
     def from_plain(cls, plain: dict[str, Any]) -> Finished:
-        spec = JobSpec(**{**plain["spec"], "lrs": tuple(plain["spec"]["lrs"])})
-        return cls(plain["id"], plain["worker"], spec, plain["dispatch_version"], Time.from_plain(plain["train_start"]),
-                   Time.from_plain(plain["upload_start"]))
+        return cls(plain["id"], plain["worker"], JobSpec.from_plain(plain["spec"]), plain["dispatch_version"],
+                   Time.from_plain(plain["train_start"]), Time.from_plain(plain["upload_start"]))
 
 
 _TIMES = ("dispatched_at", "completes_at", "train_start", "upload_start", "lost_at")

@@ -99,10 +99,10 @@ class Planner:
         duration = self.steps[worker] * steps
         return duration.scaled(factor) if self.devices[worker].jitter > 0 else duration
 
-    def train_only(self, worker: int, start: Time, steps: int, factor: float) -> tuple[Time, Time | None]:
-        """(end, lost_at) of training that starts at ``start``, its inputs already on the device."""
+    def train_only(self, worker: int, start: Time, steps: int, factor: float) -> RoundPlan:
+        """Training that starts at ``start``, its inputs already on the device; it ends (arrives) when training does."""
         end = start + self.training(worker, steps, factor)
-        return end, self._fails((worker,), start, end)
+        return RoundPlan(start, end, end, self._fails((worker,), start, end))
 
     def link_time(self, worker: int, num_bytes: int) -> Time:
         """Seconds for ``num_bytes`` over the worker's own path to the server (either way)."""

@@ -307,36 +307,25 @@ def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
     if resolved["schedule"] == "single":
         # The 1-worker baseline copies the worker's model: no outer update to tune.
         resolved["outer"] = resolved["fix"] = None
-    resolved["hierarchy"] = _merge_hierarchy(resolved.get("hierarchy"), raw_method.get("hierarchy"), source,
-                                             resolved["schedule"])
-    resolved["streaming"] = _merge_block("streaming", resolved.get("streaming"), raw_method.get("streaming"), source,
-                                         resolved["schedule"])
+    for field, owner in (("hierarchy", "halos"), ("streaming", "streaming")):
+        resolved[field] = _merge_block(field, owner, resolved.get(field), raw_method.get(field), source,
+                                       resolved["schedule"])
     return resolved
 
 
-def _merge_block(name: str, base: dict[str, Any] | None, given: Any, source: str, schedule: str) -> dict[str, Any] | None:
-    """A schedule's own settings block (``method.streaming``): the preset's, with the scenario's fields over it."""
+def _merge_block(field: str, owner: str, base: dict[str, Any] | None, given: Any, source: str,
+                 schedule: str) -> dict[str, Any] | None:
+    """Schedule ``owner``'s own settings block (``method.hierarchy``, ``method.streaming``): the preset's, with the
+    scenario's fields over it; ``none`` removes it."""
     if given is None or given == "none":
         return base if given is None else None
-    if schedule != name:
-        raise _field_error(source, f"method.{name}", f"only schedule {name!r} takes one, not {schedule!r} "
-                           f"(compare: --method-set METHOD:method.{name}.FIELD=VALUE sets it for one method)")
+    if schedule != owner:
+        raise _field_error(source, f"method.{field}", f"only schedule {owner!r} takes one, not {schedule!r} "
+                           f"(compare: --method-set METHOD:method.{field}.FIELD=VALUE sets it for one method)")
     if not isinstance(given, dict):
-        raise _field_error(source, f"method.{name}", f"expected a mapping, got {type(given).__name__}")
-    return {**(base or {}), **given}
-
-
-def _merge_hierarchy(base: dict[str, Any] | None, given: Any, source: str, schedule: str) -> dict[str, Any] | None:
-    """The preset's hierarchy with the scenario's fields over it (a local outer of the same name merges)."""
-    if given is None or given == "none":
-        return base if given is None else None
-    if schedule != "halos":
-        raise _field_error(source, "method.hierarchy", f"only schedule 'halos' takes one, not {schedule!r} "
-                           "(compare: --method-set halos:method.hierarchy.K=8 sets it for halos alone)")
-    if not isinstance(given, dict):
-        raise _field_error(source, "method.hierarchy", f"expected a mapping, got {type(given).__name__}")
+        raise _field_error(source, f"method.{field}", f"expected a mapping, got {type(given).__name__}")
     merged = {**(base or {}), **given}
-    if "local_outer" in given:
+    if field == "hierarchy" and "local_outer" in given:  # a local outer of the same name merges, as method.outer
         merged["local_outer"] = _merge_component((base or {}).get("local_outer"), given["local_outer"],
                                                  "method.hierarchy.local_outer", source)
     return merged

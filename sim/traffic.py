@@ -43,25 +43,18 @@ def crosses(a: str | None, b: str | None) -> bool:
 
 
 def run_traffic(events: pd.DataFrame, scenario: Scenario, num_params: int) -> dict[str, float]:
-    """GB (1e9 bytes) sent in all and across regions by one run."""
+    """GB (1e9 bytes) sent in all and across regions by one run: its worker transfers, plus HALoS's pushes."""
     net = scenario.network
     if net is None or scenario.method.schedule == "single":
         return dict.fromkeys(TRAFFIC_COLUMNS, 0.0)
-    up, down = payload_bytes(net, num_params)
     region = [scenario.workers.device(w).region for w in range(scenario.workers.k)]
-    if "bytes" in events.columns:  # the schedule recorded every transfer with its size
-        rows = events[events["event"].isin(["upload", "download"])]
-        crossing = [crosses(region[w], net.server_region) for w in rows["worker"]]
-        return {"gb_sent": float(rows["bytes"].sum()) / 1e9,
-                "gb_inter_region": float(rows.loc[crossing, "bytes"].sum()) / 1e9 if len(rows) else 0.0}
+    t = transfers(events, scenario, num_params)
     local = "server" in events.columns  # HALoS: workers talk to their own region's server, never across
-    jobs = events[events["job"] >= 0]
-    sent = inter = 0
-    for kind, size in (("dispatch", down), ("complete", up)):
-        ends = [region[w] for w in jobs.loc[jobs["event"] == kind, "worker"]]
-        sent += len(ends) * size
-        inter += 0 if local else sum(crosses(r, net.server_region) for r in ends) * size
+    sent = float(t["bytes"].sum())
+    inter = 0.0 if local else float(sum(b for w, b in zip(t["worker"], t["bytes"]) if crosses(region[w], net.server_region)))
     if local:
+        up, down = payload_bytes(net, num_params)
+        jobs = events[events["job"] >= 0]
         lps_region = {int(s): region[int(w)] for s, w in jobs.groupby("server")["worker"].first().items()}
         servers = events[events["job"] < 0]
         for kind, size in (("push", up), ("global", down)):  # each global update sends the model back
@@ -72,10 +65,15 @@ def run_traffic(events: pd.DataFrame, scenario: Scenario, num_params: int) -> di
 
 
 def transfers(events: pd.DataFrame, scenario: Scenario, num_params: int) -> pd.DataFrame:
-    """Every worker <-> server transfer of a run: worker, kind (upload / download), start, end (s), bytes."""
+    """Every worker <-> server transfer of a run: worker, kind (upload / download), start, end (s), bytes.
+
+    Recorded rows where the schedule moved its own transfers; else one
+    download per dispatched round and one upload per completed one (a run
+    whose links take no time has no comm columns: its transfers last 0 s).
+    """
     net = scenario.network
     columns = ["worker", "kind", "start", "end", "bytes"]
-    if net is None or scenario.method.schedule == "single" or "train_start" not in events.columns:
+    if net is None or scenario.method.schedule == "single":
         return pd.DataFrame(columns=columns)
     if "bytes" in events.columns:
         rows = events[events["event"].isin(["upload", "download"])]
@@ -85,11 +83,12 @@ def transfers(events: pd.DataFrame, scenario: Scenario, num_params: int) -> pd.D
     jobs = events[events["job"] >= 0]
     dispatched = jobs[jobs["event"] == "dispatch"]
     done = jobs[jobs["event"] == "complete"]
+    timed = "train_start" in events.columns
     return pd.concat([
         pd.DataFrame({"worker": dispatched["worker"], "kind": "download", "start": dispatched["tau"],
-                      "end": dispatched["train_start"], "bytes": down}),
-        pd.DataFrame({"worker": done["worker"], "kind": "upload", "start": done["upload_start"], "end": done["tau"],
-                      "bytes": up}),
+                      "end": dispatched["train_start" if timed else "tau"], "bytes": down}),
+        pd.DataFrame({"worker": done["worker"], "kind": "upload", "start": done["upload_start" if timed else "tau"],
+                      "end": done["tau"], "bytes": up}),
     ], ignore_index=True)[columns]
 
 

@@ -36,6 +36,11 @@ class JobSpec:
     def steps(self) -> int:
         return len(self.lrs)
 
+    @classmethod
+    def from_plain(cls, plain: dict[str, Any]) -> "JobSpec":
+        """``dataclasses.asdict(spec)`` back as a spec (a checkpoint keeps the learning rates as a list)."""
+        return cls(**{**plain, "lrs": tuple(plain["lrs"])})
+
 
 @dataclass
 class JobResult:

@@ -33,5 +33,4 @@ class RoundSpecs:
         return [[r, [[dataclasses.asdict(spec), jitter] for spec, jitter in specs]] for r, specs in sorted(self.rounds.items())]
 
     def load_state_dict(self, state: list[Any]) -> None:
-        self.rounds = {r: [(JobSpec(**{**spec, "lrs": tuple(spec["lrs"])}), jitter) for spec, jitter in specs]
-                       for r, specs in state}
+        self.rounds = {r: [(JobSpec.from_plain(spec), jitter) for spec, jitter in specs] for r, specs in state}

@@ -15,6 +15,7 @@ next one; ties break by (time, stage, worker, order sent), never by chance.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -75,12 +76,13 @@ class Sync:
 
 
 class Wires:
-    """Each worker's up- and downlink, the server's ingress, and the transfers on them."""
+    """Each worker's up- and downlink, the server's ingress, and the transfers on them (a heap by rank:
+    the engine asks for the next one at every event)."""
 
     def __init__(self, k: int):
         self.up_free, self.down_free = [ZERO] * k, [ZERO] * k
         self.ingress_free = ZERO
-        self.transfers: list[Transfer] = []
+        self.queue: list[tuple[tuple[Time, int, int, int], Transfer]] = []  # (rank, transfer); ranks are unique
         self.sent = 0
 
     def upload(self, run: Run, job: Finished, part: int, key: int, payload: torch.Tensor, num_bytes: int) -> None:
@@ -98,39 +100,39 @@ class Wires:
         self._add(Transfer(lands, "land", w, part, key, start, num_bytes, payload, job, self.sent))
 
     def _add(self, transfer: Transfer) -> None:
-        self.transfers.append(transfer)
+        heapq.heappush(self.queue, (transfer.rank, transfer))
         self.sent += 1
 
     def next_at(self) -> Time | None:
-        return min((t.at for t in self.transfers), default=None)
+        return self.queue[0][0][0] if self.queue else None
 
     def due(self, now: Time) -> Transfer | None:
-        """The next transfer stage due at ``now``, taken off the list (a reach goes back as its arrival)."""
-        first = min(self.transfers, key=lambda t: t.rank, default=None)
-        if first is None or first.at != now:
+        """The next transfer stage due at ``now``, taken off the queue (a reach goes back as its arrival)."""
+        if not self.queue or self.queue[0][0][0] != now:
             return None
-        self.transfers.remove(first)
-        return first
+        return heapq.heappop(self.queue)[1]
 
     def enter_ingress(self, run: Run, transfer: Transfer) -> None:
         """An upload reached the server's link: it is received once the uploads before it are (FIFO)."""
         start = max(transfer.at, self.ingress_free)
         self.ingress_free = start + run.ingress_time(transfer.num_bytes)
         transfer.at, transfer.stage = self.ingress_free, "arrive"
-        self.transfers.append(transfer)
+        heapq.heappush(self.queue, (transfer.rank, transfer))
 
     def cancel(self, worker: int) -> None:
         """``worker``'s device went down: what is still on its way to it is lost with its state."""
-        self.transfers = [t for t in self.transfers if not (t.worker == worker and t.stage == "land")]
+        self.queue = [(r, t) for r, t in self.queue if not (t.worker == worker and t.stage == "land")]
+        heapq.heapify(self.queue)
 
     def state_dict(self) -> dict[str, Any]:
         return {"up_free": [t.plain() for t in self.up_free], "down_free": [t.plain() for t in self.down_free],
-                "ingress_free": self.ingress_free.plain(), "transfers": [t.plain() for t in self.transfers],
+                "ingress_free": self.ingress_free.plain(), "transfers": [t.plain() for _, t in sorted(self.queue)],
                 "sent": self.sent}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.up_free = [Time.from_plain(t) for t in state["up_free"]]
         self.down_free = [Time.from_plain(t) for t in state["down_free"]]
         self.ingress_free = Time.from_plain(state["ingress_free"])
-        self.transfers = [Transfer.from_plain(t) for t in state["transfers"]]
+        self.queue = [(t.rank, t) for t in map(Transfer.from_plain, state["transfers"])]
+        heapq.heapify(self.queue)
         self.sent = state["sent"]
