@@ -34,7 +34,7 @@ def test_fragments_stride_over_layers_and_partition_the_model():
         fragment_indices(20, 6, sizes)
 
 
-def test_the_toy_and_the_lm_report_their_layers():
+def test_the_toy_reports_its_layers_in_flat_order():
     from sim.build import build_trainer
 
     sc = scenario([1.0], preset="streaming_diloco", trainer="toy", trainer_config={**TINY_TOY, "hidden_layers": 2})
