@@ -21,7 +21,7 @@ from sim.cli_common import (ADDRESS_OPT, FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_S
                             parse_seeds, seed_opt, split_list, use_runs_dir)
 from sim.cli_init import register as register_init_command
 from sim.cli_lm import register as register_lm_commands
-from sim.errors import RunDiverged, RunInterrupted, ScenarioError, UserError
+from sim.errors import FieldError, RunDiverged, RunInterrupted, ScenarioError, UserError
 
 #: compare's methods when --method is not given (mirrors sim.compare.DEFAULT_METHODS, which imports pandas)
 DEFAULT_METHODS = "finetune_1w,diloco,async_diloco,async_poly,async_buffer,dn_dylu"
@@ -97,6 +97,10 @@ def run(
         if bar is not None:
             bar.stop()
         fail("interrupted; no run folder was written (earlier results are untouched)", code=130)
+    except FieldError as exc:
+        if bar is not None:
+            bar.stop()
+        fail_with(exc.in_file(file))
     except UserError as exc:
         if bar is not None:
             bar.stop()

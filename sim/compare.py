@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 
-from sim.errors import RunInterrupted, ScenarioError
+from sim.errors import RunInterrupted, ScenarioError, naming_file
 from sim.prepare import PretrainProgress, pretrain_once
 from sim.records import is_complete_run, read_summary
 from sim.runner import default_run_folder
@@ -208,7 +208,8 @@ def execute(
             todo.setdefault(spec.folder, spec)  # identical scenarios run once
     if not todo:
         return 0
-    pretrain_once((spec.scenario for spec in todo.values()), on_pretrain)
+    with naming_file(", ".join(sorted({spec.file for spec in todo.values()}))):
+        pretrain_once((spec.scenario for spec in todo.values()), on_pretrain)
     started = on_start or (lambda spec: None)
     finished = on_done or (lambda spec, reused: None)
     if cluster is not None:
@@ -222,7 +223,8 @@ def execute(
             with sigterm_as_interrupt():
                 for spec in todo.values():
                     started(spec)
-                    _run_one(spec.scenario.resolved())
+                    with naming_file(spec.file):
+                        _run_one(spec.scenario.resolved())
                     finished(spec, False)
         except KeyboardInterrupt:
             raise RunInterrupted() from None
@@ -246,7 +248,8 @@ def execute(
                     started(spec)
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    fut.result()
+                    with naming_file(running[fut].file):
+                        fut.result()
                     finished(running.pop(fut), False)
     except (KeyboardInterrupt, RunInterrupted):
         stop_running_runs(pool)

@@ -6,6 +6,9 @@ escapes is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 
 class UserError(Exception):
     """A problem the user can fix (bad data path, no network for C4, an output that cannot be written...)."""
@@ -15,6 +18,35 @@ class UserError(Exception):
 
 class ScenarioError(UserError, ValueError):
     """A user error in a scenario: the message is one line, ready to print."""
+
+
+class FieldError(UserError):
+    """A scenario field that proves invalid only once the run is built (it needs the trainer's model or data).
+
+    Raised deep in a run, where the scenario's file is not known; the command
+    that read the file names it with :meth:`in_file`, so the user still gets
+    one line with the file and the field.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(field, message)  # both in args, so the error survives a process pool's pickling
+        self.field, self.message = field, message
+
+    def __str__(self) -> str:
+        return f"field '{self.field}': {self.message}"  # the wording of a ScenarioError's field
+
+    def in_file(self, file: object) -> "ScenarioError":
+        """The same error, prefixed with the scenario file it came from."""
+        return ScenarioError(f"{file}: {self}")
+
+
+@contextmanager
+def naming_file(file: object) -> Iterator[None]:
+    """Run a block that builds or runs the scenario read from ``file``; a :class:`FieldError` in it names the file."""
+    try:
+        yield
+    except FieldError as exc:
+        raise exc.in_file(file) from None
 
 
 class OutputError(UserError):

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from sim.errors import UserError
+from sim.errors import FieldError
 
 
 def fragment_indices(num_params: int, fragments: int, layer_sizes: Sequence[int] | None) -> list[torch.Tensor]:
@@ -22,13 +22,13 @@ def fragment_indices(num_params: int, fragments: int, layer_sizes: Sequence[int]
     if layer_sizes is None:
         bounds = [num_params * p // fragments for p in range(fragments + 1)]
         if any(a == b for a, b in zip(bounds, bounds[1:])):
-            raise UserError(f"method.streaming.fragments: {fragments} fragments of a model of {num_params} values "
+            raise FieldError("method.streaming.fragments", f"{fragments} fragments of a model of {num_params} values "
                             "leave one empty")
         return [torch.arange(a, b) for a, b in zip(bounds, bounds[1:])]
     if sum(layer_sizes) != num_params:
         raise ValueError(f"layer sizes add up to {sum(layer_sizes)}, the model has {num_params} values")
     if fragments > len(layer_sizes):
-        raise UserError(f"method.streaming.fragments: {fragments} fragments, but the trainer's model has only "
+        raise FieldError("method.streaming.fragments", f"{fragments} fragments, but the trainer's model has only "
                         f"{len(layer_sizes)} layers to stride over")
     starts = [sum(layer_sizes[:l]) for l in range(len(layer_sizes))]
     return [torch.cat([torch.arange(starts[l], starts[l] + layer_sizes[l]) for l in range(p, len(layer_sizes), fragments)])

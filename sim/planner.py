@@ -28,7 +28,7 @@ import numpy as np
 
 from sim.churn import Timeline
 from sim.compression import payload_bytes
-from sim.errors import UserError
+from sim.errors import FieldError
 from sim.network import NetworkSpec, fifo_arrivals, transfer_seconds, worker_link
 from sim.profiles import Device, jitter_factor
 from sim.simtime import ZERO, Time
@@ -51,7 +51,7 @@ def step_times(devices: Sequence[Device], trainer: Trainer) -> list[float]:
     try:
         return [d.step_time(flops) for d in devices]
     except ValueError as exc:
-        raise UserError(f"workers: {exc}") from None
+        raise FieldError("workers", str(exc)) from None
 
 
 class Planner:

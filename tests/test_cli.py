@@ -140,3 +140,16 @@ def test_whole_run_executor_options_fail_in_one_line(tmp_path, args, message):
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("command", [["run"], ["compare", "-j", "2", "--method", "streaming_diloco"]])
+def test_a_field_found_bad_only_when_the_run_builds_names_the_file(tmp_path, command):
+    """More fragments than the model has layers is known once the trainer exists, deep in the run (in a process
+    pool for compare -j 2); the one-line error still names the scenario file and the field."""
+    path = write(tmp_path, BASE.replace("method: dn_dylu", "method: streaming_diloco"))
+    result = runner.invoke(app, [*command, str(path), *FAST, "--set", "method.streaming.fragments=12",
+                                 "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+    out = result.output.strip()
+    assert result.exit_code == 2, out
+    assert len(out.splitlines()) == 1 and "Traceback" not in out
+    assert out.startswith(f"error: {path}: field 'method.streaming.fragments': 12 fragments, but"), out

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_che
 
 import numpy as np
 
-from sim.errors import UserError  # noqa: F401  (re-exported: trainers raise it)
+from sim.errors import FieldError, UserError  # noqa: F401  (re-exported: trainers raise them)
 
 if TYPE_CHECKING:  # annotations only: validating a scenario imports this module without torch
     import torch

@@ -55,7 +55,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from trainers.base import UserError, epoch_order, seeded_rng  # epoch_order re-exported for lm.py
+from trainers.base import FieldError, UserError, epoch_order, seeded_rng  # epoch_order re-exported for lm.py
 from trainers.configs import DataConfig  # noqa: F401  (re-exported)
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
@@ -139,15 +139,15 @@ def _local_files(cfg: DataConfig) -> list[Path]:
     elif p.is_file():
         files = [p]
     else:
-        raise UserError(f"trainer.config.data.path: no such file or folder: {cfg.path}")
+        raise FieldError("trainer.config.data.path", f"no such file or folder: {cfg.path}")
     if not files:
-        raise UserError(f"trainer.config.data.path: no .txt, .jsonl or .parquet files match {cfg.path}")
+        raise FieldError("trainer.config.data.path", f"no .txt, .jsonl or .parquet files match {cfg.path}")
     formats = {_format_of(f) for f in files}
     if None in formats:
         bad = next(f for f in files if _format_of(f) is None)
-        raise UserError(f"trainer.config.data.path: {bad}: unsupported file type (expected .txt, .jsonl, .json or .parquet, optionally .gz)")
+        raise FieldError("trainer.config.data.path", f"{bad}: unsupported file type (expected .txt, .jsonl, .json or .parquet, optionally .gz)")
     if len(formats) > 1:
-        raise UserError(f"trainer.config.data.path: mixes file types ({', '.join(sorted(formats))}); use one kind")
+        raise FieldError("trainer.config.data.path", f"mixes file types ({', '.join(sorted(formats))}); use one kind")
     return files
 
 
@@ -187,7 +187,7 @@ def load_local_documents(cfg: DataConfig) -> Documents:
         raise UserError(f"cannot read {cfg.path or CORPUS_DIR}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     field = "text" if fmt == "text" else cfg.text_field
     if field not in ds.column_names:
-        raise UserError(f"trainer.config.data.text_field: {cfg.path} has no field {field!r} (it has: {', '.join(ds.column_names)})")
+        raise FieldError("trainer.config.data.text_field", f"{cfg.path} has no field {field!r} (it has: {', '.join(ds.column_names)})")
     rows = [r for r in ds[field] if isinstance(r, str)]
     docs = [p for r in rows for p in _paragraphs(r)] if fmt == "text" else [r for r in rows if r.strip()]
     if cfg.max_documents is not None:

@@ -102,7 +102,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.base import JobResult, JobSpec, UserError, flatten_params, load_flat_params, seeded_int, seeded_rng
+from trainers.base import FieldError, JobResult, JobSpec, UserError, flatten_params, load_flat_params, seeded_int, seeded_rng
 from trainers.configs import PRESETS, Arch, LMConfig, closed_form_params  # noqa: F401  (PRESETS re-exported)
 from trainers.data import (
     TokenizedCorpus,
@@ -206,7 +206,7 @@ def count_params(arch: Arch) -> int:
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("trainer.config.device is cuda but no CUDA device is available; use device: auto or cpu")
+        raise FieldError("trainer.config.device", "cuda, but no CUDA device is available; use device: auto or cpu")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
@@ -241,7 +241,7 @@ class LMTrainer:
         self._shards = make_shards(self._n_train, num_shards, self.config.data.shards, seeded_rng(self.seed, _STREAM_SHARDS))
         n_eval = min(max(self.config.data.eval_tokens // L, 1), num_windows(self.corpus.validation, L))
         if n_eval == 0:
-            raise UserError(f"the validation text is shorter than one sequence of {L + 1} tokens; raise data.validation_fraction")
+            raise FieldError("trainer.config.data.validation_fraction", f"the validation text is shorter than one sequence of {L + 1} tokens; raise it")
         self._eval = gather_windows(self.corpus.validation, np.arange(n_eval), L)
         self._model = Transformer(self.arch).to(self.device)
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sim.errors import UserError
+from sim.errors import FieldError
 from sim.jobs import Job
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.outer.registry import construct
@@ -90,7 +90,7 @@ class Hierarchical(Schedule):
             members = [w for w, s in enumerate(self.lps_of) if s == r]
             outer = construct(hierarchy.local_outer, len(members))  # N: k means the region's workers
             if outer.needs_dispatch_theta:
-                raise UserError(f"method.hierarchy.local_outer: {hierarchy.local_outer['name']!r} needs the model "
+                raise FieldError("method.hierarchy.local_outer", f"{hierarchy.local_outer['name']!r} needs the model "
                                 "a job started from, which local servers do not keep")
             self.servers.append(LocalServer(members, region, outer))
         self.transfers: list[Transfer] = []  # in flight, in the order they were sent
