@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from sim.errors import RunInterrupted, UserError
 from sim.outputs import writing
-from sim.records import is_complete_run
+from sim.records import copy_problem, is_complete_run
 
 if TYPE_CHECKING:  # annotations only
     from sim.scenario import Scenario
@@ -64,10 +64,15 @@ def _run_task(scenario: dict[str, Any], store: str | None) -> dict[str, bytes] |
         return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def write_files(folder: Path, files: dict[str, bytes]) -> None:
-    """A run folder from its files, atomically: written beside it under a hidden name, then renamed into place."""
+def write_files(folder: Path, files: dict[str, bytes], scenario_digest: str) -> str | None:
+    """A run folder from its returned files, atomically, if they are that run; else why they were refused.
+
+    The files go beside it under a hidden name, are checked there
+    (:func:`sim.records.copy_problem` re-hashes the tables), and only then
+    renamed into place.
+    """
     if is_complete_run(folder):
-        return  # computed meanwhile by someone else: the same bytes
+        return None  # computed meanwhile by someone else: the same bytes
     tmp = folder.parent / f".{folder.name}.ray-{os.getpid()}"
     try:
         with writing(folder):
@@ -77,10 +82,15 @@ def write_files(folder: Path, files: dict[str, bytes]) -> None:
             for name, data in files.items():
                 if name != "summary.json":
                     (tmp / name).write_bytes(data)
-            (tmp / "summary.json").write_bytes(files["summary.json"])  # last: it marks a complete folder
+            if "summary.json" in files:
+                (tmp / "summary.json").write_bytes(files["summary.json"])  # last: it marks a complete folder
+            problem = copy_problem(tmp, scenario_digest)
+            if problem is not None:
+                return problem
             if folder.exists():  # an empty or damaged leftover of ours
                 shutil.rmtree(folder)
             tmp.rename(folder)
+            return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -187,11 +197,15 @@ def _execute(ray: Any, RayError: type, TaskCancelledError: type, todo: list[RunS
                     failed.append(f"{spec.folder.name}: {_why(exc, retries)}")
                     finished(spec, False)
                     continue
+                digest = spec.scenario.digest()
                 if files is not None:
-                    write_files(spec.folder, files)
+                    problem = write_files(spec.folder, files, digest)
                 elif not is_complete_run(spec.folder):
-                    failed.append(f"{spec.folder.name}: its task finished, but no complete run is at {spec.folder} "
-                                  "(is --store the same path on every node?)")
+                    problem = f"its task finished, but no complete run is at {spec.folder} (is --store the same path on every node?)"
+                else:
+                    problem = copy_problem(spec.folder, digest)
+                if problem is not None:
+                    failed.append(f"{spec.folder.name}: {problem}")
                 finished(spec, False)
             fill()
     except KeyboardInterrupt:

@@ -254,6 +254,28 @@ def run_folder_damage(folder: Path) -> str | None:
     return None
 
 
+def copy_problem(folder: Path, scenario_digest: str) -> str | None:
+    """Why ``folder``, a run's files brought from another machine, is not a faithful copy of that scenario's run.
+
+    None when it is. The run hash is recomputed from the tables (it hashes
+    them, :func:`run_hash`), so a file damaged or mixed up on the way is
+    caught before the folder enters the run store.
+    """
+    damage = run_folder_damage(folder)
+    if damage is not None:
+        return damage
+    summary = read_summary(folder)
+    if summary.get("scenario_digest") != scenario_digest:
+        return f"it is the run of another scenario (digest {str(summary.get('scenario_digest'))[:12]})"
+    try:
+        recomputed = run_hash(pd.read_parquet(folder / "metrics.parquet"), pd.read_parquet(folder / "events.parquet"))
+    except (OSError, ValueError) as exc:  # pyarrow's errors subclass these
+        return f"its tables are unreadable ({type(exc).__name__})"
+    if recomputed != summary["run_hash"]:
+        return "its metrics and events do not hash to the run hash in its summary"
+    return None
+
+
 def is_complete_run(folder: Path) -> bool:
     """A complete, undamaged run folder (see :func:`run_folder_damage`)."""
     return Path(folder).exists() and run_folder_damage(folder) is None

@@ -108,22 +108,27 @@ def test_ctrl_c_cancels_the_cluster_sweep_in_one_line_and_leaves_only_complete_r
     assert left and all(is_complete_run(p) for p in left)  # finished runs kept, nothing half-written
 
 
-def test_a_run_that_keeps_dying_is_named_in_one_line_and_the_others_are_kept(tmp_path):
-    """sim/cluster.py's loop with a stand-in for Ray: one task fails for good, the other's folder is written."""
+def test_a_run_that_keeps_dying_or_comes_back_damaged_is_named_and_the_others_are_kept(tmp_path):
+    """sim/cluster.py's loop with a stand-in for Ray: one task fails for good, one returns tables that do not hash
+    to its summary's run hash, one returns another scenario's run; only the faithful run enters the store."""
     from types import SimpleNamespace
 
     from sim.cluster import _execute
     from sim.errors import UserError
     from sim.records import is_complete_run
+    from sim.runner import run
     from tests.helpers import scenario
 
     class Died(Exception):
         pass
 
-    good = SimpleNamespace(scenario=scenario([1.0], seed=0), folder=tmp_path / "good-run")
-    bad = SimpleNamespace(scenario=scenario([1.0], seed=1), folder=tmp_path / "bad-run")
-    files = {"summary.json": json.dumps({"run_hash": "x", "final": {}}).encode(), "metrics.parquet": b"m",
-             "events.parquet": b"e", "scenario.yaml": b"s"}
+    specs = [SimpleNamespace(scenario=scenario([1.0, 2.0], seed=seed), folder=tmp_path / "store" / name)
+             for seed, name in enumerate(["good-run", "bad-run", "damaged-run", "mixed-up-run"])]
+    computed = {}
+    for spec in specs:
+        run(spec.scenario, out=tmp_path / "node" / spec.folder.name)
+        computed[spec.scenario.seed] = {p.name: p.read_bytes() for p in (tmp_path / "node" / spec.folder.name).iterdir()}
+    returned = {0: computed[0], 2: {**computed[2], "events.parquet": computed[0]["events.parquet"]}, 3: computed[0]}
 
     class FakeRay:
         def cluster_resources(self):
@@ -138,11 +143,17 @@ def test_a_run_that_keeps_dying_is_named_in_one_line_and_the_others_are_kept(tmp
         def get(self, ref):
             if ref == 1:
                 raise Died("node lost")
-            return files
+            return returned[ref]
 
     done = []
-    with pytest.raises(UserError, match=r"1 of 2 runs failed on the cluster .*bad-run: Died after 3 retries"):
-        _execute(FakeRay(), Died, KeyboardInterrupt, [good, bad], None, 3, lambda s: None,
+    with pytest.raises(UserError) as info:
+        _execute(FakeRay(), Died, KeyboardInterrupt, specs, None, 3, lambda s: None,
                  lambda s, reused: done.append(s.folder.name), lambda n: None)
-    assert is_complete_run(good.folder) and not bad.folder.exists()
-    assert sorted(done) == ["bad-run", "good-run"]
+    message = str(info.value)
+    assert message.startswith("3 of 4 runs failed on the cluster (the others are kept)")
+    assert "bad-run: Died after 3 retries" in message
+    assert "damaged-run: its metrics and events do not hash to the run hash in its summary" in message
+    assert "mixed-up-run: it is the run of another scenario" in message
+    assert [p.name for p in (tmp_path / "store").iterdir()] == ["good-run"]  # nothing else, no hidden leftovers
+    assert is_complete_run(specs[0].folder)
+    assert sorted(done) == sorted(spec.folder.name for spec in specs)
