@@ -290,6 +290,11 @@ def _check_transfers(sc, ev):
             assert own["sent"].is_monotonic_increasing
             if kind == "download":  # the downlink is free again only when the last one landed
                 assert (own["sent"].to_numpy()[1:] >= own["tau"].to_numpy()[:-1]).all()
+    # a worker back up is sent the server's model at once: what was on its way when it went down is lost and no
+    # longer holds its downlink
+    for row in ev[ev["event"] == "rejoin"].itertuples():
+        first = ev[(ev.index > row.Index) & (ev["worker"] == row.worker) & (ev["event"] == "download")].head(1)
+        assert first.empty or abs(first["sent"].iloc[0] - row.tau) <= 1e-9, (row.worker, row.tau, first["sent"].iloc[0])
     if sc.method.schedule == "streaming":
         n = CHURN_DIM
         halves = {0: n // 2, 1: n - n // 2}  # the null trainer has no layers: two contiguous halves

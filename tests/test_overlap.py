@@ -123,3 +123,27 @@ def test_streaming_sends_its_fragments_through_the_upload_encoding():
     up = fp4.events[fp4.events["event"] == "upload"]
     assert set(up["bytes"]) == {wire_bytes(DIM // 2, "fp4")}
     assert not torch.equal(fp4.params, _run("streaming_diloco").params)  # the values changed on the way
+
+
+def test_a_download_lost_with_its_worker_frees_the_downlink():
+    """Worker 0 goes down at 3 s while a download planned to land at 10 s is on its way: the download is dropped,
+    and the model sent when it is back up at 4 s leaves at once (the lost transfer no longer holds the link)."""
+    from types import SimpleNamespace
+
+    from sim.jobs import Finished
+    from sim.schedules.wires import Wires
+    from sim.simtime import Time
+    from trainers.base import JobSpec
+
+    run = SimpleNamespace(state=SimpleNamespace(now=Time.of(0.0)), link_time=lambda w, n: Time.of(n / 100))
+    job = Finished(-1, 0, JobSpec(0, -1, (), 0), 0, Time.of(0.0), Time.of(0.0))
+    wires = Wires(2)
+    wires.download(run, job, -1, 0, torch.zeros(1), 1000)  # lands at 10 s
+    wires.download(run, Finished(-1, 1, JobSpec(1, -1, (), 0), 0, Time.of(0.0), Time.of(0.0)), -1, 0, torch.zeros(1), 1000)
+    run.state.now = Time.of(3.0)
+    wires.cancel(0, run.state.now)
+    assert [t.worker for _, t in wires.queue] == [1]  # worker 1's download is untouched
+    run.state.now = Time.of(4.0)
+    wires.download(run, job, -1, 1, torch.zeros(1), 1000)
+    back = next(t for _, t in wires.queue if t.worker == 0)
+    assert (back.sent, back.at) == (Time.of(4.0), Time.of(14.0))

@@ -153,7 +153,7 @@ class OneRoundOverlap(Overlapping):
         replica = self.replicas[w]
         replica.active, replica.waiting, replica.landed = False, False, {}
         replica.sent, replica.owes, replica.delta, replica.fresh = None, None, None, None
-        self.wires.cancel(w)
+        self.wires.cancel(w, run.state.now)
         self.close_all_complete(run)
 
     def on_loss(self, run: Run, job: Job) -> None:

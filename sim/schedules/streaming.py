@@ -195,7 +195,7 @@ class Streaming(Overlapping):
         """The worker's device is down: it leaves the syncs it has not uploaded to, and its state is gone."""
         worker = self.workers[w]
         worker.active, worker.waiting, worker.landed, worker.inner = False, False, {}, None
-        self.wires.cancel(w)
+        self.wires.cancel(w, run.state.now)
         self.close_all_complete(run)
 
     def on_loss(self, run: Run, job: Job) -> None:

@@ -119,10 +119,12 @@ class Wires:
         transfer.at, transfer.stage = self.ingress_free, "arrive"
         heapq.heappush(self.queue, (transfer.rank, transfer))
 
-    def cancel(self, worker: int) -> None:
-        """``worker``'s device went down: what is still on its way to it is lost with its state."""
+    def cancel(self, worker: int, now: Time) -> None:
+        """``worker``'s device went down at ``now``: what is still on its way to it is lost with its state,
+        and its downlink is free from now (the cancelled transfers no longer hold it)."""
         self.queue = [(r, t) for r, t in self.queue if not (t.worker == worker and t.stage == "land")]
         heapq.heapify(self.queue)
+        self.down_free[worker] = min(self.down_free[worker], now)
 
     def state_dict(self) -> dict[str, Any]:
         return {"up_free": [t.plain() for t in self.up_free], "down_free": [t.plain() for t in self.down_free],
