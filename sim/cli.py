@@ -8,6 +8,7 @@ matplotlib) are imported inside the commands that need them.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -84,6 +85,7 @@ def run(
     def notify(line: str) -> None:
         (bar.console if bar is not None else err_console).print(f"note: {line}", markup=False)
 
+    started = time.monotonic()  # for the wall time printed at the end; never part of the results
     try:
         result = run_scenario(scenario, out=out, progress=progress, executor=executor,
                               jobs=jobs or default_jobs(scenario.compute.threads), address=address,
@@ -120,8 +122,20 @@ def run(
     )
     console.print(f"run folder: {result.folder}")
     console.print(f"run hash: {result.run_hash}")
+    console.print(f"wall time: {wall_time(time.monotonic() - started)}"
+                  + ("" if result.reused else " on this machine (pretraining, if it was not cached, included)"))
     if s.get("status") in ("diverged", "stalled"):  # the run folder is written, but the run did not finish
         fail(f"{s['status']}: {s[s['status']]}; metrics up to that point are in {result.folder}", RunDiverged.exit_code)
+
+
+def wall_time(seconds: float) -> str:
+    """``42 s``, ``9 min 32 s`` or ``2 h 05 min``: how long a command took, for people."""
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _narrow_table(*headers: str, wrap: str) -> Table:

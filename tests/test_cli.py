@@ -153,3 +153,16 @@ def test_a_field_found_bad_only_when_the_run_builds_names_the_file(tmp_path, com
     assert result.exit_code == 2, out
     assert len(out.splitlines()) == 1 and "Traceback" not in out
     assert out.startswith(f"error: {path}: field 'method.streaming.fragments': 12 fragments, but"), out
+
+
+def test_run_prints_its_wall_time_and_keeps_it_out_of_the_results(tmp_path):
+    from sim.cli import wall_time
+
+    assert [wall_time(s) for s in (3.21, 42.4, 572, 7500)] == ["3.2 s", "42 s", "9 min 32 s", "2 h 05 min"]
+    scen = str(ROOT / "scenarios" / "very_heterogeneous.yaml")
+    first = runner.invoke(app, ["run", scen, *FAST, "--runs", str(tmp_path / "runs")])
+    again = runner.invoke(app, ["run", scen, *FAST, "--runs", str(tmp_path / "runs")])
+    assert re.search(r"^wall time: [0-9.]+ s on this machine", first.output, flags=re.M), first.output
+    assert re.search(r"^wall time: [0-9.]+ s$", again.output, flags=re.M) and "reused" in again.output
+    summary = next((tmp_path / "runs").iterdir()) / "summary.json"
+    assert "wall" not in summary.read_text()  # a run's results never hold the clock of the machine that made it
