@@ -189,3 +189,23 @@ def test_delayed_and_eager_are_their_recurrences_whatever_the_clock():
                     outer.step(x, PseudoGradient(delta=g))
         third[preset] = rounds[0][2][0]
     assert (third["eager_diloco"] - third["delayed_diloco"]).abs().max() > 1e-6  # the two rules differ
+
+
+def test_eager_under_churn_averages_over_the_workers_the_average_holds():
+    """Kale et al. Alg. 3 with n < k uploads in Delta^{t-1} (a device was down): eager's outer gradient is the
+    average over those n workers of the worker's fresh pseudo-gradient and the others' previous ones, in float64;
+    with n = k it is the paper's delta / k + Delta - delta_prev / k."""
+    from sim.schedules.overlapped import Eager, Replica
+
+    gen = torch.Generator().manual_seed(0)
+    fresh, *stale = (torch.randn(50, dtype=torch.float64, generator=gen) for _ in range(5))  # stale[0]: worker 0's
+    eager = Eager(scenario([1.0] * 4, preset="eager_diloco"))
+    for n in (3, 4):
+        eager.averaged[7] = n
+        replica = Replica(outer=eager.replicas[0].outer, sent=stale[0], owes=7)
+        got = eager.outer_gradient(replica, fresh, torch.stack(stale[:n]).mean(dim=0))
+        assert torch.allclose(got, (fresh + torch.stack(stale[1:n]).sum(dim=0)) / n, rtol=0, atol=1e-13)
+        if n == 4:
+            assert torch.allclose(got, fresh / 4 + torch.stack(stale).mean(dim=0) - stale[0] / 4, rtol=0, atol=1e-13)
+    first = Replica(outer=eager.replicas[0].outer)
+    assert torch.equal(eager.outer_gradient(first, fresh, None), fresh * 0.25)  # no average yet: the share of k

@@ -5,7 +5,8 @@ its own model x_m and its own outer optimizer (the replicas' steps differ),
 and starts round t + 1 as soon as it has finished round t and the average of
 round t - 1, Delta^{t-1}, has reached it: communication is hidden while it
 takes less than a round. With delta_m^t = x_m^{t-1} - theta_m^t its round's
-pseudo-gradient, enc() the upload encoding and c = 1 / k:
+pseudo-gradient, enc() the upload encoding and c = 1 / n, n the number of
+uploads averaged in Delta^{t-1} (k without churn, their M):
 
     delayed (their Alg. 2)   x_m^t = Outer_m(x_m^{t-1}, Delta^{t-1})                      the average, a round late
     eager   (their Alg. 3)   x_m^t = Outer_m(x_m^{t-1}, c delta_m^t + Delta^{t-1} - c enc(delta_m^{t-1}))
@@ -25,10 +26,13 @@ as DiLoCo, and no reduction of it (the delay counts in rounds).
 
 A worker whose device goes down leaves the rounds it has not uploaded to;
 back up, it takes the server's model with a fresh outer state and joins the
-next round no worker has started. The share weight c stays 1 / k, the
-paper's 1 / M, even when a round's average is over fewer uploads: under
-churn, eager's correction then removes a share slightly different from the
-one the average holds (an approximation, exact without churn).
+next round no worker has started. A round's average may then hold fewer
+than k uploads; the server says how many with it, and eager's share weight
+is 1 / n of that average. Delta^{t-1} - c enc(delta_m^{t-1}) is then exactly
+the other workers' shares, and the worker's fresh pseudo-gradient takes its
+own: an average over the same n workers, weights summing to 1, as the
+paper's 1 / M does without churn. Before any average (round 0, or the first
+round after a rejoin) the fresh share is 1 / k.
 """
 from __future__ import annotations
 
@@ -77,6 +81,7 @@ class OneRoundOverlap(Overlapping):
         k = scenario.workers.k
         self.c = 1.0 / k
         self.replicas = [Replica(construct(scenario.method.outer, k)) for _ in range(k)]
+        self.averaged: dict[int, int] = {}  # round -> how many uploads its average holds (sent with it)
 
     @abstractmethod
     def outer_gradient(self, replica: Replica, delta: torch.Tensor, average: torch.Tensor | None) -> torch.Tensor | None:
@@ -132,6 +137,7 @@ class OneRoundOverlap(Overlapping):
         """The server's outer step on the round's average (DiLoCo's), and the average goes back to the members."""
         run.apply_mean([sync.received[w][1] for w in workers], mean)
         run.evaluate()
+        self.averaged[key[1]] = len(workers)
         average = run.links.download(mean)
         for w in workers:
             if self.replicas[w].active:
@@ -174,6 +180,7 @@ class OneRoundOverlap(Overlapping):
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
+            "averaged": sorted(self.averaged.items()),
             "replicas": [{"outer": rep.outer.state_dict(), "x": rep.x, "round": rep.round, "joined": rep.joined,
                           "sent": rep.sent, "owes": rep.owes, "active": rep.active, "waiting": rep.waiting,
                           "delta": rep.delta, "fresh": rep.fresh, "last": None if rep.last is None else rep.last.plain(),
@@ -182,6 +189,7 @@ class OneRoundOverlap(Overlapping):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
+        self.averaged = {int(r): int(n) for r, n in state["averaged"]}
         for rep, saved in zip(self.replicas, state["replicas"]):
             rep.outer.load_state_dict(saved["outer"])
             rep.x, rep.round, rep.joined, rep.sent = saved["x"], saved["round"], saved["joined"], saved["sent"]
@@ -195,11 +203,11 @@ class Eager(OneRoundOverlap):
     """Alg. 3: the worker's fresh share stands in for its share of the average still on its way."""
 
     def outer_gradient(self, replica: Replica, delta: torch.Tensor, average: torch.Tensor | None) -> torch.Tensor | None:
-        own = delta * self.c
-        if average is None:
-            return own
-        assert replica.sent is not None
-        return own + (average - replica.sent * self.c)
+        if average is None:  # no average yet: the fresh share of k
+            return delta * self.c
+        assert replica.sent is not None and replica.owes is not None
+        share = 1.0 / self.averaged[replica.owes]  # 1 / k without churn: the same arithmetic as the paper's 1 / M
+        return delta * share + (average - replica.sent * share)
 
 
 class Delayed(OneRoundOverlap):
