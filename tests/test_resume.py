@@ -145,3 +145,26 @@ def test_sigterm_stops_a_multi_run_sweep_in_one_line_and_every_running_run_saves
     assert all(p.stat().st_mtime_ns != t for p, t in first.items())  # each running run saved again on the signal
     assert not [p for p in runs.iterdir() if not p.name.startswith(".")]  # no run folder half-written or made
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_a_checkpoint_this_version_cannot_continue_is_one_line_naming_it(tmp_path):
+    """An older asyncsim's checkpoint (here: eager's state without the upload counts) or another scenario's
+    is refused in one line that names the file, never with a traceback."""
+    import torch
+
+    from sim.errors import UserError
+    from sim.runner import Checkpointing, simulate
+    from tests.helpers import scenario
+
+    sc = scenario([1.0, 2.0], preset="eager_diloco", t_max=100)
+    path = tmp_path / "checkpoint.pt"
+    simulate(sc, checkpointing=Checkpointing(path, every=1))
+    state = torch.load(path, weights_only=True)
+    del state["schedule"]["averaged"]
+    torch.save(state, path)
+    with pytest.raises(UserError, match=r"checkpoint\.pt: this asyncsim cannot continue that checkpoint \(KeyError"):
+        simulate(sc, checkpointing=Checkpointing(path, resume=True))
+    simulate(sc, checkpointing=Checkpointing(path, every=1))
+    other = scenario([1.0, 2.0], preset="eager_diloco", t_max=100, seed=5)
+    with pytest.raises(UserError, match="a different scenario"):
+        simulate(other, checkpointing=Checkpointing(path, resume=True))
