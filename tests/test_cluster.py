@@ -56,8 +56,9 @@ def _asyncsim(*args: str, runs: Path) -> subprocess.CompletedProcess:
 
 
 def _hashes(runs: Path) -> dict[str, str]:
+    """The complete runs in a store (a hidden folder is one being written, or checked before it is renamed in)."""
     return {f.name: json.loads((f / "summary.json").read_text())["run_hash"] for f in runs.iterdir()
-            if (f / "summary.json").exists()}
+            if not f.name.startswith(".") and (f / "summary.json").exists()}
 
 
 def test_a_sweep_on_a_two_node_cluster_gives_the_local_run_hashes_even_when_a_node_dies(cluster, tmp_path):
@@ -95,8 +96,11 @@ def test_ctrl_c_cancels_the_cluster_sweep_in_one_line_and_leaves_only_complete_r
     address, _ = cluster
     runs = tmp_path / "runs"
     args = [*SWEEP[:-2], "--seed", "10,11,12,13", "--executor", "ray", "--address", address, "--runs", str(runs)]
+    # Ctrl-C as at a terminal: a test run started in the background (nohup, `&`) inherits an ignored SIGINT, and
+    # Python then never turns it into KeyboardInterrupt
     proc = subprocess.Popen([sys.executable, "-m", "sim.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV, cwd=tmp_path)
+                            text=True, env=ENV, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not (runs.exists() and _hashes(runs)):
         time.sleep(0.2)
