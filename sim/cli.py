@@ -22,7 +22,7 @@ from sim.cli_common import (ADDRESS_OPT, FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_S
                             parse_seeds, seed_opt, split_list, use_runs_dir)
 from sim.cli_init import register as register_init_command
 from sim.cli_lm import register as register_lm_commands
-from sim.errors import FieldError, RunDiverged, RunInterrupted, ScenarioError, UserError
+from sim.errors import RunDiverged, RunInterrupted, ScenarioError, UserError, naming_file
 
 #: compare's methods when --method is not given (mirrors sim.compare.DEFAULT_METHODS, which imports pandas)
 DEFAULT_METHODS = "finetune_1w,diloco,async_diloco,async_poly,async_buffer,dn_dylu"
@@ -87,9 +87,10 @@ def run(
 
     started = time.monotonic()  # for the wall time printed at the end; never part of the results
     try:
-        result = run_scenario(scenario, out=out, progress=progress, executor=executor,
-                              jobs=jobs or default_jobs(scenario.compute.threads), address=address,
-                              checkpoint_every=checkpoint_every, resume=resume, notify=notify)
+        with naming_file(file):  # a field found bad only once the run is built names the scenario file too
+            result = run_scenario(scenario, out=out, progress=progress, executor=executor,
+                                  jobs=jobs or default_jobs(scenario.compute.threads), address=address,
+                                  checkpoint_every=checkpoint_every, resume=resume, notify=notify)
     except RunInterrupted:
         if bar is not None:
             bar.stop()
@@ -99,10 +100,6 @@ def run(
         if bar is not None:
             bar.stop()
         fail("interrupted; no run folder was written (earlier results are untouched)", code=130)
-    except FieldError as exc:
-        if bar is not None:
-            bar.stop()
-        fail_with(exc.in_file(file))
     except UserError as exc:
         if bar is not None:
             bar.stop()
