@@ -87,6 +87,8 @@ def test_batch_multiplier_and_carried_optimizer_state(micro):
     assert set(state_steps) == {2.0}
     second = micro.local_train(theta - first.delta, spec, optimizer_state=first.optimizer_state)
     assert {s["step"].item() for s in second.optimizer_state["state"].values()} == {4.0}
+    # the state it carried on from is the caller's: still at step 2, its moments untouched (trainers.base.carry_inner_state)
+    assert {s["step"].item() for s in first.optimizer_state["state"].values()} == {2.0}
 
 
 def test_shard_data_order_depends_only_on_shard_and_offset(micro):

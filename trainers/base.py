@@ -196,6 +196,20 @@ def load_flat_params(module: torch.nn.Module, flat: torch.Tensor) -> None:
         raise ValueError(f"flat vector has {flat.numel()} values, model needs {offset}")
 
 
+def carry_inner_state(opt: torch.optim.Optimizer, state: dict[str, Any] | None) -> None:
+    """Continue ``opt`` from a job's carried inner state (None: a fresh AdamW, as the paper resets it each round).
+
+    ``Optimizer.load_state_dict`` copies only the dict, not the moment
+    tensors, so stepping would advance the caller's tensors in place: a
+    schedule's stored state, or a checkpoint being written. A deep copy keeps
+    a job a pure function of its inputs.
+    """
+    if state is not None:
+        import copy
+
+        opt.load_state_dict(copy.deepcopy(state))
+
+
 def num_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

@@ -89,8 +89,6 @@ compare run hashes across machines.
 """
 from __future__ import annotations
 
-import copy
-
 import math
 import os
 import sys
@@ -102,7 +100,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.base import FieldError, JobResult, JobSpec, UserError, flatten_params, load_flat_params, seeded_int, seeded_rng
+from trainers.base import (FieldError, JobResult, JobSpec, UserError, carry_inner_state, flatten_params, load_flat_params,
+                           seeded_int, seeded_rng)
 from trainers.configs import PRESETS, Arch, LMConfig, closed_form_params  # noqa: F401  (PRESETS re-exported)
 from trainers.data import (
     TokenizedCorpus,
@@ -376,8 +375,7 @@ class LMTrainer:
         load_flat_params(self._model, theta)
         self._model.train()
         opt = self._optimizer(job.lrs[0])  # fresh unless the job carries a state (the paper resets it each round)
-        if optimizer_state is not None:
-            opt.load_state_dict(copy.deepcopy(optimizer_state))  # never advance the caller's (shared) tensors
+        carry_inner_state(opt, optimizer_state)
         batch = self.arch.batch_size * job.batch_multiplier
         order = self._shard_windows(job.shard, job.data_offset, batch * job.steps)
         total = 0.0

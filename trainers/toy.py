@@ -8,15 +8,13 @@ uses points drawn fresh from the same mixture (never training points).
 """
 from __future__ import annotations
 
-import copy
-
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainers.base import JobResult, JobSpec, epoch_order, flatten_params, load_flat_params, seeded_rng
+from trainers.base import JobResult, JobSpec, carry_inner_state, epoch_order, flatten_params, load_flat_params, seeded_rng
 from trainers.configs import ToyConfig
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -117,8 +115,7 @@ class ToyTrainer:
         opt = torch.optim.AdamW(
             model.parameters(), lr=job.lrs[0], betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True
         )
-        if optimizer_state is not None:
-            opt.load_state_dict(copy.deepcopy(optimizer_state))  # never advance the caller's (shared) tensors
+        carry_inner_state(opt, optimizer_state)
         batch = cfg.batch_size * job.batch_multiplier
         positions = self._shard_positions(job.shard, job.data_offset, batch * job.steps)
         positions_t = torch.from_numpy(positions)
