@@ -125,11 +125,10 @@ def simulate(
     try:
         sim = Simulation(scenario, trainer, build_outer(scenario), engine_exec, progress=progress, checkpoints=checkpoints)
         state = None if checkpointing is None else checkpointing.load()
-        if state is not None:
+        if checkpointing is not None and state is not None:
             try:
                 sim.load_state_dict(state)
             except (KeyError, TypeError, ValueError) as exc:  # saved by another asyncsim, or for another scenario
-                assert checkpointing is not None
                 raise UserError(f"{checkpointing.path}: this asyncsim cannot continue that checkpoint "
                                 f"({type(exc).__name__}: {str(exc)[:120]}); remove it to start afresh") from None
         with stop_on_signals(sim) if checkpointing is not None else nullcontext():

@@ -146,4 +146,4 @@ def test_a_download_lost_with_its_worker_frees_the_downlink():
     run.state.now = Time.of(4.0)
     wires.download(run, job, -1, 1, torch.zeros(1), 1000)
     back = next(t for _, t in wires.queue if t.worker == 0)
-    assert (back.sent, back.at) == (Time.of(4.0), Time.of(14.0))
+    assert (back.sent, back.at) == (Time.of(4.0), Time.of(4.0) + run.link_time(0, 1000))
