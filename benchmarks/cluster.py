@@ -31,7 +31,8 @@ from pathlib import Path
 from common import LM_SCENARIO, ROOT, TOY_SCENARIO, emit, header, lm_unavailable, skip, timed
 
 from sim import load_scenario
-from sim.compare import Cluster, execute, plan
+from sim.cluster import Cluster
+from sim.compare import execute, plan
 from sim.records import read_summary
 
 PAPER_SCENARIO = ROOT / "scenarios" / "lm_micro_paper.yaml"

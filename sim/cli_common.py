@@ -77,8 +77,8 @@ def use_runs_dir(runs: Optional[Path]) -> None:
 
 
 def cluster_of(executor: str, address: Optional[str], store: Optional[Path]) -> Any:
-    """``--executor ray`` (with ``--address``, ``--store``) as a :class:`sim.compare.Cluster`; None for local runs."""
-    from sim.compare import Cluster
+    """``--executor ray`` (with ``--address``, ``--store``) as a :class:`sim.cluster.Cluster`; None for local runs."""
+    from sim.cluster import Cluster
 
     if executor not in ("local", "ray"):
         fail(f"--executor {executor!r}: expected local or ray (whole runs; 'asyncsim run --executor' places jobs)")

@@ -24,6 +24,7 @@ import shutil
 import socket
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -44,8 +45,14 @@ class RunSpec(Protocol):
     @property
     def folder(self) -> Path: ...
 
-#: times Ray runs a task again after its worker process or node died
-DEFAULT_RETRIES = 3
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where whole runs go instead of local processes: a Ray cluster."""
+
+    address: str | None = None  # None: start a local Ray
+    store: Path | None = None  # a run store every node sees: tasks write their folders there themselves
+    retries: int = 3  # Ray reruns a task whose worker process or node died this many times
 
 
 def _run_task(scenario: dict[str, Any], store: str | None) -> dict[str, bytes] | None:
@@ -102,14 +109,13 @@ def _needs_gpu(spec: RunSpec) -> bool:
 
 def execute_on_ray(
     todo: list[RunSpec],
-    address: str | None,
-    store: Path | None = None,
-    retries: int = DEFAULT_RETRIES,
+    cluster: Cluster,
     started: Callable[[RunSpec], None] = lambda spec: None,
     finished: Callable[[RunSpec, bool], None] = lambda spec, reused: None,
     queued: Callable[[int], None] = lambda n: None,
 ) -> int:
-    """Compute ``todo`` as Ray tasks on the cluster at ``address`` (None: a local Ray); returns how many."""
+    """Compute ``todo`` as Ray tasks on ``cluster`` (its address None: a local Ray); returns how many."""
+    address = cluster.address
     try:
         import ray
         from ray.exceptions import RayError, TaskCancelledError
@@ -128,7 +134,8 @@ def execute_on_ray(
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"--address {address}: cannot connect to a Ray cluster ({str(exc).splitlines()[0]})") from None
     try:
-        return _execute(ray, RayError, TaskCancelledError, todo, store, retries, started, finished, queued)
+        return _execute(ray, RayError, TaskCancelledError, todo, cluster.store, cluster.retries, started, finished,
+                        queued)
     finally:
         if started_here:
             ray.shutdown()

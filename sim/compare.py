@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 
+from sim.cluster import Cluster
 from sim.errors import RunInterrupted, ScenarioError, naming_file
 from sim.prepare import PretrainProgress, pretrain_once
 from sim.records import is_complete_run, read_summary
@@ -47,15 +48,6 @@ FLEET_ALIASES = {
     "moderate": "moderately_heterogeneous",
     "very": "very_heterogeneous",
 }
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """Where whole runs go instead of local processes: a Ray cluster (sim/cluster.py)."""
-
-    address: str | None = None  # None: start a local Ray
-    store: Path | None = None  # a run store every node sees: tasks write their folders there themselves
-    retries: int = 3  # Ray reruns a task whose worker or node died this many times
 
 
 @dataclass(frozen=True)
@@ -216,8 +208,7 @@ def execute(
         from sim.cluster import execute_on_ray
 
         with sigterm_as_interrupt():
-            return execute_on_ray(list(todo.values()), cluster.address, cluster.store, cluster.retries, started,
-                                  finished, on_queued or (lambda n: None))
+            return execute_on_ray(list(todo.values()), cluster, started, finished, on_queued or (lambda n: None))
     if jobs <= 1:
         try:
             with sigterm_as_interrupt():

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from sim import compare as cmp
+from sim.cluster import Cluster
 from sim.findings import FINDINGS, LEVELS, Results, budget_gap_finding, gap_against_budget
 from sim.scenario import Scenario, load_scenario, parse_override
 
@@ -121,7 +122,7 @@ def reproduce(
     wide_sets: list[str] | None = None,
     method_sets: dict[str, list[str]] | None = None,
     budget_rounds: list[int] | None = None,
-    cluster: cmp.Cluster | None = None,
+    cluster: Cluster | None = None,
     on_queued: Callable[[int], None] | None = None,
 ) -> Path:
     """Run every experiment (reusing runs), write sub-reports and the findings report."""
