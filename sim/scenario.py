@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from sim.churn import resolve_trace
 from sim.errors import ScenarioError
+from sim.memory import check as check_memory
 from sim.network import NetworkSpec
 from sim.outer.registry import construct, import_object, resolve, source_digest
 from sim.presets import PRESETS
@@ -533,4 +534,6 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "<scenario>", base: Pa
         local = _check_outer(method.hierarchy.local_outer, "method.hierarchy.local_outer", source,
                              scenario.workers.k, wraps=False)
         update["hierarchy"] = method.hierarchy.model_copy(update={"local_outer": local})
-    return scenario.model_copy(update={"method": method.model_copy(update=update)})
+    scenario = scenario.model_copy(update={"method": method.model_copy(update=update)})
+    check_memory(scenario, config_model, source)  # refuse, with its estimate, a run that cannot fit in memory
+    return scenario

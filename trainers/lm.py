@@ -102,6 +102,7 @@ from torch import nn
 
 from trainers.base import (FieldError, JobResult, JobSpec, UserError, carry_inner_state, flatten_params, load_flat_params,
                            seeded_int, seeded_rng)
+from trainers.configs import EVAL_BATCH as _EVAL_BATCH
 from trainers.configs import PRESETS, Arch, LMConfig, closed_form_params  # noqa: F401  (PRESETS re-exported)
 from trainers.data import (
     TokenizedCorpus,
@@ -119,7 +120,6 @@ from trainers.data import (
 # Independent seed streams, one per purpose.
 _STREAM_INIT, _STREAM_SHARDS, _STREAM_ORDER, _STREAM_NOISE = range(4)
 _PRETRAIN_VERSION = 1  # bump when pretraining changes (invalidates cached checkpoints)
-_EVAL_BATCH = 16
 
 
 # -- model ------------------------------------------------------------------------
