@@ -49,6 +49,7 @@ def run(
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)"),
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", min=0, help="save the run's state every N server updates (0: only on Ctrl-C / SIGTERM)"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its checkpoint (same bytes as an uninterrupted run)"),
+    bad_checkpoint: str = typer.Option("stop", "--bad-checkpoint", help="stop | restart: when --resume finds a damaged, truncated, foreign or older checkpoint, stop in one line (default) or keep it aside and start afresh"),
 ) -> None:
     """Simulate one scenario and write its run folder; prints the run hash."""
     if method is not None and "," in method:
@@ -58,6 +59,8 @@ def run(
         fail(f"--seed {seed!r}: run takes one seed; use compare or sweep for several")
     if executor not in ("serial", "process", "ray"):
         fail(f"--executor {executor!r}: expected serial, process or ray")
+    if bad_checkpoint not in ("stop", "restart"):
+        fail(f"--bad-checkpoint {bad_checkpoint!r}: expected stop or restart")
     use_runs_dir(runs)
     scenario = load(file, method, list(set_) + [f"seed={s}" for s in seeds])
     from sim.runner import run as run_scenario
@@ -90,7 +93,8 @@ def run(
         with naming_file(file):  # a field found bad only once the run is built names the scenario file too
             result = run_scenario(scenario, out=out, progress=progress, executor=executor,
                                   jobs=jobs or default_jobs(scenario.compute.threads), address=address,
-                                  checkpoint_every=checkpoint_every, resume=resume, notify=notify)
+                                  checkpoint_every=checkpoint_every, resume=resume, notify=notify,
+                                  bad_checkpoint=bad_checkpoint)  # type: ignore[arg-type]
     except RunInterrupted:
         if bar is not None:
             bar.stop()
@@ -200,6 +204,10 @@ class RunsProgress:
         self.running.append(self._label(spec))
         self._show("")
 
+    def note(self, line: str) -> None:
+        """One line about a decision on a run (a stored run set aside, a wait for another command), above the bar."""
+        (self.bar.console if not self.quiet else err_console).print(f"note: {line}", markup=False)
+
     def done(self, spec: Any, reused: bool) -> None:
         label = self._label(spec)
         if label in self.running:
@@ -221,7 +229,7 @@ def _execute(specs: list[Any], jobs: Optional[int], quiet: bool, cluster: Any = 
     with RunsProgress(len(specs), quiet) as progress:
         computed = cmp.execute(specs, jobs=jobs or default_jobs(threads), on_done=progress.done,
                                on_start=progress.started, on_pretrain=progress.pretraining, cluster=cluster,
-                               on_queued=progress.queued)
+                               on_queued=progress.queued, on_note=progress.note)
     notice = cmp.version_notice(specs)
     if notice:
         err_console.print(f"note: {notice}", markup=False)
@@ -325,7 +333,7 @@ def reproduce(
                                   on_plan=progress.total, on_done=progress.done, notes=notes_text,
                                   on_start=progress.started, on_pretrain=progress.pretraining,
                                   wide_sets=list(wide_set), method_sets=per_method, budget_rounds=rounds,
-                                  cluster=cluster, on_queued=progress.queued)
+                                  cluster=cluster, on_queued=progress.queued, on_note=progress.note)
     console.print(f"report: {report}")
 
 

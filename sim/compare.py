@@ -22,9 +22,10 @@ import pandas as pd
 from sim.cluster import Cluster
 from sim.errors import RunInterrupted, ScenarioError, naming_file
 from sim.prepare import PretrainProgress, pretrain_once
-from sim.records import is_complete_run, read_summary
+from sim.records import read_summary
 from sim.runner import default_run_folder
 from sim.scenario import Scenario, load_scenario, parse_override
+from sim.store import reusable
 from sim.traffic import PEAK_COLUMNS, TRAFFIC_COLUMNS, peak_rates, run_traffic
 
 DEFAULT_METHODS = ("finetune_1w", "diloco", "async_diloco", "async_poly", "async_buffer", "dn_dylu")
@@ -164,14 +165,21 @@ def _outer_params(name: str) -> set[str]:
     return set(inspect.signature(resolve(name).__init__).parameters)
 
 
-def _run_one(scenario_dict: dict[str, Any]) -> str:
-    """Process-pool entry: run one resolved scenario into its default folder."""
+def _run_one(scenario_dict: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Process-pool entry: run one resolved scenario into its default folder; (reused, the run's notes).
+
+    It was missing when planned, but another command sharing the store may
+    have computed it since (the run waits for that one's lock, then reuses).
+    A checkpoint that cannot be trusted is set aside and the run starts afresh.
+    """
     from sim.runner import run
     from sim.scenario import scenario_from_dict
 
+    notes: list[str] = []
     # resume: a run interrupted in an earlier call continues from its checkpoint
-    result = run(scenario_from_dict(scenario_dict, "<compare>"), checkpoint_every=100, resume=True)
-    return result.run_hash
+    result = run(scenario_from_dict(scenario_dict, "<compare>"), checkpoint_every=100, resume=True,
+                 notify=notes.append, bad_checkpoint="restart")
+    return result.reused, [note for note in notes if not note.startswith("--resume: no checkpoint")]
 
 
 def execute(
@@ -182,44 +190,58 @@ def execute(
     on_start: Callable[[RunSpec], None] | None = None,
     cluster: Cluster | None = None,
     on_queued: Callable[[int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> int:
     """Compute the runs whose folders are missing; returns how many were computed.
 
-    Shared pretraining is done first, once per checkpoint (:mod:`sim.prepare`),
-    so parallel runs never pretrain the same model side by side. ``on_start``
-    hears of a run when a process takes it, ``on_done`` when it is finished
-    (or found complete). With ``cluster``, each missing run is a Ray task
-    (sim/cluster.py) instead of a local process.
+    A stored run is reused only once it proves itself (:func:`sim.store.reusable`:
+    a folder that fails is set aside, named to ``on_note``, and computed
+    again). Shared pretraining is done first, once per checkpoint
+    (:mod:`sim.prepare`), so parallel runs never pretrain the same model side
+    by side. ``on_start`` hears of a run when a process takes it, ``on_done``
+    when it is finished (or found complete). With ``cluster``, each missing
+    run is a Ray task (sim/cluster.py) instead of a local process.
     """
+    note = on_note or (lambda line: None)
+    started = on_start or (lambda spec: None)
+    finished = on_done or (lambda spec, reused: None)
     todo = {}
     for spec in specs:
-        if is_complete_run(spec.folder):
-            if on_done:
-                on_done(spec, True)
+        if spec.folder in todo:
+            continue  # identical scenarios run once
+        if reusable(spec.folder, spec.scenario, note):
+            finished(spec, True)
         else:
-            todo.setdefault(spec.folder, spec)  # identical scenarios run once
+            todo[spec.folder] = spec
     if not todo:
         return 0
     with naming_file(", ".join(sorted({spec.file for spec in todo.values()}))):
         pretrain_once((spec.scenario for spec in todo.values()), on_pretrain)
-    started = on_start or (lambda spec: None)
-    finished = on_done or (lambda spec, reused: None)
     if cluster is not None:
         from sim.cluster import execute_on_ray
 
         with sigterm_as_interrupt():
             return execute_on_ray(list(todo.values()), cluster, started, finished, on_queued or (lambda n: None))
+    reused_meanwhile = 0
+
+    def collect(spec: RunSpec, outcome: tuple[bool, list[str]]) -> None:
+        nonlocal reused_meanwhile
+        reused, notes = outcome
+        for line in notes:
+            note(f"{spec.folder.name}: {line}" if spec.folder.name not in line else line)
+        reused_meanwhile += reused
+        finished(spec, reused)
+
     if jobs <= 1:
         try:
             with sigterm_as_interrupt():
                 for spec in todo.values():
                     started(spec)
                     with naming_file(spec.file):
-                        _run_one(spec.scenario.resolved())
-                    finished(spec, False)
+                        collect(spec, _run_one(spec.scenario.resolved()))
         except KeyboardInterrupt:
             raise RunInterrupted() from None
-        return len(todo)
+        return len(todo) - reused_meanwhile
     import multiprocessing as mp
 
     from sim.executors import exit_with_parent
@@ -228,7 +250,7 @@ def execute(
     pool = ProcessPoolExecutor(
         max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=exit_with_parent, initargs=(os.getpid(),)
     )
-    running: dict[Future[str], RunSpec] = {}
+    running: dict[Future[tuple[bool, list[str]]], RunSpec] = {}
     try:
         with sigterm_as_interrupt():
             # at most `jobs` runs are handed to the pool, so a stop has nothing queued to cancel
@@ -240,14 +262,14 @@ def execute(
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
                     with naming_file(running[fut].file):
-                        fut.result()
-                    finished(running.pop(fut), False)
+                        outcome = fut.result()
+                    collect(running.pop(fut), outcome)
     except (KeyboardInterrupt, RunInterrupted):
         stop_running_runs(pool)
         raise RunInterrupted() from None
     finally:
         pool.shutdown(wait=True)
-    return len(todo)
+    return len(todo) - reused_meanwhile
 
 
 @contextmanager

@@ -120,6 +120,11 @@ def fleet_path(name: str, base: Path | None = None) -> Path:
     return PROFILE_DIR / f"{name}.yaml"
 
 
+def shipped_fleet_path(name: str) -> Path:
+    """The shipped fleet ``name`` (never a user's file of the same name in the working directory)."""
+    return PROFILE_DIR / f"{name}.yaml"
+
+
 def load_fleet_raw(path: Path) -> Any:
     with open(path, encoding="utf-8") as fh:
         return load_yaml(fh.read())

@@ -236,7 +236,11 @@ def write_run_folder(
 
 
 def run_folder_damage(folder: Path) -> str | None:
-    """Why ``folder`` is not a usable complete run (None if it is, or if it does not exist)."""
+    """Why ``folder`` is not a usable complete run (None if it is, or if it does not exist).
+
+    A quick look at what is there, without reading the tables;
+    :func:`tables_problem` proves that they are the recorded run.
+    """
     folder = Path(folder)
     if not folder.exists():
         return None
@@ -248,31 +252,57 @@ def run_folder_damage(folder: Path) -> str | None:
         return f"summary.json is unreadable ({exc.__class__.__name__})"
     if not isinstance(summary, dict) or "run_hash" not in summary or "final" not in summary:
         return "summary.json lacks the run hash or final metrics"
-    for name in ("metrics.parquet", "events.parquet", "scenario.yaml"):
+    for name in TABLE_FILES + ("scenario.yaml",):
         if not (folder / name).is_file():
             return f"{name} is missing"
+    return None
+
+
+#: the files that hold a run's results; :func:`run_hash` covers each of them
+TABLE_FILES = ("metrics.parquet", "events.parquet", "metrics.csv", "events.csv")
+
+
+def tables_problem(folder: Path) -> str | None:
+    """Why ``folder``'s tables are not the run its summary records (None when they are).
+
+    The run hash is :func:`run_hash` over the canonical CSV of the metrics
+    and events, and the CSV files are written in exactly that form, so both
+    copies are checked: the parquet tables re-hashed, and the CSV files
+    hashed as they lie. An edited number or a missing file in either is
+    caught; the cost is one read of each table.
+    """
+    damage = run_folder_damage(folder)
+    if damage is not None:
+        return damage
+    folder = Path(folder)
+    recorded = read_summary(folder)["run_hash"]
+    try:
+        parquet = run_hash(pd.read_parquet(folder / "metrics.parquet"), pd.read_parquet(folder / "events.parquet"))
+        h = hashlib.sha256((folder / "metrics.csv").read_bytes())
+        h.update(b"\n--events--\n")
+        h.update((folder / "events.csv").read_bytes())
+    except (OSError, ValueError) as exc:  # pyarrow's errors subclass these
+        return f"its tables are unreadable ({type(exc).__name__})"
+    if parquet != recorded:
+        return "metrics.parquet and events.parquet do not hash to the run hash in its summary"
+    if h.hexdigest() != recorded:
+        return "metrics.csv and events.csv do not hash to the run hash in its summary"
     return None
 
 
 def copy_problem(folder: Path, scenario_digest: str) -> str | None:
     """Why ``folder``, a run's files brought from another machine, is not a faithful copy of that scenario's run.
 
-    None when it is. The run hash is recomputed from the tables (it hashes
-    them, :func:`run_hash`), so a file damaged or mixed up on the way is
-    caught before the folder enters the run store.
+    None when it is: its tables hash to its run hash (:func:`tables_problem`)
+    and its summary names this scenario's digest, so a file damaged or mixed
+    up on the way is caught before the folder enters the run store.
     """
-    damage = run_folder_damage(folder)
-    if damage is not None:
-        return damage
+    problem = tables_problem(folder)
+    if problem is not None:
+        return problem
     summary = read_summary(folder)
     if summary.get("scenario_digest") != scenario_digest:
         return f"it is the run of another scenario (digest {str(summary.get('scenario_digest'))[:12]})"
-    try:
-        recomputed = run_hash(pd.read_parquet(folder / "metrics.parquet"), pd.read_parquet(folder / "events.parquet"))
-    except (OSError, ValueError) as exc:  # pyarrow's errors subclass these
-        return f"its tables are unreadable ({type(exc).__name__})"
-    if recomputed != summary["run_hash"]:
-        return "its metrics and events do not hash to the run hash in its summary"
     return None
 
 

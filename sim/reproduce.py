@@ -124,6 +124,7 @@ def reproduce(
     budget_rounds: list[int] | None = None,
     cluster: Cluster | None = None,
     on_queued: Callable[[int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> Path:
     """Run every experiment (reusing runs), write sub-reports and the findings report."""
     base = load_scenario(scenario, overrides=dict(parse_override(s) for s in sets))
@@ -136,11 +137,10 @@ def reproduce(
     if on_plan:
         on_plan(len(all_specs))
     computed = cmp.execute(all_specs, jobs=jobs, on_done=on_done, on_pretrain=on_pretrain, on_start=on_start,
-                           cluster=cluster, on_queued=on_queued)
+                           cluster=cluster, on_queued=on_queued, on_note=on_note)
     res = Results(steps_per_round(base))
     sections = []
-    for exp, specs, axis in planned:
-        cmp.build_report(specs, axis, list(exp.methods), out_dir / exp.name, command, 0)
+    for exp, specs, _axis in planned:
         res.add(exp.name, specs)
         sections.append(f"- [{exp.title}]({exp.name}/report.md)" + ("" if exp.wide and wide_sets else " (full budget)"))
     tuned = "; ".join(f"{m}: {', '.join(v)}" for m, v in (method_sets or {}).items()) or "none"

@@ -2,27 +2,26 @@
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import signal
 import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pandas as pd
-import yaml
 
 from sim.adopt import same_schedule
 from sim.build import build_outer, build_trainer, make_executor
 from sim.engine import Simulation
 from sim.errors import UserError
 from sim.outputs import check_folder, check_run_destination
-from sim.records import (is_complete_run, read_summary, run_folder_damage, run_hash, set_aside, write_run_folder,
-                          write_summary)
+from sim.records import is_complete_run, read_summary, run_hash, write_run_folder, write_summary
+from sim.checkpoint_file import BadCheckpoint, Checkpointing
 from sim.runstate import Checkpoints
-from sim.scenario import SIMULATION_VERSION, Scenario, scenario_from_dict
+from sim.scenario import SIMULATION_VERSION, Scenario
+from sim.store import Notify, computing, reusable, run_problem
 
 #: where run folders go unless ``$ASYNCSIM_RUNS`` says otherwise (relative to the working directory)
 DEFAULT_RUNS_DIR = Path("reports") / "runs"
@@ -44,35 +43,6 @@ class RunResult:
     reused: bool = False
     params: Any = None  # final server parameters (in-memory runs only)
     resumed_from: int | None = None  # server update a resumed run continued from
-
-
-@dataclass
-class Checkpointing:
-    """Where and how often a run saves its state, and whether to continue from it."""
-
-    path: Path
-    every: int = 0  # server updates between checkpoints; 0: only when stopped by a signal
-    resume: bool = False
-
-    def save(self, state: dict[str, Any]) -> None:
-        """Atomically: write a temporary file, then rename it over the old checkpoint."""
-        import torch
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
-
-    def load(self) -> dict[str, Any] | None:
-        import torch
-
-        if not (self.resume and self.path.exists()):
-            return None
-        try:  # plain data only: a checkpoint never unpickles (and so never runs) code
-            return torch.load(self.path, weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise UserError(f"{self.path}: refused to load a checkpoint that holds more than tensors and plain "
-                            f"data ({str(exc).splitlines()[0][:120]}); remove it to start afresh") from None
 
 
 @contextmanager
@@ -105,6 +75,7 @@ def simulate(
     jobs: int | None = None,
     address: str | None = None,
     checkpointing: Checkpointing | None = None,
+    notify: Notify | None = None,
 ) -> RunResult:
     """Run a scenario in memory; nothing is written to disk unless checkpointing.
 
@@ -124,11 +95,11 @@ def simulate(
     checkpoints = None if checkpointing is None else Checkpoints(checkpointing.save, checkpointing.every)
     try:
         sim = Simulation(scenario, trainer, build_outer(scenario), engine_exec, progress=progress, checkpoints=checkpoints)
-        state = None if checkpointing is None else checkpointing.load()
+        state = None if checkpointing is None else checkpointing.load(scenario.digest(), notify)
         if checkpointing is not None and state is not None:
             try:
                 sim.load_state_dict(state)
-            except (KeyError, TypeError, ValueError) as exc:  # saved by another asyncsim, or for another scenario
+            except (KeyError, TypeError, ValueError) as exc:  # a state this asyncsim's parts do not hold
                 raise UserError(f"{checkpointing.path}: this asyncsim cannot continue that checkpoint "
                                 f"({type(exc).__name__}: {str(exc)[:120]}); remove it to start afresh") from None
         with stop_on_signals(sim) if checkpointing is not None else nullcontext():
@@ -171,8 +142,9 @@ def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
     folder's scenario changes although its results still hold. So a miss
     looks at the folders of the same name, method and seed, re-validates
     their stored scenarios with this version, and adopts (renames) one whose
-    digest now matches, provided the same simulation made it (its summary's
-    ``simulation``, :data:`sim.scenario.SIMULATION_VERSION`).
+    digest now matches and whose tables prove themselves
+    (:func:`sim.store.run_problem`), provided the same simulation made it
+    (its summary's ``simulation``, :data:`sim.scenario.SIMULATION_VERSION`).
     """
     root = runs_dir() if root is None else root
     folder = root / f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-{scenario.digest()[:12]}"
@@ -181,14 +153,9 @@ def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
     for old in sorted(root.glob(f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-*")):
         if old == folder or not is_complete_run(old):
             continue
-        try:
-            with open(old / "scenario.yaml", encoding="utf-8") as fh:
-                stored = scenario_from_dict(yaml.safe_load(fh), str(old))
-        except (OSError, ValueError, yaml.YAMLError):
-            continue
         # the stored scenario is re-read with today's code, so the summary says which code and simulation made it
         summary = read_summary(old)
-        if stored.digest() != scenario.digest() or summary.get("code", {}) != scenario.code_digests():
+        if summary.get("code", {}) != scenario.code_digests() or run_problem(old, scenario) is not None:
             continue
         if summary.get("simulation") == SIMULATION_VERSION:
             old.rename(folder)
@@ -220,9 +187,6 @@ def software_versions() -> dict[str, str]:
     return {"asyncsim": asyncsim, "torch": torch.__version__, "numpy": numpy.__version__}
 
 
-Notify = Callable[[str], None]
-
-
 def made_with_other_versions(summary: dict[str, Any]) -> str | None:
     """``made with torch 2.1, ...`` when a run's recorded versions differ from this software's, else None."""
     made = summary.get("versions")
@@ -246,50 +210,62 @@ def run(
     checkpoint_every: int = 0,
     resume: bool = False,
     notify: Notify | None = None,
+    bad_checkpoint: BadCheckpoint = "stop",
 ) -> RunResult:
     """Run into a folder. Without ``out``, an existing complete run of the same
     scenario is reused; with ``out`` the run is always computed afresh.
 
     The output location is checked before anything is computed: ``out`` may
     only be new, empty or an earlier asyncsim run (never a user's folder). A
-    damaged run folder in the store is kept aside (``NAME.damaged``) and
-    the run computed again. The checkpoint of an unfinished run lives in a
-    hidden ``.NAME.partial`` folder beside the run folder; ``resume=True``
-    continues from it, and it is removed once the complete folder has been
-    written. ``notify`` receives one line for each of these decisions.
+    stored run is reused only once it proves itself (:func:`sim.store.reusable`);
+    one that does not is kept aside (``NAME.damaged``) and the run computed
+    again. While a store's run is computed its folder's lock is held, so a
+    second command sharing the store waits and then reuses it. The
+    checkpoint of an unfinished run lives in a hidden ``.NAME.partial``
+    folder beside the run folder; ``resume=True`` continues from it once it
+    proves itself (``bad_checkpoint`` says what to do when it does not), and
+    it is removed once the complete folder has been written. ``notify``
+    receives one line for each of these decisions.
     """
     say = notify or (lambda _line: None)
-    folder = Path(out) if out is not None else default_run_folder(scenario)
     if out is not None:
+        folder = Path(out)
         check_run_destination(folder, "--out")
-    else:  # the store's folders are ours (named by digest): a damaged one is set aside below
-        check_folder(folder.parent, "run store")
-        damage = run_folder_damage(folder)
-        if damage is None and folder.exists():
-            summary = read_summary(folder)
-            other = made_with_other_versions(summary)
-            if other:
-                say(f"reused {folder}: {other}, now {versions_text(software_versions())}")
-            return RunResult(
-                scenario,
-                pd.read_parquet(folder / "metrics.parquet"),
-                pd.read_parquet(folder / "events.parquet"),
-                summary["run_hash"],
-                summary,
-                folder=folder,
-                reused=True,
-            )
-        if damage is not None:
-            say(f"{folder}: damaged ({damage}); kept it as {set_aside(folder)} and computing the run again")
+        return _compute(scenario, folder, say, resume, bad_checkpoint, checkpoint_every, plots,
+                        executor=executor, progress=progress, jobs=jobs, address=address)
+    folder = default_run_folder(scenario)
+    check_folder(folder.parent, "run store")
+    with computing(folder, say) as waited:
+        if reusable(folder, scenario, say):
+            if waited:
+                say(f"reused {folder.name}, which the other asyncsim has just computed")
+            return _stored(scenario, folder, say)
+        return _compute(scenario, folder, say, resume, bad_checkpoint, checkpoint_every, plots,
+                        executor=executor, progress=progress, jobs=jobs, address=address)
+
+
+def _stored(scenario: Scenario, folder: Path, say: Notify) -> RunResult:
+    """A proven run folder as a result (:func:`run`'s reuse)."""
+    summary = read_summary(folder)
+    other = made_with_other_versions(summary)
+    if other:
+        say(f"reused {folder}: {other}, now {versions_text(software_versions())}")
+    return RunResult(scenario, pd.read_parquet(folder / "metrics.parquet"), pd.read_parquet(folder / "events.parquet"),
+                     summary["run_hash"], summary, folder=folder, reused=True)
+
+
+def _compute(scenario: Scenario, folder: Path, say: Notify, resume: bool, bad_checkpoint: BadCheckpoint,
+             checkpoint_every: int, plots: bool, **how: Any) -> RunResult:
+    """Simulate (continuing from the checkpoint when asked) and write the complete run folder."""
     partial = partial_folder(folder)
-    checkpointing = Checkpointing(partial / "checkpoint.pt", every=checkpoint_every, resume=resume)
+    checkpointing = Checkpointing(partial / "checkpoint.pt", every=checkpoint_every, resume=resume,
+                                  if_bad=bad_checkpoint)
     if resume and not checkpointing.path.exists():
         say(f"--resume: no checkpoint of this run at {checkpointing.path}; starting from the beginning")
     elif not resume and checkpointing.path.exists():
         say(f"an interrupted run of this scenario left a checkpoint at {checkpointing.path}; starting afresh as asked "
             "(it is overwritten at this run's first checkpoint; use --resume to continue it instead)")
-    result = simulate(scenario, executor=executor, progress=progress, jobs=jobs, address=address,
-                      checkpointing=checkpointing)
+    result = simulate(scenario, checkpointing=checkpointing, notify=say, **how)
     extra = {}
     if plots:
         from sim.report import plot_run_curves

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
 import inspect
 import json
@@ -22,7 +23,7 @@ from sim.memory import check as check_memory
 from sim.network import NetworkSpec
 from sim.outer.registry import construct, import_object, resolve, source_digest
 from sim.presets import PRESETS
-from sim.profiles import Device, Fleet, fleet_path, load_fleet_raw
+from sim.profiles import Device, Fleet, available_fleets, fleet_path, load_fleet_raw, shipped_fleet_path
 from sim.schedules import SCHEDULES
 from sim.yamlio import load_yaml
 from trainers import BUILTIN_TRAINERS
@@ -161,8 +162,14 @@ class Scenario(_Strict):
         covered by the asyncsim version instead (recorded in each run's
         summary), which keeps committed reports reusable, except when the
         simulation itself changes: :data:`SIMULATION_VERSION`.
+
+        The fleet counts by its devices, not by how it was named
+        (:func:`fleet_identity`): ``very_heterogeneous``, a path to the
+        shipped file, a copy made by ``asyncsim init`` and the same devices
+        written inline are one fleet and share their runs.
         """
         identity = {**self.resolved(), "simulation": SIMULATION_VERSION}
+        identity["workers"] = {**identity["workers"], "fleet": fleet_identity(identity["workers"]["devices"])}
         code = self.code_digests()
         if code:  # absent for built-ins, so their digests are unchanged
             identity["code"] = code
@@ -181,6 +188,35 @@ class Scenario(_Strict):
         if any(key == "method" or key.startswith("method.preset") for key in overrides):
             raw["method"] = {}  # a new preset starts from its own defaults
         return scenario_from_dict(_apply_overrides(raw, overrides, source), source)
+
+
+def fleet_identity(devices: list[dict[str, Any]]) -> str | None:
+    """How a fleet enters a run's identity: the name of the shipped fleet with exactly these devices, else None.
+
+    The devices themselves are in the digest already; the name only keeps
+    the digests that shipped scenarios had when the name was all there was
+    (they name shipped fleets), so their stored runs stay valid.
+    """
+    return _shipped_fleets().get(_devices_key(devices))
+
+
+def _devices_key(devices: list[dict[str, Any]]) -> str:
+    return json.dumps(devices, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_fleets() -> dict[str, str]:
+    """Resolved devices (as :meth:`Scenario.resolved` writes them) -> shipped fleet name; the first name wins."""
+    out: dict[str, str] = {}
+    for name in reversed(available_fleets()):  # sorted names, the first one kept on a tie
+        workers = WorkersSpec.model_validate(_resolve_workers({"fleet": str(shipped_fleet_path(name))}, name, None))
+        devices = [d.model_dump(mode="json") for d in workers.devices]
+        for device in devices:
+            for key in Device.OPTIONAL:
+                if device[key] is None:
+                    del device[key]
+        out[_devices_key(devices)] = name
+    return out
 
 
 # -- loading -----------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_a_run_that_keeps_dying_or_comes_back_damaged_is_named_and_the_others_ar
     message = str(info.value)
     assert message.startswith("3 of 4 runs failed on the cluster (the others are kept)")
     assert "bad-run: Died after 3 retries" in message
-    assert "damaged-run: its metrics and events do not hash to the run hash in its summary" in message
+    assert "damaged-run: metrics.parquet and events.parquet do not hash to the run hash in its summary" in message
     assert "mixed-up-run: it is the run of another scenario" in message
     assert [p.name for p in (tmp_path / "store").iterdir()] == ["good-run"]  # nothing else, no hidden leftovers
     assert is_complete_run(specs[0].folder)

@@ -150,21 +150,20 @@ def test_sigterm_stops_a_multi_run_sweep_in_one_line_and_every_running_run_saves
 def test_a_checkpoint_this_version_cannot_continue_is_one_line_naming_it(tmp_path):
     """An older asyncsim's checkpoint (here: eager's state without the upload counts) or another scenario's
     is refused in one line that names the file, never with a traceback."""
-    import torch
-
+    from sim.checkpoint_file import Checkpointing, read_checkpoint, write_checkpoint
     from sim.errors import UserError
-    from sim.runner import Checkpointing, simulate
+    from sim.runner import simulate
     from tests.helpers import scenario
 
     sc = scenario([1.0, 2.0], preset="eager_diloco", t_max=100)
     path = tmp_path / "checkpoint.pt"
     simulate(sc, checkpointing=Checkpointing(path, every=1))
-    state = torch.load(path, weights_only=True)
+    state = read_checkpoint(path, sc.digest())
     del state["schedule"]["averaged"]
-    torch.save(state, path)
+    write_checkpoint(path, state)
     with pytest.raises(UserError, match=r"checkpoint\.pt: this asyncsim cannot continue that checkpoint \(KeyError"):
         simulate(sc, checkpointing=Checkpointing(path, resume=True))
     simulate(sc, checkpointing=Checkpointing(path, every=1))
     other = scenario([1.0, 2.0], preset="eager_diloco", t_max=100, seed=5)
-    with pytest.raises(UserError, match="a different scenario"):
+    with pytest.raises(UserError, match="another scenario's checkpoint"):
         simulate(other, checkpointing=Checkpointing(path, resume=True))

@@ -173,7 +173,12 @@ def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path, monkeypatch
 
     partial = tmp_path / ".r.partial"
     partial.mkdir()
-    torch.save({"theta": torch.zeros(2), "evil": Payload()}, partial / "checkpoint.pt")
+    from sim.checkpoint_file import write_checkpoint
+    from sim.scenario import load_scenario, parse_override
+
+    sets = dict(parse_override(FAST[i + 1]) for i in range(0, len(FAST) - 1, 2))
+    digest = load_scenario(SCEN, overrides=sets).digest()  # a valid checksum: only the payload is wrong
+    write_checkpoint(partial / "checkpoint.pt", {"scenario_digest": digest, "theta": torch.zeros(2), "evil": Payload()})
     r = runner.invoke(app, ["run", SCEN, "--out", "r", "--resume", *FAST])
     assert r.exit_code == 2 and "refused to load a checkpoint" in one_error_line(r)
     assert "this code ran" not in r.output
