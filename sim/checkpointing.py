@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # annotations only
     import torch
 
     from sim.dispatch import Dispatcher
+    from sim.inner_state import InnerStates
     from sim.outer.base import OuterUpdate
     from sim.planner import Planner
     from sim.records import Recorder
@@ -37,6 +38,7 @@ class Resumable:
     theta: torch.Tensor
     outer: OuterUpdate | None
     dispatcher: Dispatcher
+    inner: InnerStates
     planner: Planner
     schedule: Schedule
     recorder: Recorder
@@ -64,7 +66,7 @@ class Resumable:
 
     def _parts(self) -> dict[str, Any]:
         """The components that keep state of their own, each with ``state_dict`` / ``load_state_dict``."""
-        parts = {"dispatcher": self.dispatcher, "planner": self.planner, "schedule": self.schedule}
+        parts = {"dispatcher": self.dispatcher, "planner": self.planner, "schedule": self.schedule, "inner": self.inner}
         return parts if self.outer is None else {**parts, "outer": self.outer}
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ the same bytes as an uninterrupted one.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, Iterator, Sequence
 
@@ -26,6 +27,7 @@ from sim.checkpointing import Resumable
 from sim.churn import timelines
 from sim.compression import Links
 from sim.dispatch import Dispatcher
+from sim.inner_state import InnerStates
 from sim.jobs import Finished, Job, JobTable
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.planner import Planner, RoundPlan, step_times
@@ -68,6 +70,8 @@ class Simulation(Resumable):
         self.recorder = Recorder(scenario.method.preset, scenario.seed,  # comm / churn columns when they happen
                                  comm_columns=self.planner.communicates or self.planner.churn,
                                  server_column=self.schedule.local_servers, transfer_columns=self.schedule.overlaps)
+        # the schedules that carry it themselves see reset here: the engine stores nothing for them
+        self.inner = InnerStates("reset" if self.schedule.carries_inner_state else scenario.method.inner_state)
         self.jobs = JobTable()
         self.state = RunState(next_checkpoint=checkpoints.every if checkpoints else 0)
         self.env = simpy.Environment()  # the clock; order comes from the job table
@@ -174,7 +178,14 @@ class Simulation(Resumable):
 
     def _start(self, worker: int, spec: JobSpec, plan: RoundPlan, snapshot: torch.Tensor, state: Any,
                uploads: bool) -> Job:
-        """Dispatch a planned job now: computed at once by the executor, its end awaited in (time, worker) order."""
+        """Dispatch a planned job now: computed at once by the executor, its end awaited in (time, worker) order.
+
+        Under ``method.inner_state`` keep / shard (sim/inner_state.py) the job
+        starts from the stored inner state and returns the one it ends in.
+        """
+        if self.inner.carried and state is None:
+            state = self.inner.start(worker, spec.shard)
+            spec = dataclasses.replace(spec, keep_optimizer_state=True)
         job = Job(id=self.state.next_job_id, worker=worker, spec=spec, dispatch_version=self.state.version,
                   dispatched_at=self.state.now, completes_at=plan.arrival if plan.lost_at is None else plan.lost_at,
                   train_start=plan.train_start, upload_start=plan.upload_start, lost_at=plan.lost_at,
@@ -291,6 +302,7 @@ class Simulation(Resumable):
         if job.uploads:
             s.uplink_free = job.completes_at
         s.losses_in_a_row = 0  # a round came back: churn is not losing all
+        self.inner.arrived(job.worker, job.spec.shard, result.optimizer_state)
         self.dispatcher.observe(job.worker, job.spec.steps, job.completes_at.seconds - job.dispatched_at.seconds)
         loss = float(result.train_loss)
         if not (loss <= s.loss_limit and math.isfinite(float(result.delta.sum()))):  # NaN and inf survive a sum

@@ -30,6 +30,8 @@ parameters and b bytes per value (float32: 4), its terms are:
   still owes) two ``U`` each, k of them; HALoS's regional servers (a model,
   the model merged last, an outer state) two ``U`` each, one a region. A
   schedule this module does not know is counted like the overlapping ones.
+  With ``method.inner_state`` keep or shard, the k stored AdamW states one
+  ``U`` each (the baseline's and Streaming DiLoCo's are counted above).
 - **activations**: the largest forward and backward pass of one step (or an
   evaluation), as the trainer reports it. Only what lands in this machine's
   memory: an LM on ``device: cpu``; with ``auto`` or ``cuda`` they live on
@@ -125,9 +127,16 @@ def schedule_terms(schedule: str, k: int, regions: int) -> tuple[int, int, str]:
     return k, 2 * k, f"2 x {k} workers' own models and states"  # streaming, eager, delayed, and any new schedule
 
 
-def estimate(needs: TrainerNeeds, *, schedule: str, k: int, regions: int = 1) -> Estimate:
-    """The memory bound of a run of ``k`` workers on ``schedule`` with a trainer that needs ``needs``; pure."""
+def estimate(needs: TrainerNeeds, *, schedule: str, k: int, regions: int = 1, inner_state: str = "reset") -> Estimate:
+    """The memory bound of a run of ``k`` workers on ``schedule`` with a trainer that needs ``needs``; pure.
+
+    ``inner_state`` keep / shard stores one AdamW state per worker / shard (k of them) between rounds
+    (sim/inner_state.py), counted one unit each; the baseline and Streaming DiLoCo count theirs already.
+    """
     jobs, kept, what = schedule_terms(schedule, k, regions)
+    if inner_state != "reset" and schedule not in ("single", "streaming"):
+        kept += k
+        what = (what + " + " if what else "") + f"{k} kept inner states"
     return Estimate(needs, jobs, kept, what)
 
 
@@ -140,7 +149,7 @@ def scenario_estimate(scenario: Any, config: Any, k: int | None = None) -> Estim
     schedule = scenario.method.schedule
     regions = len({scenario.workers.device(w).region for w in range(min(k, len(scenario.workers.devices)))})
     needs = config.memory_needs(num_shards=k, batch_multiplier=k if schedule == "single" else 1)
-    return estimate(needs, schedule=schedule, k=k, regions=regions)
+    return estimate(needs, schedule=schedule, k=k, regions=regions, inner_state=scenario.method.inner_state)
 
 
 def machine_limit() -> tuple[int, str] | None:

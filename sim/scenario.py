@@ -61,6 +61,14 @@ OVERLAPPING = ("streaming", "eager", "delayed")
 ScheduleName = Literal[tuple(SCHEDULES)]  # type: ignore[valid-type]
 
 
+#: what happens to a worker's inner optimizer state between rounds (sim/inner_state.py)
+InnerState = Literal["reset", "keep", "shard"]
+
+#: schedules whose inner state is not reset by default: the 1-worker baseline is one training process, and
+#: Streaming DiLoCo keeps each worker's (its preset's choice, stored in its own block as before)
+DEFAULT_INNER_STATE: dict[str, str] = {"single": "keep", "streaming": "keep"}
+
+
 class HierarchySpec(_Strict):
     """HALoS's two tiers (sim/schedules/hierarchical.py): a local server per region under one global server."""
 
@@ -88,6 +96,9 @@ class MethodSpec(_Strict):
     dylu_speeds: Literal["oracle", "online"] = "oracle"  # known a priori, or estimated from rounds (footnote 3)
     hierarchy: HierarchySpec | None = None  # only for schedule: halos
     streaming: StreamingSpec | None = None  # only for schedule: streaming
+    inner_state: InnerState = Field("reset", description="each worker's inner optimizer state between rounds: "
+                                    "reset (a fresh AdamW every round, the paper), keep (each worker carries its "
+                                    "own), shard (the state follows the data shard from worker to worker)")
 
 
 class ScheduleSpec(_Strict):
@@ -143,6 +154,9 @@ class Scenario(_Strict):
         for block in ("hierarchy", "streaming"):  # added later: left out, so older digests hold
             if raw["method"][block] is None:
                 del raw["method"][block]
+        method = raw["method"]  # added later: left out where it is the schedule's default, so older digests hold
+        if method["schedule"] == "streaming" or method["inner_state"] == default_inner_state(method["schedule"]):
+            del method["inner_state"]  # Streaming DiLoCo records it in its own block, as it always did
         if raw["network"] is None:
             del raw["network"]
         elif raw["network"]["block_size"] is None:  # added later: left out, so older digests hold
@@ -324,12 +338,10 @@ def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
         raw_method = {"preset": raw_method}
     if not isinstance(raw_method, dict):
         raise _field_error(source, "method", f"expected a preset name or a mapping, got {type(raw_method).__name__}")
-    unknown = set(raw_method) - {"preset", "schedule", "outer", "fix", "dylu", "dylu_speeds", "hierarchy", "streaming"}
+    unknown = set(raw_method) - set(METHOD_FIELDS)
     if unknown:
-        raise _field_error(
-            source, f"method.{sorted(map(str, unknown))[0]}",
-            "unknown field (expected preset, schedule, outer, fix, dylu, dylu_speeds, hierarchy, streaming)"
-        )
+        raise _field_error(source, f"method.{sorted(map(str, unknown))[0]}",
+                           f"unknown field (expected {', '.join(METHOD_FIELDS)})")
     preset = raw_method.get("preset", "dn_dylu")
     if not isinstance(preset, str) or preset not in PRESETS:
         raise _field_error(source, "method.preset", f"unknown method {preset!r}; expected one of {', '.join(PRESETS)}")
@@ -347,7 +359,32 @@ def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
     for field, owner in (("hierarchy", "halos"), ("streaming", "streaming")):
         resolved[field] = _merge_block(field, owner, resolved.get(field), raw_method.get(field), source,
                                        resolved["schedule"])
+    resolved["inner_state"] = _inner_state(resolved, raw_method.get("inner_state"))
     return resolved
+
+
+#: the fields of ``method`` a scenario may set
+METHOD_FIELDS = ("preset", "schedule", "outer", "fix", "dylu", "dylu_speeds", "hierarchy", "streaming", "inner_state")
+
+
+def default_inner_state(schedule: str) -> str:
+    """``method.inner_state`` when a scenario does not set it: reset (the paper), but for the schedules that keep it."""
+    return DEFAULT_INNER_STATE.get(schedule, "reset")
+
+
+def _inner_state(resolved: dict[str, Any], given: Any) -> Any:
+    """``method.inner_state``: as given, else the schedule's default; Streaming DiLoCo's lives in its block too.
+
+    For Streaming DiLoCo, ``method.inner_state`` and ``method.streaming.inner_state``
+    are one setting (the block's is the older spelling): the first, when
+    given, sets the second.
+    """
+    block = resolved.get("streaming")
+    if resolved["schedule"] == "streaming" and isinstance(block, dict):
+        if given is not None:
+            resolved["streaming"] = {**block, "inner_state": given}
+        return resolved["streaming"].get("inner_state", given)
+    return default_inner_state(str(resolved["schedule"])) if given is None else given
 
 
 def _merge_block(field: str, owner: str, base: dict[str, Any] | None, given: Any, source: str,
@@ -559,6 +596,9 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "<scenario>", base: Pa
         if st.overlap >= scenario.schedule.H:
             raise _field_error(source, "method.streaming.overlap", f"{st.overlap} steps: a fragment's merge must come "
                                f"before its next sync, H = {scenario.schedule.H} steps later (at most H - 1)")
+    if method.inner_state == "shard" and method.schedule in ("single", "streaming"):
+        raise _field_error(source, "method.inner_state", f"'shard' needs workers that take up each other's shards; "
+                           f"schedule {method.schedule!r} keeps one state per worker (use keep or reset)")
     if method.schedule in OVERLAPPING:
         if method.fix is not None:
             raise _field_error(source, "method.fix", f"schedule {method.schedule!r} has no staleness to fix "

@@ -5,6 +5,9 @@ from typing import Any
 
 from sim.scenario import Scenario, scenario_from_dict
 
+#: rounds recorded by tests/test_inner_state.py's stamping trainer (here: a module every copy imports once)
+STAMPED_ROUNDS: list = []
+
 TINY_TOY = {"dim": 16, "hidden": 16, "clusters_per_class": 2, "shard_size": 256, "eval_size": 256, "batch_size": 8}
 
 

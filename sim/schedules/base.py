@@ -128,6 +128,9 @@ class Schedule(ABC):
     #: workers train while the schedule moves their transfers (:meth:`Run.train`, Streaming DiLoCo, eager
     #: updates); the records then carry each transfer (``upload``/``download`` rows, sim/records.py)
     overlaps: ClassVar[bool] = False
+    #: the schedule carries its workers' inner optimizer state itself (the baseline's one process, Streaming
+    #: DiLoCo's workers); for every other schedule the engine keeps it as ``method.inner_state`` says
+    carries_inner_state: ClassVar[bool] = False
 
     def __init__(self, scenario: Scenario):
         self.sc = scenario

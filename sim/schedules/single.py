@@ -20,13 +20,15 @@ from trainers.base import JobResult
 
 class SingleWorker(RoundSchedule):
     lockstep = True
+    carries_inner_state = True
 
     def __init__(self, scenario: Scenario):
         super().__init__(scenario)
+        self.keep = scenario.method.inner_state == "keep"  # the default: one training process throughout
         self.carried: Any = None  # the inner optimizer state, carried from round to round
 
     def start_round(self, run: Run) -> None:
-        run.dispatch([0], self.carried)
+        run.dispatch([0], self.carried if self.keep else None)
 
     def on_arrival(self, run: Run, job: Job, result: JobResult) -> None:
         if run.state.diverged:

@@ -67,6 +67,8 @@ class Worker:
 
 
 class Streaming(Overlapping):
+    carries_inner_state = True
+
     def __init__(self, scenario: Scenario):
         super().__init__(scenario)
         spec = scenario.method.streaming
