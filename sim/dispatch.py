@@ -43,14 +43,14 @@ class Dispatcher:
         self.speed_estimates: dict[int, float] = {}  # online DyLU: EMA of observed steps/s (footnote 3)
 
     def steps(self, worker: int) -> int:
-        """H, or with DyLU floor(v(w) / max v * H) (Eq. 6), from known or learnt speeds."""
+        """H, or with DyLU floor(v(w) / max v * H) (Eq. 6; ceil with ``dylu_rounding``), from known or learnt speeds."""
         H, method = self.sc.schedule.H, self.sc.method
         if not method.dylu:
             return H
         if method.dylu_speeds == "online":
             est = self.speed_estimates
-            return dylu_steps(est[worker], max(est.values()), H) if worker in est else H
-        return dylu_steps(self.speeds[worker], self.fastest, H)
+            return dylu_steps(est[worker], max(est.values()), H, method.dylu_rounding) if worker in est else H
+        return dylu_steps(self.speeds[worker], self.fastest, H, method.dylu_rounding)
 
     def spec(self, worker: int) -> JobSpec:
         """The next round of ``worker``: shard (Eq. 2), steps (Eq. 6), inner learning rates (Eq. 3)."""

@@ -34,14 +34,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     "dn": {"schedule": "async", "outer": {**NESTEROV, "name": "delayed_nesterov", "N": "k", "c": 0.0}, "fix": None, "dylu": False},
     "dn_dylu": {"schedule": "async", "outer": {**NESTEROV, "name": "delayed_nesterov", "N": "k", "c": 0.0}, "fix": None, "dylu": True},
     # HALoS (Kim et al., ICML 2025, arXiv 2506.04531): a Delayed-Nesterov server per region (LPS) pushing every
-    # K of its updates to a global DN server (GPS), workers at the fastest's pace (DyLU). Values of the
-    # authors' public example (examples/run_halos.sh): their lr x buffer is our DN's lr (ours divides by N).
+    # K of its updates to a global DN server (GPS), workers at the fastest's pace (DyLU). The authors' public
+    # example (utnslab/halos, examples/run_halos.sh): K 32; merge weight 0.25 on the *global* model (their
+    # ps.py merge_model; its --model_merge_weight help says the reverse), so the LPS keeps alpha = 0.75 of its
+    # own; DN lrs as their lr x buffer, the number their DN optimizer sees; workers keep their AdamW across
+    # rounds (their worker.py) and DyLU rounds up (their common.py). Their example trains H = 8 local steps
+    # (32 for their baselines): set schedule.H for that; here H is the scenario's, shared by every method.
     "halos": {
         "schedule": "halos",
         "outer": {"name": "delayed_nesterov", "lr": 0.3, "momentum": 0.5, "N": 2, "c": 0.0},
         "fix": None,
         "dylu": True,
-        "hierarchy": {"K": 32, "alpha": 0.25,
+        "dylu_rounding": "ceil",
+        "inner_state": "keep",
+        "hierarchy": {"K": 32, "alpha": 0.75,
                       "local_outer": {"name": "delayed_nesterov", "lr": 3.2, "momentum": 0.9, "N": 16, "c": 0.0}},
     },
     # Streaming DiLoCo (Douillard et al. 2025, arXiv 2501.18512): P fragments strided over layers, each synced

@@ -94,10 +94,14 @@ class LRSchedule:
         )
 
 
-def dylu_steps(speed: float, max_speed: float, H: int) -> int:
-    """Eq. 6: floor(v(w) / max v * H), clamped to at least one step.
+def dylu_steps(speed: float, max_speed: float, H: int, rounding: str = "floor") -> int:
+    """Eq. 6: floor(v(w) / max v * H), clamped to at least one step; ``rounding="ceil"`` rounds up instead.
 
     The paper's floor reaches 0 for a device more than H times slower than
     the fastest; such a worker would never contribute, so we give it 1 step.
+    The HALoS authors' simulator rounds up, ``max(1, ceil(H * v / max v))``
+    (utnslab/halos, src/halos/simulation/common.py), for HALoS and for their
+    flat baselines alike (``method.dylu_rounding``).
     """
-    return max(1, math.floor(speed / max_speed * H))
+    ratio = speed / max_speed * H
+    return max(1, math.ceil(ratio) if rounding == "ceil" else math.floor(ratio))

@@ -73,7 +73,8 @@ class HierarchySpec(_Strict):
     """HALoS's two tiers (sim/schedules/hierarchical.py): a local server per region under one global server."""
 
     K: int = Field(32, ge=1, le=10**9, description="updates a local server applies between pushes to the global one")
-    alpha: float = Field(0.25, ge=0, le=1, description="weight of the local model when the global one is merged in")
+    alpha: float = Field(0.75, ge=0, le=1, description="weight of the LPS's own model when the global one is merged "
+                         "in: theta_r <- alpha theta_r + (1 - alpha) theta (the authors' merge weight is 1 - alpha)")
     local_outer: dict[str, Any] = Field(description="each local server's outer update (N: k = the region's workers)")
 
 
@@ -94,6 +95,8 @@ class MethodSpec(_Strict):
     fix: dict[str, Any] | None
     dylu: bool
     dylu_speeds: Literal["oracle", "online"] = "oracle"  # known a priori, or estimated from rounds (footnote 3)
+    dylu_rounding: Literal["floor", "ceil"] = Field("floor", description="DyLU's steps: floor(v / max v * H) as "
+                                                    "Eq. 6, or ceil as the HALoS authors' simulator")
     hierarchy: HierarchySpec | None = None  # only for schedule: halos
     streaming: StreamingSpec | None = None  # only for schedule: streaming
     inner_state: InnerState = Field("reset", description="each worker's inner optimizer state between rounds: "
@@ -155,6 +158,8 @@ class Scenario(_Strict):
             if raw["method"][block] is None:
                 del raw["method"][block]
         method = raw["method"]  # added later: left out where it is the schedule's default, so older digests hold
+        if method["dylu_rounding"] == "floor":
+            del method["dylu_rounding"]
         if method["schedule"] == "streaming" or method["inner_state"] == default_inner_state(method["schedule"]):
             del method["inner_state"]  # Streaming DiLoCo records it in its own block, as it always did
         if raw["network"] is None:
@@ -347,7 +352,7 @@ def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
         raise _field_error(source, "method.preset", f"unknown method {preset!r}; expected one of {', '.join(PRESETS)}")
     resolved = copy.deepcopy(PRESETS[preset])
     resolved["preset"] = preset
-    for key in ("schedule", "dylu", "dylu_speeds"):
+    for key in ("schedule", "dylu", "dylu_speeds", "dylu_rounding"):
         if key in raw_method:
             resolved[key] = raw_method[key]
     for key in ("outer", "fix"):
@@ -364,7 +369,8 @@ def _resolve_method(raw_method: Any, source: str) -> dict[str, Any]:
 
 
 #: the fields of ``method`` a scenario may set
-METHOD_FIELDS = ("preset", "schedule", "outer", "fix", "dylu", "dylu_speeds", "hierarchy", "streaming", "inner_state")
+METHOD_FIELDS = ("preset", "schedule", "outer", "fix", "dylu", "dylu_speeds", "dylu_rounding", "hierarchy", "streaming",
+                 "inner_state")
 
 
 def default_inner_state(schedule: str) -> str:
@@ -384,7 +390,9 @@ def _inner_state(resolved: dict[str, Any], given: Any) -> Any:
         if given is not None:
             resolved["streaming"] = {**block, "inner_state": given}
         return resolved["streaming"].get("inner_state", given)
-    return default_inner_state(str(resolved["schedule"])) if given is None else given
+    if given is not None:
+        return given
+    return resolved.get("inner_state") or default_inner_state(str(resolved["schedule"]))  # the preset's, if it says
 
 
 def _merge_block(field: str, owner: str, base: dict[str, Any] | None, given: Any, source: str,

@@ -123,3 +123,27 @@ def test_round_trips_pair_each_push_with_its_global_update_and_merge_and_keep_on
     spans = trace_events(ev.assign(job=-1, shard=-1, steps=0, dispatch_version=-1, staleness=-1, t_local=0,
                                    server_version=0, train_loss=float("nan")))
     assert sum(e["name"] == "push to GPS" for e in spans) == 2  # the push still on its way draws nothing
+
+
+def test_the_halos_preset_is_the_authors_example():
+    """utnslab/halos examples/run_halos.sh: merge weight 0.25 on the global model (alpha 0.75 on the LPS's own),
+    K 32, workers keep their AdamW, DyLU rounds up; the flat presets keep the paper's floor and reset."""
+    sc = scenario([1.0, 1.3, 0.9, 2.0], preset="halos")
+    assert (sc.method.hierarchy.alpha, sc.method.hierarchy.K) == (0.75, 32)
+    assert (sc.method.inner_state, sc.method.dylu_rounding) == ("keep", "ceil")
+    flat = scenario([1.0, 1.3, 0.9, 2.0], preset="dn_dylu")
+    assert (flat.method.inner_state, flat.method.dylu_rounding) == ("reset", "floor")
+
+
+@pytest.mark.parametrize("rounding", ["floor", "ceil"])
+def test_dylu_rounds_each_workers_steps_as_asked(rounding):
+    """Eq. 6 with floor, the authors' simulator with ceil (its common.py): max(1, round(H v / max v)) per worker."""
+    import math
+
+    speeds = [0.58, 0.75, 1.51, 3.33]  # seconds per step: v = 1 / s
+    run = simulate(scenario(speeds, preset="dn_dylu", H=50, t_max=600, method={"dylu_rounding": rounding}))
+    steps = run.events[run.events["event"] == "dispatch"].groupby("worker")["steps"].unique()
+    rule = math.ceil if rounding == "ceil" else math.floor
+    for w, s in enumerate(speeds):
+        assert list(steps[w]) == [max(1, rule((1 / s) / (1 / min(speeds)) * 50))]
+    assert math.ceil(0.58 / 3.33 * 50) != math.floor(0.58 / 3.33 * 50)  # the fleet tells the two apart

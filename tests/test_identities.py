@@ -45,14 +45,19 @@ HALOS_AS_FLAT = {"hierarchy": {"K": 1, "alpha": 0.0, "local_outer": {"name": "sg
 def test_halos_with_one_region_k1_passthrough_lps_and_alpha0_is_flat_async():
     """sim/schedules/hierarchical.py: one region, K = 1, LPS = SGD lr 1, alpha = 0 is Alg. 2 with the GPS's outer.
 
-    Checked for both outer updates the GPS may use without reading staleness, with DyLU and without.
+    Checked for both outer updates the GPS may use without reading staleness, with DyLU and without, with the
+    paper's inner state and rounding (reset, floor) and with the HALoS authors' (keep, ceil) on both sides.
     """
     very = [0.58, 0.75, 1.51, 3.33]
-    for outer, flat_preset, dylu in [({"name": "delayed_nesterov", "lr": 0.7, "momentum": 0.9, "N": "k", "c": 0.0},
-                                      "dn_dylu", True),
-                                     ({"name": "nesterov", "lr": 0.7, "momentum": 0.9}, "async_diloco", False)]:
-        halos, halos_run = run_params(very, "halos", dylu=dylu, method={**HALOS_AS_FLAT, "outer": outer})
-        flat, flat_run = run_params(very, flat_preset, dylu=dylu)
+    for outer, flat_preset, dylu, worker in [
+        ({"name": "delayed_nesterov", "lr": 0.7, "momentum": 0.9, "N": "k", "c": 0.0}, "dn_dylu", True,
+         {"inner_state": "reset", "dylu_rounding": "floor"}),
+        ({"name": "delayed_nesterov", "lr": 0.7, "momentum": 0.9, "N": "k", "c": 0.0}, "dn_dylu", True,
+         {"inner_state": "keep", "dylu_rounding": "ceil"}),
+        ({"name": "nesterov", "lr": 0.7, "momentum": 0.9}, "async_diloco", False, {"inner_state": "reset"}),
+    ]:
+        halos, halos_run = run_params(very, "halos", dylu=dylu, method={**HALOS_AS_FLAT, "outer": outer, **worker})
+        flat, flat_run = run_params(very, flat_preset, dylu=dylu, method=worker)
         assert torch.allclose(halos, flat, rtol=0, atol=1e-12), (halos - flat).abs().max()
         h, f = halos_run.metrics, flat_run.metrics
         assert list(h["t_local"]) == list(f["t_local"]) and list(h["tau"]) == list(f["tau"])
@@ -60,7 +65,7 @@ def test_halos_with_one_region_k1_passthrough_lps_and_alpha0_is_flat_async():
         ev = halos_run.events
         assert (ev["event"] == "global").sum() == (flat_run.events["event"] == "sync").sum()  # every arrival pushed
     # the check can fail: with alpha = 0.25 the LPS keeps some of its own model
-    mixed = {"hierarchy": {**HALOS_AS_FLAT["hierarchy"], "alpha": 0.25}, "outer": outer}
+    mixed = {"hierarchy": {**HALOS_AS_FLAT["hierarchy"], "alpha": 0.25}, "outer": outer, **worker}
     assert not torch.allclose(run_params(very, "halos", dylu=False, method=mixed)[0], flat, rtol=0, atol=1e-6)
 
 

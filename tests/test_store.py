@@ -255,7 +255,11 @@ def test_a_changed_device_changes_the_digest(tmp_path):
 
 
 def test_shipped_scenarios_keep_their_digests(monkeypatch):
-    """Every shipped scenario under every preset: the digests recorded before the fleet became its devices."""
+    """Every shipped scenario under every preset: the digests recorded before the fleet became its devices.
+
+    The ``halos`` entries were recorded again when its preset became the authors' example (#22: merge weight,
+    kept inner state, DyLU rounding up); every other entry is as recorded before.
+    """
     from sim.presets import PRESETS
 
     monkeypatch.setenv("ASYNCSIM_MEMORY_LIMIT", "1TiB")  # a digest does not depend on this machine's memory
@@ -269,6 +273,8 @@ def test_shipped_scenarios_keep_their_digests(monkeypatch):
 
 #: compare reports rendered before a field with a default was added; their folders are adopted on reuse
 OLDER_REPORTS = {"geo_distributed", "lm_micro_outer_lr_sweep", "lm_tiny_outer_lr_sweep", "lm_tiny_very"}
+#: presets changed on purpose since the reports were made: halos became the authors' example (#22)
+CHANGED_PRESETS = {"halos"}
 
 
 def test_committed_compare_reports_name_the_folders_their_command_plans_today():
@@ -295,8 +301,9 @@ def test_committed_compare_reports_name_the_folders_their_command_plans_today():
                 i += 1
         specs, _ = cmp.plan(files, opts["--methods"].split(","), [int(s) for s in opts.get("--seeds", "0").split(",")],
                             opts.get("--sweep"), opts["--set"], parse_method_sets(opts["--method-set"]))
-        recorded = sorted(Path(f).name.rsplit("-", 1)[1] for f in pd.read_csv(report.parent / "runs.csv")["folder"])
-        assert sorted(s.scenario.digest()[:12] for s in specs) == recorded, report
+        runs = pd.read_csv(report.parent / "runs.csv")
+        recorded = sorted(Path(f).name.rsplit("-", 1)[1] for f in runs[~runs["method"].isin(CHANGED_PRESETS)]["folder"])
+        assert sorted(s.scenario.digest()[:12] for s in specs if s.method not in CHANGED_PRESETS) == recorded, report
         checked += 1
     assert checked >= 20
 

@@ -12,9 +12,35 @@ LPS and theta the GPS's::
     GPS, on a push         theta <- GlobalOuter(theta, D_r), then theta goes back to LPS r
     LPS r, on the model    theta_r <- alpha theta_r + (1 - alpha) theta,  theta_r^merged <- theta_r
 
-An LPS pushes once per merge: updates it applies while its push is in
-flight are kept only through the weight alpha (as in the authors'
-simulator). Pushes and models cross the region matrix between the region
+**As the authors ran it** (their simulator, utnslab/halos). The merge is
+their ``merge_model`` (src/halos/ps.py): ``local * (1 - w) + global * w``,
+so their merge weight w is the *global* model's and our alpha = 1 - w (the
+weight of the LPS's own model, as Streaming DiLoCo's alpha and torchft's
+``fragment_update_alpha``). The help text of their ``--model_merge_weight``
+(src/halos/simulation/exec_halos.py) states the reverse; the code is what
+produced their results, and their default w = 1 (take the global model) only
+makes sense read as the code does. Their example (examples/run_halos.sh)
+uses w = 0.25, hence the preset's alpha = 0.75. The model merged back is the
+GPS's as sent at its update (they clone it there), and an LPS pushes only
+when its version reaches v_r^merged + K, which cannot recur while a push is
+in flight: updates applied meanwhile are kept only through alpha. Workers
+keep their AdamW state across rounds (their worker.py builds it once): the
+preset's ``inner_state: keep``. Their DyLU rounds up,
+``max(1, ceil(H v / max v))`` (common.py): the preset's
+``dylu_rounding: ceil``.
+
+Deliberate differences, each a choice of this simulator for every method:
+data comes from Eq. 2's shards (theirs: one global stream in dispatch
+order); the inner learning rate follows Eq. 3's per-shard counters (theirs:
+the round's position in the global stream); the budget counts a worker's
+steps when its LPS applies them (theirs: when a push reaches the GPS, so
+our runs stop up to K updates per LPS earlier); transfers take latency plus
+bytes over bandwidth (theirs: no latency); their fp16 autocast, gradient
+clipping at 1.0 and weight decay on matrices only belong to the trainer and
+are not modelled; H is the scenario's for every method (their example: 8 for
+HALoS, 32 for the baselines). The HALoS paper's Algorithm 1 (arXiv
+2506.04531) describes the same two tiers; where it is silent on a detail,
+the code decides. Pushes and models cross the region matrix between the region
 and the server's (``network.regions``); workers reach their LPS over their
 own link and their region's path to itself. An LPS's ingress is not
 modelled as shared (the GPS's neither: K updates apart, pushes rarely meet).

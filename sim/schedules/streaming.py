@@ -14,7 +14,24 @@ as DiLoCo does (torchft staggers them this way; the paper's Alg. 2 tests
     worker, step s + tau      theta_w[p] <- alpha theta_w[p] + (1 - alpha) theta[p]   (Sec. 2.3; it waits if not landed)
 
 A worker's peak upload is 1/P of the model, and tau inner steps hide each
-sync's round trip. A worker is a chain of jobs that only train
+sync's round trip.
+
+**Phase, against torchft** (torchft/local_sgd.py, ``DiLoCo``): torchft takes
+fragment p's pseudo-gradient tau steps *before* o_p and merges at o_p; we
+take it at o_p and merge tau steps after. The spacing is the same; the
+phase is the paper's: its Algorithm 2 syncs fragment p when
+(t - t_p) mod H = 0 and applies the outer result tau steps later (Sec. 2.3,
+"overlapping communication"), and at tau = 0 both readings are DiLoCo's,
+which the identity below needs. So with our phase every fragment's first
+pseudo-gradient covers H / P steps (torchft's first, H / P - tau) and the
+last fragment merges tau steps after DiLoCo would. The bound on tau
+differs too: torchft holds one fragment in flight at a time, so it needs
+tau < H / P; here each fragment's sync is its own transfer, several may be
+in flight, and the one rule is that a fragment merges before its own next
+sync: tau < H, checked when the scenario is validated
+(``method.streaming.overlap``, one line). Up to tau < H / P the two agree
+on how many fragments travel at once. torchft also asks H to be a multiple
+of P; the offsets here are floor((p + 1) H / P), so any H >= P works. A worker is a chain of jobs that only train
 (:meth:`Run.train`), cut at its syncs and merges, each a pure function of
 (model, spec, inner state); a round's specs (shard, inner learning rates,
 jitter) are drawn for every worker at once, in worker order, so the model
