@@ -257,7 +257,7 @@ def compare(
 ) -> None:
     """Run methods x seeds (x a swept axis), reusing existing runs; write plots, tables and report.md."""
     from sim import compare as cmp
-    from sim.outputs import check_report_destination, writing
+    from sim.outputs import check_report_destination, staged_folder
 
     method_list = split_list(method, "--method", "diloco,dn_dylu")
     seed_list = parse_seeds(seed)
@@ -279,12 +279,13 @@ def compare(
         fail_with(exc)
     computed = _execute(specs, jobs, quiet, cluster)
     try:
-        with writing(out_dir):
-            files_written = cmp.build_report(specs, axis, method_list, out_dir, command, computed, target)
+        with staged_folder(out_dir) as staged:  # the whole report or nothing: a failed write keeps the earlier one
+            written = cmp.build_report(specs, axis, method_list, staged, command, computed, target)
     except UserError as exc:
         fail_with(exc)
-    console.print(f"{len(specs)} runs ({computed} computed, {len(specs) - computed} reused); report: {files_written['report']}")
-    console.print(files_written["table_md"].read_text(encoding="utf-8"))
+    console.print(f"{len(specs)} runs ({computed} computed, {len(specs) - computed} reused); "
+                  f"report: {out_dir / written['report'].name}")
+    console.print((out_dir / written["table_md"].name).read_text(encoding="utf-8"))
 
 
 @app.command()
@@ -344,18 +345,19 @@ def sweep(
     method: Optional[str] = method_opt(None),
     seed: Optional[str] = seed_opt(None),
     set_: list[str] = SET_OPT,
-    out: Optional[Path] = out_opt("also write the table of runs as CSV to this file"),
+    out: Optional[Path] = out_opt("also write the table of runs as CSV to this file (replaces only a file asyncsim wrote)"),
     csv: Optional[Path] = typer.Option(None, "--csv", hidden=True),
     runs: Optional[Path] = RUNS_OPT,
     jobs: Optional[int] = JOBS_OPT,
     quiet: bool = QUIET_OPT,
+    force: bool = FORCE_OPT,
     executor: str = RUNS_EXECUTOR_OPT,
     address: Optional[str] = ADDRESS_OPT,
     store: Optional[Path] = STORE_OPT,
 ) -> None:
     """Run the cross product of grid axes (and --method, --seed lists), reusing runs; print a table of runs."""
     from sim import compare as cmp
-    from sim.outputs import check_file, writing
+    from sim.outputs import atomic_output, check_output_file
 
     out = out or csv
     axes = list(grid) + ([f"method={method}"] if method else []) + ([f"seed={seed}"] if seed else [])
@@ -365,7 +367,7 @@ def sweep(
     cluster = cluster_of(executor, address, store)
     try:
         if out is not None:
-            check_file(out, "--out")
+            check_output_file(out, "--out", force)
         specs = cmp.plan_grid(file, axes, list(set_))
     except UserError as exc:
         fail_with(exc)
@@ -381,8 +383,8 @@ def sweep(
                   f"{specs[0].folder.parent}")
     if out is not None:
         try:
-            with writing(out):
-                runs_frame.to_csv(out, index=False)
+            with atomic_output(out) as tmp:  # whole or not at all; its header is how a later sweep knows it
+                runs_frame.to_csv(tmp, index=False)
         except UserError as exc:
             fail_with(exc)
 
@@ -390,20 +392,20 @@ def sweep(
 @app.command()
 def trace(
     run_folder: Path = typer.Argument(..., help="a run folder (with events.parquet)", show_default=False),
-    out: Optional[Path] = out_opt("output JSON (default RUN/trace.json)"),
+    out: Optional[Path] = out_opt("output JSON (default RUN/trace.json; replaces only a file asyncsim wrote)"),
+    force: bool = FORCE_OPT,
 ) -> None:
     """Export a run's events as Chrome/Perfetto trace JSON (one track per worker)."""
-    from sim.outputs import check_file, writing
+    from sim.outputs import check_output_file
 
     if not (run_folder / "events.parquet").exists():
         fail(f"{run_folder}: not a run folder (no events.parquet)")
     target = out or run_folder / "trace.json"
     try:
-        check_file(target, "--out")
+        check_output_file(target, "--out" if out else "trace", force)
         from sim.trace import write_trace
 
-        with writing(target):
-            path = write_trace(run_folder, out)
+        path = write_trace(run_folder, out)
     except UserError as exc:
         fail_with(exc)
     console.print(f"wrote {path}; open it at https://ui.perfetto.dev")

@@ -120,7 +120,7 @@ ADDRESS_OPT = typer.Option(None, "--address", help="Ray cluster address, e.g. ra
 STORE_OPT = typer.Option(None, "--store", help="with --executor ray: a run store every node sees; tasks write their run folders there (default: results come back to this machine's store)")
 RUNS_OPT = typer.Option(None, "--runs", envvar="ASYNCSIM_RUNS", help="run store: where run folders go and are reused from (default reports/runs)")
 QUIET_OPT = typer.Option(False, "--quiet", "-q", help="no progress bars")
-FORCE_OPT = typer.Option(False, "--force", help="replace an output made by a different command")
+FORCE_OPT = typer.Option(False, "--force", help="replace an output asyncsim would otherwise refuse to: a report made by another command, a file it did not write")
 NAME_OPT = typer.Option(None, "--name", help="report folder name under reports/ (instead of --out)")
 METHOD_SET_OPT = typer.Option([], "--method-set", help="METHOD:KEY=VALUE, a setting for one method only, e.g. a tuned lr (repeatable)")
 

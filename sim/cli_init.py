@@ -9,18 +9,23 @@ editing the copied fleet changes the run from any working directory.
 
 It never overwrites or deletes a file: every target is checked before the
 first is written, and each is created exclusively, so a file that appears
-in between is refused too. ``sim/cli.py`` calls :func:`register`; the
+in between is refused too. It writes all or nothing: a failure (a full
+disk is exit 3) removes the files and folders this call made, so no
+partial or empty file is left. ``sim/cli.py`` calls :func:`register`; the
 console and ``fail`` come from :mod:`sim.cli_common`.
 """
 from __future__ import annotations
 
 import os
 import re
+from contextlib import suppress
 from pathlib import Path
 
 import typer
 import yaml
 
+from sim.errors import UserError
+from sim.outputs import atomic_output
 from sim.profiles import PROFILE_DIR, SCENARIO_DIR, fleet_path
 
 #: the example ``asyncsim init`` copies unless told otherwise (the ``make demo`` scenario)
@@ -76,12 +81,35 @@ def _refusal(directory: Path, files: dict[Path, bytes]) -> str | None:
     return None
 
 
+def write_all_or_nothing(files: dict[Path, bytes]) -> None:
+    """Create every file, none over an existing one; on any failure remove the files and folders made here.
+
+    Why: an interrupted ``init`` (a full disk on the second file) must not
+    leave a scenario pointing at a fleet file that is missing or empty.
+    """
+    made: list[Path] = []  # folders and files this call created, in creation order
+    try:
+        for path, data in files.items():
+            made += reversed([p for p in (path.parent, *path.parent.parents) if not p.exists()])  # outermost first
+            with atomic_output(path, replace=False) as tmp:  # exclusive, even against a file that appeared meanwhile
+                tmp.write_bytes(data)
+            made.append(path)
+    except BaseException:
+        for item in reversed(made):  # innermost first, so each folder is empty when its turn comes
+            with suppress(OSError):
+                if item.is_file():
+                    item.unlink()
+                else:
+                    item.rmdir()
+        raise
+
+
 def init(
     directory: Path = typer.Argument(..., help="folder to write into (created if missing; existing files are never touched)", show_default=False),
     example: str = typer.Option(DEFAULT_EXAMPLE, "--example", help="shipped example scenario to copy (an unknown name lists them)"),
 ) -> None:
     """Copy an example scenario and the fleet file it uses into DIR, to start from."""
-    from sim.cli_common import console, fail
+    from sim.cli_common import console, fail, fail_with
 
     try:
         files = plan(example)
@@ -91,16 +119,11 @@ def init(
     reason = _refusal(directory, files)
     if reason is not None:
         fail(reason)
-    for rel, data in files.items():
-        path = directory / rel
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "xb") as fh:  # exclusive: never replaces a file that appeared meanwhile
-                fh.write(data)
-        except FileExistsError:
-            fail(f"{path} exists; asyncsim init never overwrites a file (choose another folder)")
-        except OSError as exc:
-            fail(f"{path}: cannot write ({exc.strerror or exc})")
-        console.print(f"wrote {path}", markup=False)
+    try:
+        write_all_or_nothing({directory / rel: data for rel, data in files.items()})
+    except UserError as exc:
+        fail_with(exc)
+    for rel in files:
+        console.print(f"wrote {directory / rel}", markup=False)
     scenario = directory / next(iter(files))
     console.print(f"next: asyncsim run {scenario} (asyncsim validate {scenario} checks an edit)", markup=False)

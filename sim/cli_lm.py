@@ -83,19 +83,21 @@ def pretrain(
         fail(f"{file}: trainer.config.pretrain_steps is 0, nothing to pretrain (set e.g. --set trainer.config.pretrain_steps=500)")
         return
     path = trainer.pretrain_path(threads)
-    if path.exists():
-        theta = trainer.pretrain(threads)
-        how = "cached"
-    else:
-        columns = (*Progress.get_default_columns(), MofNCompleteColumn(), TextColumn("{task.fields[metric]}"))
-        with Progress(*columns, console=err_console) as bar:
-            task = bar.add_task("pretrain", total=steps, metric="")
+    how = "cached" if path.exists() else "built"
+    try:
+        if how == "cached":
+            theta = trainer.pretrain(threads)
+        else:
+            columns = (*Progress.get_default_columns(), MofNCompleteColumn(), TextColumn("{task.fields[metric]}"))
+            with Progress(*columns, console=err_console) as bar:
+                task = bar.add_task("pretrain", total=steps, metric="")
 
-            def progress(step: int, total: int, loss: float) -> None:
-                bar.update(task, completed=step, metric=f"train loss {loss:.3f}")
+                def progress(step: int, total: int, loss: float) -> None:
+                    bar.update(task, completed=step, metric=f"train loss {loss:.3f}")
 
-            theta = trainer.pretrain(threads, progress=progress)
-        how = "built"
+                theta = trainer.pretrain(threads, progress=progress)
+    except UserError as exc:  # the cache written whole or not at all; a full disk is one line, exit 3
+        fail(str(exc), exc.exit_code)
     metrics = trainer.evaluate(theta)
     console.print(
         f"{how}: {trainer.config.size} LM pretrained {steps} steps "

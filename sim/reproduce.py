@@ -20,6 +20,7 @@ import pandas as pd
 from sim import compare as cmp
 from sim.cluster import Cluster
 from sim.findings import FINDINGS, LEVELS, Results, budget_gap_finding, gap_against_budget
+from sim.outputs import staged_folder
 from sim.scenario import Scenario, load_scenario, parse_override
 
 PAPER_METHODS = ("finetune_1w", "diloco", "async_diloco", "dn_dylu")
@@ -167,12 +168,10 @@ def reproduce(
     findings = [check(res) for check in FINDINGS] + ([budget_gap_finding(res)] if budget_rounds else [])
     for f in findings:
         lines += [f"### {f.claim}", "", f"**{f.verdict}**", ""] + [f"- {e}" for e in f.evidence] + [""]
-    if budget_rounds:
-        lines += _budget_section(res, out_dir)
-    lines += ["## Experiments", ""] + sections + [""]
-    if notes:
-        lines += ["## Notes", "", notes.strip(), ""]
-    report = out_dir / "report.md"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return report
+    tail = ["## Experiments", ""] + sections + [""] + (["## Notes", "", notes.strip(), ""] if notes else [])
+    with staged_folder(out_dir) as staged:  # the whole report or nothing: a failed write keeps the earlier one
+        for exp, specs, axis in planned:
+            cmp.build_report(specs, axis, list(exp.methods), staged / exp.name, command, 0)
+        budget = _budget_section(res, staged) if budget_rounds else []
+        (staged / "report.md").write_text("\n".join(lines + budget + tail) + "\n", encoding="utf-8")
+    return out_dir / "report.md"

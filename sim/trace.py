@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from sim.outputs import atomic_output
 from sim.records import server_round_trips, worker_intervals
 
 WORKERS_PID, SERVER_PID = 1, 0
@@ -113,10 +114,16 @@ def server_spans(events: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def write_trace(run_folder: Path, out: Path | None = None) -> Path:
+    """Write the trace whole or not at all; it opens with asyncsim's mark, so a later ``trace --out`` may replace it.
+
+    The mark (``otherData.made_by``, first in the file) is what
+    :func:`sim.outputs.made_by_asyncsim` reads; viewers ignore ``otherData``.
+    """
     run_folder = Path(run_folder)
     events = pd.read_parquet(run_folder / "events.parquet")
     out = out or run_folder / "trace.json"
-    payload = {"traceEvents": trace_events(events), "displayTimeUnit": "ms",
-               "otherData": {"run": run_folder.name, "time": "simulated"}}
-    out.write_text(json.dumps(payload), encoding="utf-8")
+    payload = {"otherData": {"made_by": "asyncsim trace", "run": run_folder.name, "time": "simulated"},
+               "traceEvents": trace_events(events), "displayTimeUnit": "ms"}
+    with atomic_output(out) as tmp:
+        tmp.write_text(json.dumps(payload), encoding="utf-8")
     return out

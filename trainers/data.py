@@ -45,7 +45,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +54,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from sim.outputs import atomic_output
 from trainers.base import FieldError, UserError, epoch_order, seeded_rng  # epoch_order re-exported for lm.py
 from trainers.configs import DataConfig  # noqa: F401  (re-exported)
 
@@ -79,16 +79,9 @@ def digest(obj: object) -> str:
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write a cache file through a temporary sibling, then rename: whole or not at all; a full disk is one line, exit 3."""
+    with atomic_output(path) as tmp:
+        write(tmp)
 
 
 @contextmanager
