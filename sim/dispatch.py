@@ -52,6 +52,10 @@ class Dispatcher:
             return dylu_steps(est[worker], max(est.values()), H, method.dylu_rounding) if worker in est else H
         return dylu_steps(self.speeds[worker], self.fastest, H, method.dylu_rounding)
 
+    def fleet_steps(self) -> int:
+        """Local steps of one round of every worker, as DyLU plans them now (k H without DyLU)."""
+        return sum(self.steps(w) for w in range(self.sc.workers.k))
+
     def spec(self, worker: int) -> JobSpec:
         """The next round of ``worker``: shard (Eq. 2), steps (Eq. 6), inner learning rates (Eq. 3)."""
         shard = self.sampler.sample()

@@ -29,7 +29,7 @@ from sim.compression import Links
 from sim.dispatch import Dispatcher
 from sim.inner_state import InnerStates
 from sim.jobs import Finished, Job, JobTable
-from sim.outer.base import OuterUpdate, PseudoGradient
+from sim.outer.base import OuterUpdate, PseudoGradient, Work
 from sim.planner import Planner, RoundPlan, step_times
 from sim.records import Recorder
 from sim.runstate import Checkpoints, Outcome, RunState
@@ -228,7 +228,9 @@ class Simulation(Resumable):
         assert self.outer is not None
         s = self.state
         staleness = s.version - job.dispatch_version
-        grad = PseudoGradient(delta=delta, staleness=staleness, theta_at_dispatch=job.theta_at_dispatch)
+        work = Work(job.spec.steps, self.sc.schedule.H, self.dispatcher.fleet_steps(), self.k) \
+            if self.outer.needs_work else None
+        grad = PseudoGradient(delta=delta, staleness=staleness, theta_at_dispatch=job.theta_at_dispatch, work=work)
         applied = self.outer.step(self.theta, grad)
         self._count(job.spec.steps)
         if applied:

@@ -587,6 +587,9 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "<scenario>", base: Pa
         raise _field_error(source, "method.outer", f"schedule {method.schedule!r} needs an outer update")
     outer = _check_outer(method.outer, "method.outer", source, scenario.workers.k, wraps=False)
     fix = _check_outer(method.fix, "method.fix", source, scenario.workers.k, wraps=True)
+    if fix is not None and fix["name"] == "work" and method.schedule != "async":
+        raise _field_error(source, "method.fix", f"'work' weighs arrivals one at a time: schedule 'async' only, not "
+                           f"{method.schedule!r}")
     update: dict[str, Any] = {"outer": outer, "fix": fix}
     if method.schedule == "halos" and method.hierarchy is None:
         raise _field_error(source, "method.hierarchy", "schedule 'halos' needs one (K, alpha, local_outer)")

@@ -13,6 +13,7 @@ from sim.outer import (  # noqa: F401  (imported for registration)
     polythres,
     sgd,
     sgdm,
+    work,
 )
 from sim.outer.base import OuterUpdate, PseudoGradient, StalenessFix
 from sim.outer.registry import OUTER_UPDATES, register, resolve

@@ -44,12 +44,23 @@ def check_argument(name: str, value: object) -> str | None:
 
 
 @dataclass(frozen=True)
+class Work:
+    """The local steps behind a pseudo-gradient, and what they compare with (sim/outer/work.py)."""
+
+    steps: int  # the round's local steps (DyLU: fewer on a slower worker)
+    round_steps: int  # a full round's, H
+    fleet_steps: int  # one round of every worker, as planned now
+    workers: int  # k
+
+
+@dataclass(frozen=True)
 class PseudoGradient:
     """One worker's contribution: delta = theta_at_dispatch - theta_worker."""
 
     delta: torch.Tensor
     staleness: int = 0  # server updates applied since the job was dispatched
     theta_at_dispatch: torch.Tensor | None = None  # only kept when needed
+    work: Work | None = None  # one arrival's step counts (the asynchronous schedule gives them)
 
 
 class OuterUpdate(ABC):
@@ -57,6 +68,8 @@ class OuterUpdate(ABC):
 
     #: set to True by updates that need the model a job started from
     needs_dispatch_theta: bool = False
+    #: set to True by updates that weigh a pseudo-gradient by its round's steps (PseudoGradient.work)
+    needs_work: bool = False
     #: named state tensors (momentum, buffers), created lazily by :meth:`buffer`
     state: dict[str, torch.Tensor]
 
@@ -105,6 +118,7 @@ class StalenessFix(OuterUpdate):
     def __init__(self, base: OuterUpdate):
         self.base = base
         self.needs_dispatch_theta = base.needs_dispatch_theta
+        self.needs_work = base.needs_work
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return self.base.state_tensors()
