@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench mutants clean
 
 $(BIN)/asyncsim: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,13 @@ test: venv $(VENV)/.ray-installed
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
+
+# Mutation testing of the method rules (sim/schedules, sim/outer, sim/sampling.py; [tool.mutmut] in
+# pyproject.toml): hours on 2 cores, not part of CI. Survivors: .venv/bin/mutmut results / show NAME.
+mutants: venv
+	$(BIN)/pip install -q 'mutmut>=3.3'
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) reports/runs .pytest_cache .hypothesis
