@@ -17,9 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sim.cli_common import (ADDRESS_OPT, FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_SET_OPT, NAME_OPT, QUIET_OPT,
-                            RUNS_EXECUTOR_OPT, RUNS_OPT, SET_OPT, STORE_OPT, canonical_command, cluster_of, console,
-                            default_jobs, err_console, fail, fail_with, load, method_opt, out_opt, parse_method_sets,
-                            parse_seeds, seed_opt, split_list, use_runs_dir)
+                            RUNS_EXECUTOR_OPT, RUNS_OPT, SET_OPT, STORE_OPT, OneValueGroup, canonical_command,
+                            cluster_of, console, default_jobs, err_console, fail, fail_with, load, method_opt, out_opt,
+                            parse_method_sets, parse_seeds, refuse_repeats, seed_opt, split_list, use_runs_dir)
 from sim.cli_init import register as register_init_command
 from sim.cli_lm import register as register_lm_commands
 from sim.errors import RunDiverged, RunInterrupted, ScenarioError, UserError, naming_file
@@ -28,6 +28,7 @@ from sim.errors import RunDiverged, RunInterrupted, ScenarioError, UserError, na
 DEFAULT_METHODS = "finetune_1w,diloco,async_diloco,async_poly,async_buffer,dn_dylu"
 
 app = typer.Typer(
+    cls=OneValueGroup,  # an option given twice that click would silently drop is one line instead
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -265,6 +266,8 @@ def compare(
     use_runs_dir(runs)
     cluster = cluster_of(executor, address, store)
     try:
+        if sweep is not None:
+            _check_axis(sweep, "--sweep")
         specs, axis = cmp.plan(list(files), method_list, seed_list, sweep, list(set_), per_method)
     except ScenarioError as exc:
         fail_with(exc)
@@ -286,6 +289,14 @@ def compare(
     console.print(f"{len(specs)} runs ({computed} computed, {len(specs) - computed} reused); "
                   f"report: {out_dir / written['report'].name}")
     console.print((out_dir / written["table_md"].name).read_text(encoding="utf-8"))
+
+
+def _check_axis(text: str, option: str) -> None:
+    """A swept axis with a value given twice (``workers=4,4``) is refused naming ``option``: it would count runs twice."""
+    from sim.compare import parse_sweep
+
+    _label, _field, values = parse_sweep(text, option)
+    refuse_repeats(values, option, text)
 
 
 @app.command()
@@ -360,7 +371,10 @@ def sweep(
     from sim.outputs import atomic_output, check_output_file
 
     out = out or csv
-    axes = list(grid) + ([f"method={method}"] if method else []) + ([f"seed={seed}"] if seed else [])
+    methods = split_list(method, "--method", "diloco,dn_dylu") if method else []
+    seeds = parse_seeds(seed) if seed else []
+    axes = (list(grid) + ([f"method={','.join(methods)}"] if methods else [])
+            + ([f"seed={','.join(map(str, seeds))}"] if seeds else []))
     if not axes:
         fail("nothing to sweep: give --grid FIELD=V1,V2 (repeatable), --method A,B or --seed 0,1,2")
     use_runs_dir(runs)
@@ -368,6 +382,8 @@ def sweep(
     try:
         if out is not None:
             check_output_file(out, "--out", force)
+        for axis in grid:
+            _check_axis(axis, "--grid")
         specs = cmp.plan_grid(file, axes, list(set_))
     except UserError as exc:
         fail_with(exc)

@@ -14,6 +14,7 @@ from typing import Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from sim.errors import ScenarioError, UserError
 from sim.scenario import Scenario, load_scenario, parse_override
@@ -43,20 +44,102 @@ def load(file: Path, method: Optional[str], sets: list[str]) -> Scenario:
         fail_with(exc)
 
 
+def refuse_repeats(values: list[Any], option: str, text: str) -> None:
+    """Fail naming ``option`` when a value appears twice: the same run would count twice (``--seeds 0,0``: n = 2, std 0)."""
+    seen: list[Any] = []
+    for value in values:
+        if value in seen:  # by ==, so 4 and 4.0 are one value, and unhashable values (lists) work too
+            fail(f"{option} {text!r}: {value!r} is given twice; give each value once")
+        seen.append(value)
+
+
 def split_list(text: str, option: str, example: str) -> list[str]:
-    """``a,b,c`` -> [a, b, c]; an empty list is an error naming the option."""
+    """``a,b,c`` -> [a, b, c]; an empty list or a repeated item is an error naming the option."""
     items = [x.strip() for x in text.split(",") if x.strip()]
     if not items:
         fail(f"{option} {text!r}: expected a comma-separated list, e.g. {example}")
+    refuse_repeats(items, option, text)
     return items
 
 
 def parse_seeds(text: str) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2]; a seed given twice (``0,00`` too) is refused, it would be counted as two runs."""
     items = split_list(text, "--seed", "0,1,2")
     try:
-        return [int(x) for x in items]
+        seeds = [int(x) for x in items]
     except ValueError:
         fail(f"--seed {text!r}: expected comma-separated integers, e.g. 0,1,2")
+    refuse_repeats(seeds, "--seed", text)
+    return seeds
+
+
+#: what to do instead when an option that takes one value is given twice ({first}, {second}: the two values)
+REPEAT_HINTS = {
+    "--sweep": "compare sweeps one axis; for a grid use asyncsim sweep FILE --grid {first} --grid {second}",
+    "--method": "give it once; several methods go in one comma-separated list, e.g. --methods {first},{second}",
+    "--seed": "give it once; several seeds go in one comma-separated list, e.g. --seeds {first},{second}",
+}
+#: repeatable options of KEY=VALUE items (--method-set: METHOD:KEY=VALUE): one KEY twice keeps only the last
+KEYED_OPTIONS = ("--set", "--wide-set", "--method-set")
+
+
+def _option_uses(command: Any, args: list[str]) -> list[tuple[Any, str, str]]:
+    """Each valued option in ``args`` as (parameter, flag as typed, value), read the way click will read it.
+
+    Parameters are told apart by ``param_type_name``: typer carries its own copy of click, so its classes are not
+    ``click.Option``.
+    """
+    flags = {flag: p for p in command.params if p.param_type_name == "option" for flag in p.opts + p.secondary_opts}
+    uses, i = [], 0
+    while i < len(args) and args[i] != "--":
+        token = args[i]
+        i += 1
+        if token.startswith("--"):
+            flag, eq, value = token.partition("=")
+        else:  # -j4: a short flag with its value attached
+            flag, eq, value = token[:2], token[2:], token[2:]
+        param = flags.get(flag)
+        if param is None or param.is_flag or param.count:
+            continue  # an argument, an unknown option (click names it) or a flag (twice is harmless)
+        if not eq:
+            value = args[i] if i < len(args) else ""
+            i += 1
+        uses.append((param, flag, value))
+    return uses
+
+
+def lost_option(command: Any, args: list[str]) -> str | None:
+    """Why ``args`` would silently lose an option: a one-value option given twice, or a KEY set twice; else None.
+
+    Click keeps the last value of an option given twice, so ``compare
+    --sweep H=10,20 --sweep workers=4,8`` would run without the H axis.
+    """
+    single: dict[str, str] = {}
+    keyed: dict[tuple[str, str], str] = {}
+    for param, flag, value in _option_uses(command, args):
+        name = param.opts[0]
+        if not param.multiple:
+            if name in single:
+                hint = REPEAT_HINTS.get(name, "give it once").format(first=single[name], second=value)
+                return f"{name} is given twice ({single[name]!r}, then {flag} {value!r}) and takes one value; {hint}"
+            single[name] = value
+        elif name in KEYED_OPTIONS:
+            key = value.partition("=")[0].strip()
+            if (name, key) in keyed:
+                return f"{name} {key} is given twice ({keyed[name, key]!r}, then {value!r}); give it once"
+            keyed[name, key] = value
+    return None
+
+
+class OneValueGroup(TyperGroup):
+    """The ``asyncsim`` command group: an option that click would drop silently is refused in one line instead."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        problem = lost_option(command, rest) if command is not None else None
+        if problem:
+            fail(problem)
+        return name, command, rest
 
 
 def parse_method_sets(items: list[str]) -> dict[str, list[str]]:

@@ -4,7 +4,9 @@
   file asyncsim made, else one line naming ``--force``;
 * a write that fails (an injected ``ENOSPC``: part of the bytes land, then
   the error, as on a full disk) is one line, exit 3, and leaves every file
-  as it was: no new, partial or empty file, the earlier output intact.
+  as it was: no new, partial or empty file, the earlier output intact;
+* an option given twice, or a value given twice in a list, is one line
+  naming the option, before anything is computed.
 """
 from __future__ import annotations
 
@@ -250,3 +252,54 @@ def test_staged_folder_moves_in_whole_and_keeps_files_it_did_not_make(tmp_path):
             (staged / name).write_text("new")
     assert tree(folder) == {"mine.txt": b"user", "table.csv": b"new", "report.md": b"new", "sub/report.md": b"new"}
     assert list(tmp_path.iterdir()) == [folder]
+
+
+# -- (6) no option is lost or counted twice ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, option, words", [
+    (["compare", SCEN, "--sweep", "H=10,20", "--sweep", "workers=4,8"], "--sweep", "asyncsim sweep"),
+    (["compare", SCEN, "--method", "diloco", "--methods", "dn_dylu"], "--method", "comma-separated"),
+    (["run", SCEN, "--seed", "0", "--seed", "1"], "--seed", "comma-separated"),
+    (["run", SCEN, "--out", "a", "-o", "b"], "--out", "twice"),
+    (["sweep", SCEN, "--seed", "0,1", "-j1", "-j", "2"], "--jobs", "twice"),
+    (["run", SCEN, "-s", "schedule.H=10", "--set", "schedule.H=20"], "--set schedule.H", "twice"),
+    (["compare", SCEN, "--method-set", "diloco:method.outer.lr=0.1", "--method-set", "diloco:method.outer.lr=0.3"],
+     "--method-set diloco:method.outer.lr", "twice"),
+    (["compare", SCEN, "--seeds", "0,0"], "--seed", "twice"),
+    (["compare", SCEN, "--seeds", "1,01"], "--seed", "twice"),
+    (["sweep", SCEN, "--seeds", "0,1,0"], "--seed", "twice"),
+    (["run", SCEN, "--seed", "3,3"], "--seed", "twice"),
+    (["compare", SCEN, "--methods", "diloco,diloco"], "--method", "twice"),
+    (["sweep", SCEN, "--methods", "diloco,dn_dylu,diloco"], "--method", "twice"),
+    (["compare", SCEN, "--sweep", "workers=4,4"], "--sweep", "twice"),
+    (["compare", SCEN, "--sweep", "schedule.H=10,10.0"], "--sweep", "twice"),
+    (["sweep", SCEN, "--grid", "workers=4,8,4"], "--grid", "twice"),
+    (["sweep", SCEN, "--grid", "method=diloco,diloco"], "--grid", "twice"),
+    (["compare", SCEN, "--sweep", "heterogeneity=very,very_heterogeneous"], "--sweep", "twice"),
+])
+def test_an_option_or_value_given_twice_is_one_line_naming_it_before_computing(tmp_path, monkeypatch, argv, option, words):
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    monkeypatch.setattr("sim.runner.simulate", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("sim.compare.execute", lambda *a, **k: calls.append(1))
+    r = runner.invoke(app, [*argv, *FAST])
+    assert r.exit_code == 2, r.output
+    line = one_error_line(r)
+    assert option in line and words in line, line
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_the_sweep_refusal_spells_out_the_grid_to_run_instead(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sim.compare.execute", lambda *a, **k: 1 / 0)
+    r = runner.invoke(app, ["compare", SCEN, "--sweep", "H=10,20", "--sweep", "workers=4,8", *FAST])
+    assert "--grid H=10,20 --grid workers=4,8" in one_error_line(r)
+
+
+def test_repeatable_options_and_flags_still_repeat(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["validate", SCEN, "-s", "schedule.H=10", "--set", "schedule.t_max=300", "-s", "eval.every=50"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["run", SCEN, "-q", "-q", "--out", "r", *FAST])
+    assert r.exit_code == 0, r.output
