@@ -26,6 +26,7 @@ from sim.build import STREAM_CHURN, STREAM_JITTER, STREAM_SHARDS, stream
 from sim.checkpointing import Resumable
 from sim.churn import timelines
 from sim.compression import Links
+from sim.diagnostics import Diagnostics, step_norm
 from sim.dispatch import Dispatcher
 from sim.inner_state import InnerStates
 from sim.jobs import Finished, Job, JobTable
@@ -69,7 +70,9 @@ class Simulation(Resumable):
                                      stream(scenario.seed, STREAM_SHARDS), seconds, lockstep=self.schedule.lockstep)
         self.recorder = Recorder(scenario.method.preset, scenario.seed,  # comm / churn columns when they happen
                                  comm_columns=self.planner.communicates or self.planner.churn,
-                                 server_column=self.schedule.local_servers, transfer_columns=self.schedule.overlaps)
+                                 server_column=self.schedule.local_servers, transfer_columns=self.schedule.overlaps,
+                                 diagnostic_columns=scenario.eval.diagnostics)
+        self.diagnostics = Diagnostics(self.k) if scenario.eval.diagnostics else None
         # the schedules that carry it themselves see reset here: the engine stores nothing for them
         self.inner = InnerStates("reset" if self.schedule.carries_inner_state else scenario.method.inner_state)
         self.jobs = JobTable()
@@ -231,20 +234,33 @@ class Simulation(Resumable):
         work = Work(job.spec.steps, self.sc.schedule.H, self.dispatcher.fleet_steps(), self.k) \
             if self.outer.needs_work else None
         grad = PseudoGradient(delta=delta, staleness=staleness, theta_at_dispatch=job.theta_at_dispatch, work=work)
+        before = None if self.diagnostics is None else self.theta.clone()
         applied = self.outer.step(self.theta, grad)
         self._count(job.spec.steps)
         if applied:
             s.version += 1
             s.last_worker = job.worker
-        self._event("sync" if applied else "drop", job, staleness=staleness)
+        self._event("sync" if applied else "drop", job, staleness=staleness, **self._measure([delta], before)[0])
 
-    def apply_mean(self, jobs: Sequence[Job | Finished], mean: torch.Tensor) -> None:
+    def apply_mean(self, jobs: Sequence[Job | Finished], mean: torch.Tensor,
+                   deltas: Sequence[torch.Tensor] | None = None) -> None:
+        """One outer step on the mean; ``deltas``, the jobs' own pseudo-gradients, only for diagnostics."""
         assert self.outer is not None
+        before = None if self.diagnostics is None else self.theta.clone()
         self.outer.step(self.theta, PseudoGradient(delta=mean))
-        for job in jobs:
+        measured = self._measure(list(deltas or [mean] * len(jobs)), before)
+        for job, extra in zip(jobs, measured):
             self._count(job.spec.steps)
-            self._event("sync", job, staleness=0)
+            self._event("sync", job, staleness=0, **extra)
         self.state.version += 1
+
+    def _measure(self, deltas: list[torch.Tensor], before: torch.Tensor | None) -> list[dict[str, float]]:
+        """The diagnostic columns of pseudo-gradients synced together (none when diagnostics are off)."""
+        if self.diagnostics is None or before is None:
+            return [{} for _ in deltas]
+        moved = step_norm(before, self.theta)
+        return [{"delta_norm": norm, "cosine": cos, "update_norm": moved}
+                for norm, cos in self.diagnostics.measure(deltas)]
 
     def record_sync(self, job: Job, staleness: int, applied: bool, server: int) -> None:
         """A region's own server applied (or dropped) ``job``'s pseudo-gradient (HALoS's LPS)."""

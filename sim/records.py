@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from sim.diagnostics import DIAGNOSTIC_COLUMNS
 from sim.outputs import check_run_destination, writing
 
 EVENT_COLUMNS = (
@@ -48,17 +49,20 @@ SERVER_COLUMNS = ("server",)
 #: model they carry (``fragment``, -1: all of it), their size, and when they were ``sent``; ``merge`` rows
 #: when a worker takes a fragment in. Other events have fragment -1, bytes 0, sent NaN.
 TRANSFER_COLUMNS = ("fragment", "bytes", "sent")
+#: DIAGNOSTIC_COLUMNS (sim/diagnostics.py) are added when ``eval.diagnostics`` is on: on sync rows, NaN elsewhere
 
 
 class Recorder:
     """Collects events and metric rows during a simulation."""
 
     def __init__(self, method: str, seed: int, comm_columns: bool = False, server_column: bool = False,
-                 transfer_columns: bool = False):
+                 transfer_columns: bool = False, diagnostic_columns: bool = False):
         self.method, self.seed = method, seed
         self.comm_columns, self.server_column, self.transfer_columns = comm_columns, server_column, transfer_columns
+        self.diagnostic_columns = diagnostic_columns
         self.columns = (EVENT_COLUMNS + (COMM_COLUMNS if comm_columns else ()) + (SERVER_COLUMNS if server_column else ())
-                        + (TRANSFER_COLUMNS if transfer_columns else ()))
+                        + (TRANSFER_COLUMNS if transfer_columns else ())
+                        + (DIAGNOSTIC_COLUMNS if diagnostic_columns else ()))
         self.events: dict[str, list[Any]] = {c: [] for c in self.columns}
         self.metric_rows: list[dict[str, Any]] = []
 
@@ -82,6 +86,9 @@ class Recorder:
         fragment: int = -1,
         nbytes: int = 0,
         sent: float = math.nan,
+        delta_norm: float = math.nan,
+        cosine: float = math.nan,
+        update_norm: float = math.nan,
     ) -> None:
         ev = self.events
         ev["event"].append(event)
@@ -104,6 +111,10 @@ class Recorder:
             ev["fragment"].append(fragment)
             ev["bytes"].append(nbytes)
             ev["sent"].append(sent)
+        if self.diagnostic_columns:
+            ev["delta_norm"].append(delta_norm)
+            ev["cosine"].append(cosine)
+            ev["update_norm"].append(update_norm)
 
     def rejoin(self, worker: int, *, tau: float, server_version: int, t_local: int) -> None:
         """A device is back up after losing a round (no job: the fields of a job are -1)."""

@@ -128,6 +128,8 @@ class EvalSpec(_Strict):
     divergence_factor: float = Field(
         100.0, gt=1, description="stop as diverged when a loss exceeds this multiple of the initial eval loss"
     )
+    diagnostics: bool = Field(False, description="record each sync's pseudo-gradient norm, its cosine to the mean "
+                              "direction and the outer step's norm as event columns (sim/diagnostics.py)")
 
 
 class ComputeSpec(_Strict):
@@ -157,6 +159,8 @@ class Scenario(_Strict):
         for block in ("hierarchy", "streaming"):  # added later: left out, so older digests hold
             if raw["method"][block] is None:
                 del raw["method"][block]
+        if not raw["eval"]["diagnostics"]:  # added later: left out when off, so older digests hold
+            del raw["eval"]["diagnostics"]
         method = raw["method"]  # added later: left out where it is the schedule's default, so older digests hold
         if method["dylu_rounding"] == "floor":
             del method["dylu_rounding"]

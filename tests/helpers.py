@@ -25,6 +25,7 @@ def scenario(
     jitter: float = 0.0,
     seed: int = 0,
     eval_every: int = 10**9,
+    eval_diagnostics: bool | None = None,
     method: dict[str, Any] | None = None,
     lr: float = 1e-2,
     device_extra: list[dict[str, Any]] | dict[str, Any] | None = None,
@@ -43,7 +44,7 @@ def scenario(
         "method": m,
         "schedule": {"H": H, "t_max": t_max, "grace_period": grace, "grace_wait": grace_wait},
         "lr": {"max": lr, "min": lr / 100, "warmup": 0},
-        "eval": {"every": eval_every},
+        "eval": {"every": eval_every, **({} if eval_diagnostics is None else {"diagnostics": eval_diagnostics})},
     }
     if network is not None:
         raw["network"] = network

@@ -80,8 +80,9 @@ class Run(Protocol):
         """Sync one pseudo-gradient through the outer update (Algorithm 2, line 13)."""
         ...
 
-    def apply_mean(self, jobs: Sequence[Job | Finished], mean: torch.Tensor) -> None:
-        """One outer step on the mean of ``jobs``' pseudo-gradients (Algorithm 1, lines 11-12)."""
+    def apply_mean(self, jobs: Sequence[Job | Finished], mean: torch.Tensor,
+                   deltas: Sequence[torch.Tensor] | None = None) -> None:
+        """One outer step on the mean of ``jobs``' pseudo-gradients (Algorithm 1, lines 11-12); ``deltas``: theirs."""
         ...
 
     def adopt(self, job: Job, delta: torch.Tensor) -> None:

@@ -57,7 +57,7 @@ class Synchronous(RoundSchedule):
             return
         if results:
             mean = torch.stack([delta for _, delta in results]).sum(dim=0) / len(results)
-            run.apply_mean([job for job, _ in results], mean)
+            run.apply_mean([job for job, _ in results], mean, [delta for _, delta in results])
             run.evaluate()
         self.next_round(run)
 
