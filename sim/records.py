@@ -29,9 +29,10 @@ EVENT_COLUMNS = (
     "shard",
     "steps",
     "tau",  # simulated seconds
-    "server_version",  # server updates applied before this event
+    "server_version",  # server updates applied, this event's own included (a sync row counts its update)
     "dispatch_version",  # server version the job started from
-    "staleness",  # server_version - dispatch_version at sync, else -1
+    "staleness",  # at sync: updates applied between the job's dispatch and this sync (the version before it
+    # minus dispatch_version, so server_version - dispatch_version - 1 on an applied sync row), else -1
     "t_local",  # total synced local steps after this event
     "train_loss",  # mean inner loss of the job (complete events), else NaN
 )
