@@ -33,7 +33,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "engine": ("engine_throughput.py", [], ["--jobs", "2000", "--simpy-events", "100000", "--profile-jobs", "1000", "--repeat", "1"]),
     "memory": ("memory_lm.py", [], ["--size", "tiny", "--ks", "4"]),
     "cluster": ("cluster.py", [], ["--runs", "2", "--toy-t-max", "800", "--lm-t-max", "40", "--skip-projection"]),
-    "store": ("store_check.py", [], ["--t-max", "4000"]),
+    "store": ("store_check.py", [], ["--t-max", "8000"]),
 }
 
 # memory_lm.py's table rows: k, params, model+AdamW (Mi), bound (Gi), peak RSS (Gi), peak/bound, jobs, time
