@@ -585,6 +585,9 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "<scenario>", base: Pa
             raise _format_validation_error(source, exc, prefix="trainer.config.") from None
         # the resolved scenario records the trainer's defaults too: they are part of the run's identity
         full = config.model_dump(mode="json")
+        for key, default in getattr(config_model, "OMIT_AT_DEFAULT", {}).items():  # added later: older digests hold
+            if full.get(key) == default:
+                del full[key]
         scenario = scenario.model_copy(update={"trainer": scenario.trainer.model_copy(update={"config": full})})
     method = scenario.method
     if method.schedule != "single" and method.outer is None:

@@ -8,7 +8,7 @@ code. Each trainer module re-exports its own (``trainers.toy.ToyConfig``...).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -152,6 +152,9 @@ class LMConfig(BaseModel):
     """The LM trainer's settings (``trainer.config`` of a scenario)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: settings added after runs were stored: left out of the resolved scenario at these values, so the
+    #: digests of every scenario written before them hold (sim/scenario.py)
+    OMIT_AT_DEFAULT: ClassVar[dict[str, Any]] = {"inner_optimizer": "adamw"}
 
     size: Literal["micro", "tiny", "small", "20M", "60M", "150M"] = "tiny"
     # Overrides of the preset; None keeps the preset's value.
@@ -164,7 +167,9 @@ class LMConfig(BaseModel):
     seq_len: int | None = Field(None, gt=0)
     batch_size: int | None = Field(None, gt=0, description="sequences per inner step per worker")
     micro_batch_size: int | None = Field(None, gt=0, description="gradient-accumulation chunk (memory)")
-    # Inner AdamW (paper: default betas, weight decay 0.1).
+    # Inner optimizer: AdamW (the paper: default betas, weight decay 0.1), or Muon on the blocks' matrices with
+    # AdamW on the rest (MuLoCo, arXiv 2505.23725), at the same learning-rate plan (trainers/lm.py).
+    inner_optimizer: Literal["adamw", "muon"] = "adamw"
     weight_decay: float = Field(0.1, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)

@@ -154,6 +154,54 @@ class Block(nn.Module):
         return x + self.mlp_out(F.gelu(self.mlp_in(self.mlp_norm(x))))
 
 
+class Optimizers:
+    """Several optimizers over disjoint parameters, stepped as one (Muon's matrices and AdamW's rest).
+
+    It offers what a job uses of an optimizer: its parameter groups (the
+    learning-rate plan sets each group's lr), ``zero_grad``, ``step`` and a
+    state dict of plain data, so a kept inner state travels as AdamW's does.
+    """
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [group for opt in self.optimizers for group in opt.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for opt, saved in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(saved)
+
+
+def muon_with_adamw(model: nn.Module, lr: float, cfg: Any) -> Optimizers:
+    """Muon on the transformer blocks' weight matrices, AdamW on the embedding, norms and head (MuLoCo's split).
+
+    Muon orthogonalises each matrix's momentum (Newton-Schulz, torch.optim.Muon's
+    defaults: momentum 0.95, Nesterov, 5 steps). ``adjust_lr_fn="match_rms_adamw"``
+    scales its update to AdamW's RMS, so both follow the same per-step learning
+    rates (Eq. 3) and weight decay; only the direction of the matrices' steps changes.
+    """
+    matrices = [p for block in model.blocks for p in block.parameters() if p.ndim == 2]
+    chosen = {id(p) for p in matrices}
+    rest = [p for p in model.parameters() if id(p) not in chosen]
+    return Optimizers(
+        torch.optim.Muon(matrices, lr=lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"),
+        torch.optim.AdamW(rest, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=True),
+    )
+
+
 class Transformer(nn.Module):
     """Decoder-only LM; ``forward(tokens)`` returns logits (B, T, vocab)."""
 
@@ -256,14 +304,16 @@ class LMTrainer:
         self._model.init_weights(gen)
         return flatten_params(self._model).cpu()
 
-    def _optimizer(self, lr: float) -> torch.optim.Optimizer:
+    def _optimizer(self, lr: float) -> torch.optim.Optimizer | Optimizers:
         cfg = self.config
+        if cfg.inner_optimizer == "muon":
+            return muon_with_adamw(self._model, lr, cfg)
         # Fused AdamW: the fastest kernel on CPU, and deterministic.
         return torch.optim.AdamW(
             self._model.parameters(), lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=True
         )
 
-    def _step(self, opt: torch.optim.Optimizer, windows: torch.Tensor, lr: float) -> float:
+    def _step(self, opt: torch.optim.Optimizer | Optimizers, windows: torch.Tensor, lr: float) -> float:
         """One AdamW step on ``windows`` (accumulated over micro-batches); returns the mean loss."""
         for group in opt.param_groups:
             group["lr"] = lr
