@@ -14,11 +14,11 @@ import pandas as pd
 
 from sim.adopt import same_schedule
 from sim.build import build_outer, build_trainer, make_executor
+from sim.checkpoint_file import BadCheckpoint, Checkpointing
 from sim.engine import Simulation
 from sim.errors import UserError
 from sim.outputs import check_folder, check_run_destination
 from sim.records import is_complete_run, read_summary, run_hash, write_run_folder, write_summary
-from sim.checkpoint_file import BadCheckpoint, Checkpointing
 from sim.runstate import Checkpoints
 from sim.scenario import SIMULATION_VERSION, Scenario
 from sim.store import Notify, computing, reusable, run_problem
