@@ -279,3 +279,13 @@ def test_adamw_stays_out_of_the_digest_and_muon_enters_it():
     assert same.digest() == base.digest()
     muon = load_scenario(ROOT / "scenarios" / "lm_micro_paper.yaml", overrides={"trainer.config.inner_optimizer": "muon"})
     assert muon.digest() != base.digest() and muon.resolved()["trainer"]["config"]["inner_optimizer"] == "muon"
+
+
+def test_pretraining_is_adamw_whatever_the_inner_optimizer():
+    """The paper pretrains with Adam; the cached checkpoint is shared by AdamW and Muon runs (its key ignores the
+    inner optimizer), so both must pretrain alike."""
+    torch.set_num_threads(1)
+    muon = LMTrainer({**MICRO, "pretrain_steps": 3, "inner_optimizer": "muon"}, seed=0, num_shards=4)
+    adamw = LMTrainer({**MICRO, "pretrain_steps": 3}, seed=0, num_shards=4)
+    assert muon.pretrain_key() == adamw.pretrain_key()
+    assert torch.equal(muon._pretrain_now(muon.pretrain_path(), 1, None), adamw._pretrain_now(adamw.pretrain_path(), 1, None))

@@ -305,10 +305,14 @@ class LMTrainer:
         return flatten_params(self._model).cpu()
 
     def _optimizer(self, lr: float) -> torch.optim.Optimizer | Optimizers:
+        """The inner optimizer of a round (``inner_optimizer``)."""
+        if self.config.inner_optimizer == "muon":
+            return muon_with_adamw(self._model, lr, self.config)
+        return self._adamw(lr)
+
+    def _adamw(self, lr: float) -> torch.optim.Optimizer:
+        """Fused AdamW: the fastest kernel on CPU, and deterministic; pretraining always uses it (the paper's Adam)."""
         cfg = self.config
-        if cfg.inner_optimizer == "muon":
-            return muon_with_adamw(self._model, lr, cfg)
-        # Fused AdamW: the fastest kernel on CPU, and deterministic.
         return torch.optim.AdamW(
             self._model.parameters(), lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=True
         )
@@ -380,7 +384,7 @@ class LMTrainer:
         torch.set_num_threads(threads)
         load_flat_params(self._model, self._fresh_params(cfg.pretrain_seed))
         self._model.train()
-        opt = self._optimizer(cfg.pretrain_lr)
+        opt = self._adamw(cfg.pretrain_lr)
         batch = cfg.pretrain_batch_size or self.arch.batch_size
         rng = lambda e: seeded_rng(cfg.pretrain_seed, _STREAM_ORDER, e).permutation(self._n_train)  # noqa: E731
         order = epoch_order(self._n_train, 0, batch * cfg.pretrain_steps, rng)
