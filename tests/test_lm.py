@@ -289,3 +289,20 @@ def test_pretraining_is_adamw_whatever_the_inner_optimizer():
     adamw = LMTrainer({**MICRO, "pretrain_steps": 3}, seed=0, num_shards=4)
     assert muon.pretrain_key() == adamw.pretrain_key()
     assert torch.equal(muon._pretrain_now(muon.pretrain_path(), 1, None), adamw._pretrain_now(adamw.pretrain_path(), 1, None))
+
+
+def test_pretraining_lr_schedules():
+    """constant (as before: warmup, then pretrain_lr) or cosine down to pretrain_final_lr at the last step."""
+    from trainers.configs import LMConfig
+    from trainers.lm import pretrain_lr
+
+    constant = LMConfig(size="micro", pretrain_steps=1000, pretrain_lr=3e-3, pretrain_warmup=100)
+    assert [pretrain_lr(s, constant) for s in (0, 99, 100, 999)] == [3e-5, 3e-3, 3e-3, 3e-3]
+    cosine = constant.model_copy(update={"pretrain_schedule": "cosine", "pretrain_final_lr": 1e-3})
+    lrs = [pretrain_lr(s, cosine) for s in range(1000)]
+    assert lrs[:100] == [pretrain_lr(s, constant) for s in range(100)] and lrs[100] == 3e-3
+    assert all(a >= b for a, b in zip(lrs[100:], lrs[101:])) and abs(lrs[-1] - 1e-3) < 1e-8
+    assert abs(pretrain_lr(550, cosine) - 2e-3) < 1e-12  # halfway down the cosine
+    micro = LMTrainer({**MICRO, "pretrain_steps": 3}, seed=0, num_shards=4)
+    cos = LMTrainer({**MICRO, "pretrain_steps": 3, "pretrain_schedule": "cosine"}, seed=0, num_shards=4)
+    assert micro.pretrain_key() != cos.pretrain_key()

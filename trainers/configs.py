@@ -154,7 +154,8 @@ class LMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     #: settings added after runs were stored: left out of the resolved scenario at these values, so the
     #: digests of every scenario written before them hold (sim/scenario.py)
-    OMIT_AT_DEFAULT: ClassVar[dict[str, Any]] = {"inner_optimizer": "adamw"}
+    OMIT_AT_DEFAULT: ClassVar[dict[str, Any]] = {"inner_optimizer": "adamw", "pretrain_schedule": "constant",
+                                                 "pretrain_final_lr": 1e-3}
 
     size: Literal["micro", "tiny", "small", "20M", "60M", "150M"] = "tiny"
     # Overrides of the preset; None keeps the preset's value.
@@ -178,6 +179,10 @@ class LMConfig(BaseModel):
     pretrain_steps: int = Field(0, ge=0)
     pretrain_lr: float = Field(3e-3, gt=0)
     pretrain_warmup: int = Field(100, ge=0)
+    pretrain_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="after the warmup: constant pretrain_lr, or a cosine down to pretrain_final_lr")
+    pretrain_final_lr: float = Field(1e-3, gt=0, description="where the cosine ends: the Local-SGD phase's lr.max, "
+                                     "so the inner rounds start where pretraining stopped")
     pretrain_batch_size: int | None = Field(None, gt=0, description="default: batch_size")
     pretrain_seed: int = Field(0, ge=0)
     data: DataConfig = DataConfig()

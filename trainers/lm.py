@@ -154,6 +154,22 @@ class Block(nn.Module):
         return x + self.mlp_out(F.gelu(self.mlp_in(self.mlp_norm(x))))
 
 
+def pretrain_lr(step: int, cfg: Any) -> float:
+    """Pretraining's lr at ``step``: a linear warmup to ``pretrain_lr``, then constant, or a cosine to ``pretrain_final_lr``.
+
+    With the constant schedule the Local-SGD phase starts with a drop from
+    ``pretrain_lr`` to its own lr.max (3e-3 to 1e-3 on the micro LM): an
+    annealing step that lowers the loss by itself in the first rounds. The
+    cosine ends at the phase's lr.max, so the phase continues the schedule.
+    """
+    warm = min(1.0, (step + 1) / cfg.pretrain_warmup) if cfg.pretrain_warmup else 1.0
+    if cfg.pretrain_schedule == "constant" or step < cfg.pretrain_warmup:
+        return cfg.pretrain_lr * warm
+    span = max(cfg.pretrain_steps - cfg.pretrain_warmup, 1)
+    ratio = min((step - cfg.pretrain_warmup) / span, 1.0)
+    return cfg.pretrain_final_lr + 0.5 * (cfg.pretrain_lr - cfg.pretrain_final_lr) * (1 + math.cos(math.pi * ratio))
+
+
 class Optimizers:
     """Several optimizers over disjoint parameters, stepped as one (Muon's matrices and AdamW's rest).
 
@@ -352,6 +368,9 @@ class LMTrainer:
                 "steps": cfg.pretrain_steps,
                 "lr": cfg.pretrain_lr,
                 "warmup": cfg.pretrain_warmup,
+                # added later: only when not the constant lr, so the checkpoints cached before keep their keys
+                **({"schedule": [cfg.pretrain_schedule, cfg.pretrain_final_lr]}
+                   if cfg.pretrain_schedule != "constant" else {}),
                 "batch": cfg.pretrain_batch_size or self.arch.batch_size,
                 "micro_batch": cfg.micro_batch_size,
                 "seed": cfg.pretrain_seed,
@@ -389,7 +408,7 @@ class LMTrainer:
         rng = lambda e: seeded_rng(cfg.pretrain_seed, _STREAM_ORDER, e).permutation(self._n_train)  # noqa: E731
         order = epoch_order(self._n_train, 0, batch * cfg.pretrain_steps, rng)
         for step in range(cfg.pretrain_steps):
-            lr = cfg.pretrain_lr * min(1.0, (step + 1) / cfg.pretrain_warmup) if cfg.pretrain_warmup else cfg.pretrain_lr
+            lr = pretrain_lr(step, cfg)
             windows = gather_windows(self.corpus.train, order[step * batch : (step + 1) * batch], self.arch.seq_len)
             loss = self._step(opt, windows, lr)
             if progress is not None:
