@@ -363,9 +363,9 @@ def build_report(
     target: float | None = None,
 ) -> dict[str, Path]:
     """Write plots, tables and report.md for a finished comparison (``target``: of the time-to-target table)."""
-    from sim.report import (budget_markdown, column_labels, final_table, plot_compare_curves, plot_staleness,
-                            plot_time_budget, plot_timeline, primary_metric, table_markdown, time_to_target,
-                            time_to_target_markdown, worker_time_budget)
+    from sim.report import (budget_markdown, column_labels, diagnostics_table, final_table, plot_compare_curves,
+                            plot_diagnostics, plot_staleness, plot_time_budget, plot_timeline, primary_metric,
+                            table_markdown, time_to_target, time_to_target_markdown, worker_time_budget)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics, events, runs = load_results(specs)
@@ -432,6 +432,17 @@ def build_report(
         traffic_section += ["A transfer counts at its average rate, bytes over the time from leaving to landing "
                             "(queueing included); rates of transfers on one link at once add up (sim/traffic.py). "
                             "The largest upload is what one sync asks of a worker's link at a time.", ""]
+    diagnostics_section = []
+    diagnostics = diagnostics_table(events)
+    if len(diagnostics):  # some runs recorded eval.diagnostics
+        diagnostics.to_csv(out_dir / "diagnostics.csv", index=False)
+        plot_diagnostics(events, out_dir / "diagnostics.png", methods)
+        diagnostics_section = [
+            "## Per-update diagnostics (eval.diagnostics): pseudo-gradients by round length", "",
+            "![diagnostics](diagnostics.png)", "",
+            _diagnostics_markdown(diagnostics), "",
+            "Means over every seed's syncs (`diagnostics.csv`): the pseudo-gradient's norm per local step, its cosine "
+            "to the mean of the last k pseudo-gradients, and the norm of the outer step that applied it.", ""]
     seeds = sorted({s.seed for s in specs})
     lines = [
         f"# Comparison: {', '.join(sorted({s.scenario.name for s in specs}))}",
@@ -480,10 +491,20 @@ def build_report(
         f"![time per worker]({files['time_budget'].name})",
         "",
         *budget_sections,
+        *diagnostics_section,
         "Per-run numbers and folders: `runs.csv`; the table as CSV: `table.csv`; time per worker: `time_per_worker.csv`.",
     ]
     files["report"].write_text("\n".join(lines) + "\n", encoding="utf-8")
     return files
+
+
+def _diagnostics_markdown(table: pd.DataFrame) -> str:
+    """The diagnostics table: a row per method (swept value) and round length."""
+    lines = ["| method | steps | syncs | norm per step | cosine | outer step norm |", "|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        label = r.method + (f" [{r.sweep}]" if getattr(r, "sweep", "") else "")
+        lines.append(f"| {label} | {r.steps} | {r.syncs} | {r.norm_per_step:.4g} | {r.cosine:.3f} | {r.update_norm:.4g} |")
+    return "\n".join(lines)
 
 
 def _frame_markdown(frame: pd.DataFrame, digits: int = 1) -> str:

@@ -465,6 +465,47 @@ def plot_staleness(events: pd.DataFrame, path: Path, methods: list[str]) -> None
     plt.close(fig)
 
 
+def diagnostics_table(events: pd.DataFrame) -> pd.DataFrame:
+    """Per method (and swept value) and round length: the mean per-update diagnostics of its syncs (eval.diagnostics).
+
+    ``norm_per_step`` is ||g|| / steps, the pseudo-gradient's size per local
+    step; ``cosine`` its cosine to the mean direction; ``update_norm`` the
+    outer step's norm (sim/diagnostics.py). Empty when no run recorded them.
+    """
+    if "delta_norm" not in events.columns:
+        return pd.DataFrame()
+    syncs = events[(events["event"] == "sync") & events["delta_norm"].notna()]
+    syncs = syncs.assign(norm_per_step=syncs["delta_norm"] / syncs["steps"])
+    keys = [k for k in ("method", "sweep") if k in syncs.columns] + ["steps"]
+    table = syncs.groupby(keys, sort=True).agg(syncs=("delta_norm", "size"), norm_per_step=("norm_per_step", "mean"),
+                                                cosine=("cosine", "mean"), update_norm=("update_norm", "mean"))
+    return table.reset_index()
+
+
+def plot_diagnostics(events: pd.DataFrame, path: Path, methods: list[str]) -> None:
+    """Pseudo-gradient norm per local step and cosine to the mean direction by round length; update norm over work."""
+    table = diagnostics_table(events)
+    syncs = events[(events["event"] == "sync") & events["delta_norm"].notna()]
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.6), constrained_layout=True)
+    for i, method in enumerate(m for m in methods if m in set(table["method"])):
+        rows = table[table["method"] == method]
+        for sweep, part in rows.groupby("sweep", sort=False) if "sweep" in rows else [("", rows)]:
+            label = method + (f" [{sweep}]" if sweep else "")
+            axes[0].plot(part["steps"], part["norm_per_step"], marker="o", lw=1.2, label=label)
+            axes[1].plot(part["steps"], part["cosine"], marker="o", lw=1.2, label=label)
+            mine = syncs[(syncs["method"] == method) & (syncs["sweep"] == sweep if "sweep" in syncs else True)]
+            window = max(len(mine) // 50, 1)  # a running mean over about 2% of the run
+            axes[2].plot(mine["t_local"], mine["update_norm"].rolling(window, min_periods=1).mean(), lw=1.0, label=label)
+    axes[0].set(xlabel="local steps in the round", ylabel="||pseudo-gradient|| / steps", title="size per local step")
+    axes[1].set(xlabel="local steps in the round", ylabel="cosine to the mean direction", title="alignment")
+    axes[2].set(xlabel="total local updates", ylabel="||outer step|| (running mean)", title="outer step size")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(frameon=False, fontsize=8)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
 def plot_budget_gap(table: pd.DataFrame, metric: str, path: Path) -> None:
     """(DN + DyLU - DiLoCo) and (finetune - DiLoCo) against rounds per worker, band = range over paired seeds."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8), constrained_layout=True)

@@ -40,3 +40,25 @@ def test_the_columns_measure_what_they_say(preset):
         assert math.isclose(step["update_norm"].iloc[0], step["delta_norm"].mean(), rel_tol=1e-12)
     others = events[events["event"] != "sync"]
     assert others[list(DIAGNOSTIC_COLUMNS)].isna().all().all()
+
+
+def test_compare_reports_the_diagnostics_by_round_length_when_runs_recorded_them(tmp_path, monkeypatch):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    scen = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "scenarios" / "very_heterogeneous.yaml")
+    fast = ["--set", "schedule.t_max=400", "--set", "trainer.config.hidden=16", "--set", "trainer.config.shard_size=500",
+            "--set", "eval.every=200", "-q", "-j", "1"]
+    r = CliRunner().invoke(app, ["compare", scen, "--methods", "diloco,dn_dylu", "--set", "eval.diagnostics=true",
+                                 "--out", "with", *fast])
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(tmp_path / "with" / "diagnostics.csv")
+    assert set(table["method"]) == {"diloco", "dn_dylu"} and table[table["method"] == "dn_dylu"]["steps"].nunique() > 1
+    assert (tmp_path / "with" / "diagnostics.png").stat().st_size > 0
+    assert "## Per-update diagnostics" in (tmp_path / "with" / "report.md").read_text()
+    plain = CliRunner().invoke(app, ["compare", scen, "--methods", "diloco", "--out", "without", *fast])
+    assert plain.exit_code == 0 and not (tmp_path / "without" / "diagnostics.csv").exists()
+    assert "Per-update diagnostics" not in (tmp_path / "without" / "report.md").read_text()
