@@ -22,6 +22,7 @@ from sim.cli_common import (ADDRESS_OPT, FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_S
                             parse_method_sets, parse_seeds, refuse_repeats, seed_opt, split_list, use_runs_dir)
 from sim.cli_init import register as register_init_command
 from sim.cli_lm import register as register_lm_commands
+from sim.cli_live import register as register_live_commands
 from sim.errors import RunDiverged, RunInterrupted, ScenarioError, UserError, naming_file
 
 #: compare's methods when --method is not given (mirrors sim.compare.DEFAULT_METHODS, which imports pandas)
@@ -512,6 +513,7 @@ def findings(
 
 # language-model commands (models, pretrain) and init live in their own modules
 register_lm_commands(app)
+register_live_commands(app)
 register_init_command(app)
 
 

@@ -83,6 +83,7 @@ class Simulation(Resumable):
         """Evaluate the initial model, let the schedule start, and handle occurrences until the budget is spent."""
         if self.resumed_from is None:
             self.evaluate(force=True)
+            self.begin()
             self.schedule.start(self)
         self.env.run(until=self.env.process(self._loop()))
         for job in self.jobs.by_worker():  # the run is over: work still in flight is discarded, never computed
@@ -93,6 +94,9 @@ class Simulation(Resumable):
         if last["t_local"] != s.t_local or last["server_updates"] != s.version:
             self.evaluate(force=True)
         return Outcome(self.recorder, self.theta, s.now.seconds, s.diverged, s.stalled, self.resumed_from)
+
+    def begin(self) -> None:
+        """The clock starts: simulated time needs nothing (a live run starts its real clock, sim/live/)."""
 
     def _loop(self) -> Iterator[simpy.Event]:
         """Handle what happens next, one occurrence at a time, until the run is over."""
@@ -117,17 +121,30 @@ class Simulation(Resumable):
         then or an arrival before then (it has seen the next arrival and may
         decline it: Algorithm 5 closes its window instead).
         """
-        arrival, churn = self.jobs.next_arrival(), self.jobs.next_churn()
+        arrival = self.jobs.next_arrival()
+        choice = self._choose(arrival, peek=arrival)
+        if choice is None:
+            raise RuntimeError(f"{type(self.schedule).__name__} waits, but nothing is left to happen")
+        return choice
+
+    def _choose(self, arrival: Job | None, peek: Any) -> tuple[Time, Callable[[], None]] | None:
+        """Of the next ``arrival``, the next device event and the schedule's action, the one due first.
+
+        ``peek`` is what the schedule is shown as the next arrival: the
+        arrival itself here; in a live run, which cannot know it, a stand-in
+        while jobs are still out (sim/live/engine.py). None: nothing is due.
+        """
+        churn = self.jobs.next_churn()
         if churn is not None and arrival is not None and arrival.order < (churn.at, churn.worker):
             churn = None  # the arrival comes first
-        wake = self.schedule.wake_at(self, arrival)
+        wake = self.schedule.wake_at(self, peek)
         if wake is not None and not (churn is not None and churn.at <= wake) \
                 and not (arrival is not None and arrival.completes_at < wake):
             return wake, lambda: (self.advance(wake), self.schedule.on_wake(self))
         if churn is not None:
             return churn.at, self._device_event
         if arrival is None:
-            raise RuntimeError(f"{type(self.schedule).__name__} waits, but nothing is left to happen")
+            return None
         return arrival.completes_at, lambda: self.schedule.on_arrival(self, arrival, self._collect(arrival))
 
     def _device_event(self) -> None:

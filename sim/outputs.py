@@ -38,7 +38,7 @@ from sim.errors import DiskFullError, OutputError
 #: the files (and hidden work folders) an asyncsim run folder is made of
 RUN_FILES = frozenset({
     "scenario.yaml", "metrics.csv", "events.csv", "metrics.parquet", "events.parquet", "summary.json",
-    "curves.png", "trace.json",
+    "curves.png", "trace.json", "live.csv", "against.json", "timeline_vs_sim.png",  # the last three: a live run's (sim/live/session.py)
 })
 
 
@@ -157,6 +157,7 @@ def check_report_destination(folder: Path, command: str, force: bool, what: str 
 SIGNATURES = (
     b"scenario,sweep,method,seed,status,simulated_seconds,run_hash,folder,",  # a table of runs: sweep --out, runs.csv
     b'{"otherData": {"made_by": "asyncsim',  # a trace: sim.trace.write_trace puts this mark first
+    b"# made by asyncsim calibrate",  # a device profile: sim.live.calibrate.CALIBRATED_MARK
 )
 
 

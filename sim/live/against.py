@@ -1,0 +1,90 @@
+"""How far a live run is from the simulation of the same scenario.
+
+Pure functions over two runs' event and metric tables:
+
+- **order**: the share of arrivals (``complete`` events) that came from the
+  same worker, back from a job that started from the same server version,
+  at the same position as in the simulation, and the first position where
+  they differ (two arrivals that the live server took as a tie but the
+  simulation did not differ in the version the next job starts from). Up to there both runs dispatched the same jobs
+  from the same inputs (job ids are given in dispatch order), so the models
+  are the same; after it they are different runs.
+- **time**: for the jobs before the first divergence, the error of each
+  dispatch and arrival time (simulated seconds, live minus simulated);
+  the error in the time to finish the budget.
+- **result**: the difference in the final eval metrics, and whether the
+  final models are identical (they must be when the order matched).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import torch
+
+
+def arrival_order(events: pd.DataFrame) -> pd.DataFrame:
+    """The arrivals at the server, in the order the run took them: (job, worker, dispatch_version, tau)."""
+    done = events[events["event"] == "complete"]
+    return done[["job", "worker", "dispatch_version", "tau"]].reset_index(drop=True)
+
+
+def compare(sim_events: pd.DataFrame, live_events: pd.DataFrame, sim_final: dict[str, Any],
+            live_final: dict[str, Any], sim_seconds: float, live_seconds: float,
+            sim_theta: torch.Tensor | None = None, live_theta: torch.Tensor | None = None) -> dict[str, Any]:
+    """The numbers :mod:`sim.live.against` describes, as one flat dict."""
+    s, l = arrival_order(sim_events), arrival_order(live_events)
+    n = min(len(s), len(l))
+    key = ["worker", "dispatch_version"]  # the same worker, back from a job that started from the same model
+    same = (s[key].to_numpy()[:n] == l[key].to_numpy()[:n]).all(axis=1)
+    first = next((i for i, ok in enumerate(same) if not ok), None)
+    matched = n if first is None else first
+    out: dict[str, Any] = {
+        "arrivals_sim": len(s), "arrivals_live": len(l),
+        "in_order_share": float(same.sum()) / max(len(s), 1),
+        "first_divergence": first,
+        "matched_prefix": matched,
+    }
+    jobs = set(s["job"].iloc[:matched])
+    errors = []
+    for kind in ("dispatch", "complete"):
+        a = sim_events[(sim_events["event"] == kind) & sim_events["job"].isin(jobs)].set_index("job")["tau"]
+        b = live_events[(live_events["event"] == kind) & live_events["job"].isin(jobs)].set_index("job")["tau"]
+        errors.append((b - a.reindex(b.index)).dropna())
+    err = pd.concat(errors) if errors else pd.Series(dtype=float)
+    out.update(
+        event_error_mean_s=float(err.mean()) if len(err) else math.nan,
+        event_error_abs_mean_s=float(err.abs().mean()) if len(err) else math.nan,
+        event_error_abs_max_s=float(err.abs().max()) if len(err) else math.nan,
+        finish_sim_s=sim_seconds, finish_live_s=live_seconds,
+        finish_error=(live_seconds - sim_seconds) / sim_seconds if sim_seconds else math.nan,
+    )
+    for key in ("loss", "perplexity", "accuracy"):
+        if key in sim_final and key in live_final:
+            out[f"final_{key}_sim"], out[f"final_{key}_live"] = float(sim_final[key]), float(live_final[key])
+    if sim_theta is not None and live_theta is not None:
+        out["identical_model"] = bool(torch.equal(sim_theta, live_theta))
+    return out
+
+
+def describe(c: dict[str, Any]) -> list[str]:
+    """The comparison in a few lines for a terminal."""
+    div = "none" if c["first_divergence"] is None else f"at arrival {c['first_divergence']}"
+    lines = [
+        f"arrivals in the simulated order: {c['in_order_share']:.1%} ({c['arrivals_live']} live, "
+        f"{c['arrivals_sim']} simulated); first divergence: {div}",
+        f"event times before it: mean error {c['event_error_mean_s']:+.3f} s, mean |error| "
+        f"{c['event_error_abs_mean_s']:.3f} s, max {c['event_error_abs_max_s']:.3f} s (simulated seconds)",
+        f"time to finish: {c['finish_live_s']:.1f} s live, {c['finish_sim_s']:.1f} s simulated "
+        f"({c['finish_error']:+.2%})",
+    ]
+    for key in ("perplexity", "loss", "accuracy"):
+        if f"final_{key}_sim" in c:
+            lines.append(f"final {key}: {c[f'final_{key}_live']:.6g} live, {c[f'final_{key}_sim']:.6g} simulated "
+                         f"({c[f'final_{key}_live'] - c[f'final_{key}_sim']:+.3g})")
+            break
+    if "identical_model" in c:
+        lines.append("final model: " + ("bit-identical to the simulation's" if c["identical_model"]
+                                        else "differs from the simulation's"))
+    return lines

@@ -1,0 +1,143 @@
+"""asyncsim live: the toy run by real Ray worker actors on the real clock, against its simulation (sim/live/).
+
+One local Ray for the module. Skipped in one line where Ray is not installed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sim.live.against import compare
+from sim.scenario import scenario_from_dict
+
+ray = pytest.importorskip("ray")
+
+#: two devices whose rounds never end within 0.4 simulated s of each other but at exact ties (every 92 s),
+#: so at time scale 0.1 distinct arrivals are >= 40 ms apart on the real clock
+TWO_WORKERS = {
+    "name": "live_toy", "seed": 0,
+    "trainer": {"name": "toy", "config": {"hidden": 32}},
+    "workers": {"devices": [{"name": "a", "seconds_per_step": 1.0}, {"name": "b", "seconds_per_step": 2.3}]},
+    "method": "async_diloco",
+    "schedule": {"H": 4, "t_max": 48, "grace_period": 0.0},
+    "lr": {"max": 2.0e-4, "min": 2.0e-6, "warmup": 0},
+    "eval": {"every": 16},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _scenario(**overrides):
+    return scenario_from_dict(TWO_WORKERS).with_overrides(overrides) if overrides else scenario_from_dict(TWO_WORKERS)
+
+
+def test_two_actors_give_the_simulation_bit_for_bit_when_every_arrival_is_in_order(tmp_path):
+    from sim.live.session import live
+    from sim.runner import simulate
+
+    result = live(_scenario(), 0.1, out=tmp_path / "live", against=True)
+    simulated = simulate(_scenario())
+    c = result.against
+    assert c["first_divergence"] is None and c["in_order_share"] == 1.0, c
+    assert c["identical_model"] is True
+    assert torch.equal(result.theta, simulated.params)
+    assert list(result.events.columns) == list(simulated.events.columns)
+    assert list(result.metrics.columns) == list(simulated.metrics.columns)
+    assert abs(c["finish_error"]) < 0.05  # the padding keeps the clock: within 5% of the simulated finish
+    folder = tmp_path / "live"
+    assert {"events.csv", "metrics.csv", "summary.json", "live.csv", "against.json"} <= {p.name for p in folder.iterdir()}
+    log = pd.read_csv(folder / "live.csv")
+    assert len(log) == (result.events["event"] == "complete").sum()
+    assert (log["real_sent"] >= log["real_computed"]).all()
+    assert json.loads((folder / "summary.json").read_text())["live"]["time_scale"] == 0.1
+
+
+def test_a_worker_killed_mid_job_is_churn_and_the_run_completes(tmp_path):
+    from sim.live.session import live
+
+    result = live(_scenario(), 0.05, out=tmp_path / "killed", kills=[(1, 2)])
+    events = result.events
+    lost = events[events["event"] == "lost"]
+    assert list(lost["worker"]) == [1]
+    assert result.summary["status"] == "finished" and result.summary["live"]["faults"] == 1
+    assert result.summary["final"]["t_local"] >= 48
+    # the worker rejoins at once and is given a new job, which its restarted actor trains
+    after = events[(events["event"] == "dispatch") & (events["worker"] == 1)]
+    assert (after["job"] > lost["job"].iloc[0]).any()
+    assert (result.log["fault"].fillna("") != "").sum() == 1
+
+
+def _cli(*args: str):
+    from sim.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def _one_error_line(output: str) -> bool:
+    """One ``error:`` line and no traceback (a status line before it is the command's progress)."""
+    return sum(line.startswith("error:") for line in output.splitlines()) == 1 and "Traceback" not in output
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch):
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(TWO_WORKERS))
+    for args, expected in [
+        (["-t", "0"], "--time-scale"),
+        (["-t", "-1"], "--time-scale"),
+        (["-t", "0.1", "--method", "streaming_diloco"], "cannot run live"),
+        (["-t", "0.1", "--kill", "x"], "--kill"),
+    ]:
+        r = _cli("live", str(path), *args)
+        assert r.exit_code == 2, (args, r.output)
+        assert expected in r.output and _one_error_line(r.output), (args, r.output)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    r = _cli("live", str(path), "-t", "0.1")
+    assert r.exit_code == 2 and "needs Ray" in r.output and _one_error_line(r.output)
+
+
+def test_compare_counts_the_first_divergence_and_the_time_errors():
+    def events(rows):
+        return pd.DataFrame(rows, columns=["event", "job", "worker", "dispatch_version", "tau"])
+
+    sim = events([("dispatch", 0, 0, 0, 0.0), ("dispatch", 1, 1, 0, 0.0), ("complete", 0, 0, 0, 1.0),
+                  ("complete", 1, 1, 0, 2.0), ("complete", 2, 0, 1, 3.0)])
+    live = events([("dispatch", 0, 0, 0, 0.0), ("dispatch", 1, 1, 0, 0.0), ("complete", 0, 0, 0, 1.1),
+                   ("complete", 1, 1, 0, 1.9), ("complete", 2, 0, 2, 3.2)])  # the last started from another model
+    c = compare(sim, live, {"loss": 1.0}, {"loss": 1.5}, 10.0, 11.0)
+    assert c["first_divergence"] == 2 and c["matched_prefix"] == 2
+    assert c["in_order_share"] == pytest.approx(2 / 3)
+    assert c["event_error_abs_max_s"] == pytest.approx(0.1)
+    assert c["event_error_mean_s"] == pytest.approx(0.0)  # +0.1 and -0.1 on the arrivals, 0 on the dispatches
+    assert c["finish_error"] == pytest.approx(0.1)
+    assert c["final_loss_live"] - c["final_loss_sim"] == pytest.approx(0.5)
+
+
+def test_calibrate_writes_a_profile_a_scenario_can_use(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(TWO_WORKERS))
+    profile = tmp_path / "me.yaml"
+    r = _cli("calibrate", str(path), "--out", str(profile), "-k", "3", "--steps", "2", "--repeats", "2")
+    assert r.exit_code == 0, r.output
+    text = profile.read_text()
+    assert text.startswith("# made by asyncsim calibrate")
+    sc = scenario_from_dict({**TWO_WORKERS, "workers": {"fleet": str(profile)}})
+    assert sc.workers.k == 3 and sc.workers.device(0).seconds_per_step > 0
+    from sim.outputs import made_by_asyncsim
+
+    assert made_by_asyncsim(profile)  # so calibrate may replace its own profile, and nothing else
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("devices: []\n")
+    r = _cli("calibrate", str(path), "--out", str(mine))
+    assert r.exit_code == 2 and "--force" in r.output and mine.read_text() == "devices: []\n"
