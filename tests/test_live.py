@@ -109,7 +109,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch):
 
 def test_compare_counts_the_first_divergence_and_the_time_errors():
     def events(rows):
-        return pd.DataFrame(rows, columns=["event", "job", "worker", "dispatch_version", "tau"])
+        frame = pd.DataFrame(rows, columns=["event", "job", "worker", "dispatch_version", "tau"])
+        return frame.assign(shard=frame["worker"], steps=4)
 
     sim = events([("dispatch", 0, 0, 0, 0.0), ("dispatch", 1, 1, 0, 0.0), ("complete", 0, 0, 0, 1.0),
                   ("complete", 1, 1, 0, 2.0), ("complete", 2, 0, 1, 3.0)])
@@ -118,6 +119,7 @@ def test_compare_counts_the_first_divergence_and_the_time_errors():
     c = compare(sim, live, {"loss": 1.0}, {"loss": 1.5}, 10.0, 11.0)
     assert c["first_divergence"] == 2 and c["matched_prefix"] == 2
     assert c["in_order_share"] == pytest.approx(2 / 3)
+    assert c["same_jobs_share"] == pytest.approx(2 / 3)  # job 2 ran from another model
     assert c["event_error_abs_max_s"] == pytest.approx(0.1)
     assert c["event_error_mean_s"] == pytest.approx(0.0)  # +0.1 and -0.1 on the arrivals, 0 on the dispatches
     assert c["finish_error"] == pytest.approx(0.1)

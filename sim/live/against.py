@@ -12,6 +12,10 @@ Pure functions over two runs' event and metric tables:
 - **time**: for the jobs before the first divergence, the error of each
   dispatch and arrival time (simulated seconds, live minus simulated);
   the error in the time to finish the budget.
+- **jobs**: the share of the simulation's jobs that the live run also ran
+  from the same inputs (id, worker, server version and shard it started
+  from, steps), in any order: a synchronous round, or a HALoS region's
+  server between pushes, does not depend on the order of its arrivals.
 - **result**: the difference in the final eval metrics, and whether the
   final models are identical (they must be when the order matched).
 """
@@ -46,6 +50,13 @@ def compare(sim_events: pd.DataFrame, live_events: pd.DataFrame, sim_final: dict
         "first_divergence": first,
         "matched_prefix": matched,
     }
+    # the same job (id, worker, the model version and shard it started from, its steps) in both runs, in any order:
+    # a synchronous round or a region's server does not depend on the order of arrivals between its syncs
+    keyed = ["job", "worker", "dispatch_version", "shard", "steps"]
+    if set(keyed) <= set(sim_events.columns) and set(keyed) <= set(live_events.columns):
+        done_s = sim_events.loc[sim_events["event"] == "complete", keyed].itertuples(index=False)
+        done_l = live_events.loc[live_events["event"] == "complete", keyed].itertuples(index=False)
+        out["same_jobs_share"] = len(set(done_s) & set(done_l)) / max(len(s), 1)
     jobs = set(s["job"].iloc[:matched])
     errors = []
     for kind in ("dispatch", "complete"):
@@ -74,6 +85,11 @@ def describe(c: dict[str, Any]) -> list[str]:
     lines = [
         f"arrivals in the simulated order: {c['in_order_share']:.1%} ({c['arrivals_live']} live, "
         f"{c['arrivals_sim']} simulated); first divergence: {div}",
+    ]
+    if "same_jobs_share" in c:
+        lines.append(f"the same jobs from the same inputs, in any order: {c['same_jobs_share']:.1%}")
+    lines += [
+        "event times before it: none to compare (the first arrival differs)" if not c["matched_prefix"] else
         f"event times before it: mean error {c['event_error_mean_s']:+.3f} s, mean |error| "
         f"{c['event_error_abs_mean_s']:.3f} s, max {c['event_error_abs_max_s']:.3f} s (simulated seconds)",
         f"time to finish: {c['finish_live_s']:.1f} s live, {c['finish_sim_s']:.1f} s simulated "
