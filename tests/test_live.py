@@ -143,3 +143,32 @@ def test_calibrate_writes_a_profile_a_scenario_can_use(tmp_path):
     mine.write_text("devices: []\n")
     r = _cli("calibrate", str(path), "--out", str(mine))
     assert r.exit_code == 2 and "--force" in r.output and mine.read_text() == "devices: []\n"
+
+
+def test_an_interrupted_live_run_says_so_in_one_line_and_writes_nothing(tmp_path):
+    """SIGTERM (and Ctrl-C, the same handler) once the workers train: exit 130, one line, no folder."""
+    import signal
+    import subprocess
+    import time
+
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps({**TWO_WORKERS, "schedule": {**TWO_WORKERS["schedule"], "t_max": 100000}}))
+    out = tmp_path / "never"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "live", str(path), "-t", "0.05", "--no-against",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        seen = []
+        for line in proc.stderr:  # the run says when its clock starts: the workers are training from then on
+            seen.append(line)
+            if "the live clock starts" in line:
+                break
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        stdout, rest = proc.communicate(timeout=60)
+        stderr = "".join(seen) + rest
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert _one_error_line(stderr) and "interrupted" in stderr, stderr
+    assert not out.exists()

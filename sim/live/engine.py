@@ -117,6 +117,7 @@ class LiveSimulation(Simulation):
         self.overruns = 0
 
     def begin(self) -> None:
+        self.notify(f"{self.k} worker actors ready; the live clock starts")
         self.clock.begin()
 
     def _launch(self) -> None:

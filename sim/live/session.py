@@ -14,10 +14,13 @@ then ``-2``, ``-3``...).
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -60,6 +63,33 @@ def live_scenario(scenario: Scenario, notify: Callable[[str], None]) -> Scenario
     return scenario
 
 
+@contextmanager
+def _interrupt_on_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop a live run at once, as KeyboardInterrupt: nothing is written (Ray's own
+    SIGTERM handler, installed when it starts, would otherwise dump a stack and leave the driver half-closed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _closing(fleet: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        fleet.close()
+
+
 def new_folder(scenario: Scenario, scale: float, root: Path = LIVE_DIR) -> Path:
     """A live run's default folder: never an existing one."""
     base = root / f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-x{scale:g}"
@@ -99,13 +129,11 @@ def live(scenario: Scenario, scale: float, out: Path | None = None, *, tie_windo
     torch.set_num_threads(scenario.compute.threads)
     trainer = build_trainer(scenario)
     fleet = LiveFleet(scenario, kills=kills, address=address)
-    try:
+    with _interrupt_on_signals(), _closing(fleet):
         sim = LiveSimulation(scenario, trainer, build_outer(scenario), fleet, clock, tie_window, progress, say, pad)
         started = time.time()
         outcome = sim.run()
         real_seconds = time.time() - started
-    finally:
-        fleet.close()
     metrics, events = outcome.recorder.metrics_frame(), outcome.recorder.events_frame()
     log = pd.DataFrame(sim.log)
     final = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.iloc[-1].to_dict().items()}
