@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from sim.outputs import check_folder, check_run_destination
 from sim.records import is_complete_run, read_summary, run_hash, write_run_folder, write_summary
 from sim.runstate import Checkpoints
 from sim.scenario import SIMULATION_VERSION, Scenario
+from sim.signals import on_stop_signals
 from sim.store import Notify, computing, reusable, run_problem
 
 #: where run folders go unless ``$ASYNCSIM_RUNS`` says otherwise (relative to the working directory)
@@ -51,21 +51,13 @@ def stop_on_signals(sim: Simulation) -> Iterator[None]:
 
     A second SIGINT interrupts at once. Only installed in the main thread.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
     def request_stop(signum: int, frame: Any) -> None:
         if sim.stop_requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         sim.request_stop()
 
-    old = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(request_stop):
         yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def simulate(

@@ -14,8 +14,6 @@ then ``-2``, ``-3``...).
 from __future__ import annotations
 
 import json
-import signal
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ import pandas as pd
 from sim.errors import UserError
 from sim.live.clock import RealClock
 from sim.scenario import Scenario
+from sim.signals import on_stop_signals
 
 #: where live run folders go unless --out says otherwise (relative to the working directory)
 LIVE_DIR = Path("reports") / "live"
@@ -63,23 +62,10 @@ def live_scenario(scenario: Scenario, notify: Callable[[str], None]) -> Scenario
     return scenario
 
 
-@contextmanager
-def _interrupt_on_signals() -> Iterator[None]:
+def _interrupt(signum: int, frame: Any) -> None:
     """Ctrl-C and SIGTERM stop a live run at once, as KeyboardInterrupt: nothing is written (Ray's own
     SIGTERM handler, installed when it starts, would otherwise dump a stack and leave the driver half-closed)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+    raise KeyboardInterrupt
 
 
 @contextmanager
@@ -129,7 +115,7 @@ def live(scenario: Scenario, scale: float, out: Path | None = None, *, tie_windo
     torch.set_num_threads(scenario.compute.threads)
     trainer = build_trainer(scenario)
     fleet = LiveFleet(scenario, kills=kills, address=address)
-    with _interrupt_on_signals(), _closing(fleet):
+    with on_stop_signals(_interrupt), _closing(fleet):
         sim = LiveSimulation(scenario, trainer, build_outer(scenario), fleet, clock, tie_window, progress, say, pad)
         started = time.time()
         outcome = sim.run()
