@@ -95,3 +95,15 @@ def test_fixes_with_async_diloco_not_behind_diloco_have_no_gap_to_close():
     assert not any("closes" in line for line in f.evidence)
     assert f.evidence[1] == ("async_poly 18.7200 ± 0.0100 (n=3): +0.0100 against async_diloco, which is not behind "
                              "diloco here (no gap to close)")
+
+
+def test_the_advantage_over_finetune_is_described_by_its_sign_not_by_signed_arithmetic():
+    """The micro LM's -2.57, -2.63, -2.76 are no advantage at all: finetune's lead grows (it was scored 'shrinks')."""
+    from sim.findings import advantage_trend
+
+    micro = advantage_trend([4, 8, 16], [-2.5688, -2.6250, -2.7624], [False, False, False])
+    assert "no advantage at any k" in micro and "its lead grows" in micro and "shrinks" not in micro
+    real = advantage_trend([4, 8, 16], [0.3, 0.2, 0.1], [True, True, True])
+    assert "real at every k" in real and "shrinks" in real
+    mixed = advantage_trend([4, 8, 16], [-0.0053, 0.0315, 0.0006], [False, True, False])
+    assert "at k = 8 only" in mixed and "no trend" in mixed
