@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
-settings.register_profile("asyncsim", derandomize=True)
+# no per-example deadline: a loaded CI machine (or mutmut's instrumented code) is slow, and timing is never
+# the property under test
+settings.register_profile("asyncsim", derandomize=True, deadline=None)
 settings.load_profile("asyncsim")
 
 
