@@ -38,7 +38,6 @@ consecutive works / files / documents (a non-iid split by source).
 """
 from __future__ import annotations
 
-import fcntl
 import glob as globlib
 import hashlib
 import json
@@ -91,13 +90,11 @@ def file_lock(path: Path) -> Iterator[None]:
     Lets concurrent processes that need the same cache entry build it once:
     the first takes the lock and builds, the others wait, then find it built.
     """
+    from filelock import FileLock  # portable (fcntl exists only on POSIX), as the run store's lock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(str(path)):
+        yield
 
 
 # -- documents ----------------------------------------------------------------
