@@ -441,6 +441,20 @@ def validate(file: Path = FILE_ARG, method: Optional[str] = method_opt(None), se
 
 
 @app.command()
+def show(file: Path = FILE_ARG, method: Optional[str] = method_opt(None), set_: list[str] = SET_OPT) -> None:
+    """Print the fully resolved scenario (the preset expanded, every default filled in) and its digest.
+
+    What a run of it will use, before running it: the outer lr a preset
+    picks, the fleet's devices, the trainer's whole config.
+    """
+    import yaml
+
+    sc = load(file, method, set_)
+    console.print(yaml.safe_dump(sc.resolved(), sort_keys=False, width=100).rstrip(), markup=False, highlight=False)
+    console.print(f"# digest {sc.digest()}", markup=False, highlight=False)
+
+
+@app.command()
 def methods() -> None:
     """List the method presets."""
     from sim.presets import DESCRIPTIONS, PRESETS

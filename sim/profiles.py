@@ -44,6 +44,20 @@ PROFILE_DIR = shipped_dir("device_profiles")
 SCENARIO_DIR = shipped_dir("scenarios")
 
 
+def scenario_path(name: str | Path) -> Path:
+    """A scenario file as given, or a shipped example by its name (``very_heterogeneous``), from any directory.
+
+    A path that exists always wins; only a bare name with no such file here
+    is looked up among the shipped examples, so a wheel installed anywhere
+    runs them by name.
+    """
+    path = Path(name)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    shipped = SCENARIO_DIR / f"{path.name.removesuffix('.yaml')}.yaml"
+    return shipped if shipped.is_file() else path
+
+
 class Device(BaseModel):
     """One device's speed model."""
 

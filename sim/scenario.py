@@ -23,7 +23,8 @@ from sim.memory import check as check_memory
 from sim.network import NetworkSpec
 from sim.outer.registry import construct, import_object, resolve, source_digest
 from sim.presets import PRESETS
-from sim.profiles import Device, Fleet, available_fleets, fleet_path, load_fleet_raw, shipped_fleet_path
+from sim.profiles import (Device, Fleet, available_fleets, fleet_path, load_fleet_raw, scenario_path,
+                          shipped_fleet_path)
 from sim.schedules import SCHEDULES
 from sim.yamlio import load_yaml
 from trainers import BUILTIN_TRAINERS
@@ -246,13 +247,14 @@ def _shipped_fleets() -> dict[str, str]:
 
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None, method: str | None = None) -> Scenario:
-    """Read, override and validate a scenario file."""
-    path = Path(path)
+    """Read, override and validate a scenario file (or a shipped example named without a path)."""
+    path = scenario_path(path)
     source = str(path)
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise ScenarioError(f"{source}: no such file") from None
+        bare = len(path.parts) == 1
+        raise ScenarioError(f"{source}: no such file" + (", nor a shipped example of that name" if bare else "")) from None
     except IsADirectoryError:
         raise ScenarioError(f"{source}: is a directory, expected a YAML scenario file") from None
     except UnicodeDecodeError as exc:
