@@ -112,6 +112,8 @@ def run(
         fail_with(exc)
     finally:
         if bar is not None:
+            if "result" in locals() and result.reused:  # a full bar, not an empty one that never moved
+                bar.update(task, completed=scenario.schedule.t_max, metric="reused")
             bar.stop()
     s = result.summary
     final = s["final"]
@@ -125,8 +127,10 @@ def run(
     )
     console.print(f"run folder: {result.folder}")
     console.print(f"run hash: {result.run_hash}")
+    pretrains = scenario.trainer.name == "lm" and (scenario.trainer.config.get("pretrain_steps") or 0) > 0
     console.print(f"wall time: {wall_time(time.monotonic() - started)}"
-                  + ("" if result.reused else " on this machine (pretraining, if it was not cached, included)"))
+                  + ("" if result.reused else " on this machine"
+                     + (" (pretraining, if it was not cached, included)" if pretrains else "")))
     if s.get("status") in ("diverged", "stalled"):  # the run folder is written, but the run did not finish
         fail(f"{s['status']}: {s[s['status']]}; metrics up to that point are in {result.folder}", RunDiverged.exit_code)
 
