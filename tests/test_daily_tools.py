@@ -53,3 +53,38 @@ def test_every_module_imports_where_fcntl_does_not_exist():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.strip()) > 40
+
+
+def test_runs_lists_the_store_and_clean_removes_only_asyncsims_unused_leftovers(tmp_path):
+    import json
+    import os
+
+    from filelock import FileLock
+
+    store = tmp_path / "store"
+    run = store / "toy-diloco-s0-0123456789ab"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"method": "diloco", "seed": 0, "status": "finished",
+                                                  "scenario_digest": "0123456789abcdef", "run_hash": "x"}))
+    leftovers = [store / "toy-dn-s0-aaaaaaaaaaaa.damaged", store / ".toy-dn-s1-bbbbbbbbbbbb.partial",
+                 store / ".toy-dn-s2-cccccccccccc.tmp-999999999", store / ".toy-dn-s3-dddddddddddd.lock"]
+    in_use = [store / f".toy-dn-s4-eeeeeeeeeeee.old-{os.getpid()}", store / ".toy-dn-s5-ffffffffffff.partial"]
+    users = [store / "notes.txt", store / "mydata", store / ".hidden-of-mine"]
+    for path in leftovers[:3] + in_use + users[1:]:
+        path.mkdir()
+        (path / "f").write_text("x")
+    leftovers[3].write_text("")
+    users[0].write_text("mine")
+    held = FileLock(str(store / ".toy-dn-s5-ffffffffffff.lock"))  # that run is being computed now
+    held.acquire()
+    try:
+        r = CliRunner().invoke(app, ["runs", "--runs", str(store)])
+        assert r.exit_code == 0, r.output
+        assert "toy-diloco-s0-0123456789ab" in r.output and "1 runs" in r.output and "4 leftovers" in r.output
+        r = CliRunner().invoke(app, ["runs", "--runs", str(store), "--clean"])
+        assert r.exit_code == 0, r.output
+        assert "removed 4 leftovers" in r.output
+    finally:
+        held.release()
+    assert not any(p.exists() for p in leftovers)
+    assert all(p.exists() for p in in_use + users) and run.exists()
