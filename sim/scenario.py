@@ -11,6 +11,8 @@ import functools
 import hashlib
 import inspect
 import json
+import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -275,7 +277,22 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None, met
     raw = _apply_overrides(raw, overrides or {}, source)
     if method is not None:
         raw = _apply_overrides(raw, {"method.preset": method}, source)
-    return scenario_from_dict(raw, source, base=path.parent)
+    try:
+        return scenario_from_dict(raw, source, base=path.parent)
+    except ScenarioError as exc:
+        raise _blame_override(exc, source, overrides or {}) from None
+
+
+def _blame_override(exc: ScenarioError, source: str, overrides: dict[str, Any]) -> ScenarioError:
+    """An error in a field that ``--set`` gave names ``--set KEY=VALUE``, not the file that never said it."""
+    found = re.match(rf"^{re.escape(source)}: field '([^']+)'", str(exc))
+    if found is None:
+        return exc
+    field = found.group(1)
+    for key, value in overrides.items():
+        if field == key or field.startswith(key + ".") or key.startswith(field + "."):
+            return ScenarioError(str(exc).replace(f"{source}: ", f"--set {key}={value}: ", 1))
+    return exc
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -314,6 +331,20 @@ def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str
     return raw
 
 
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    """The field names a scenario accepts at ``loc`` (a path of field names), for "did you mean"."""
+    model: Any = Scenario
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(str(part))
+        if field is None:
+            return []
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
 def _field_error(source: str, field: str, message: str) -> ScenarioError:
     return ScenarioError(f"{source}: field '{field}': {message}")
 
@@ -330,7 +361,8 @@ def _format_validation_error(source: str, exc: ValidationError, prefix: str = ""
         if err["type"] == "missing":
             msg = "required field is missing"
         elif err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(err["loc"][-1]), missing, n=1) if err["loc"] else []
+            known = missing + _known_fields(err["loc"][:-1]) if not prefix else missing
+            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1) if err["loc"] else []
             msg = "unknown field" + (f" (did you mean '{close[0]}'?)" if close else "")
         elif "input" in err and err["type"] not in ("value_error",):
             got = err["input"]

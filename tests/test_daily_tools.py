@@ -88,3 +88,13 @@ def test_runs_lists_the_store_and_clean_removes_only_asyncsims_unused_leftovers(
         held.release()
     assert not any(p.exists() for p in leftovers)
     assert all(p.exists() for p in in_use + users) and run.exists()
+
+
+def test_a_bad_set_value_is_blamed_on_set_and_nested_typos_get_a_suggestion():
+    path = str(ROOT / "scenarios" / "very_heterogeneous.yaml")
+    r = CliRunner().invoke(app, ["validate", path, "--set", "method.outer.lr=-1"])
+    assert r.exit_code == 2 and r.output.startswith("error: --set method.outer.lr=-1: field 'method.outer.lr'"), r.output
+    r = CliRunner().invoke(app, ["validate", path, "--set", "schedule.Hh=3"])
+    assert r.exit_code == 2 and "did you mean 'H'?" in r.output, r.output
+    r = CliRunner().invoke(app, ["validate", path, "--set", "eval.evry=3"])
+    assert "did you mean 'every'?" in r.output, r.output
