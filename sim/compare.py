@@ -76,6 +76,11 @@ def parse_sweep(text: str, option: str = "--sweep") -> tuple[str, str, list[Any]
     field = SWEEP_ALIASES.get(label, label)
     raw = [v.strip() for v in values.split(",") if v.strip()]
     if field == "workers.fleet":  # names, not YAML: 'no' must not become False
+        if label == "heterogeneity":  # the paper's levels, nothing else
+            unknown = [v for v in raw if v not in FLEET_ALIASES and v not in FLEET_ALIASES.values()]
+            if unknown:
+                raise ScenarioError(f"{option} {text!r}: heterogeneity {unknown[0]!r} is not a level; expected "
+                                    f"{', '.join(FLEET_ALIASES)} (or sweep fleet=NAME for any fleet)")
         parsed: list[Any] = [FLEET_ALIASES.get(v, v) for v in raw]
     else:
         parsed = [parse_override(f"x={v}")[1] for v in raw]

@@ -98,3 +98,10 @@ def test_a_bad_set_value_is_blamed_on_set_and_nested_typos_get_a_suggestion():
     assert r.exit_code == 2 and "did you mean 'H'?" in r.output, r.output
     r = CliRunner().invoke(app, ["validate", path, "--set", "eval.evry=3"])
     assert "did you mean 'every'?" in r.output, r.output
+
+
+def test_an_unknown_heterogeneity_level_lists_the_levels(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["compare", "very_heterogeneous", "--methods", "diloco", "--sweep",
+                                 "heterogeneity=huge", "-q"])
+    assert r.exit_code == 2 and "no, slight, moderate, very" in r.output and "Traceback" not in r.output, r.output
