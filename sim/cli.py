@@ -508,16 +508,12 @@ def methods() -> None:
     """List the method presets."""
     from sim.presets import DESCRIPTIONS, PRESETS
 
-    table = _narrow_table("preset", "schedule", "outer", "fix", "DyLU", "what", wrap="what")
+    # two columns, so the description reads as a sentence at 80 columns (split in five it wrapped every 15 characters)
+    table = _narrow_table("preset", "schedule · outer · fix · DyLU: what it is", wrap="schedule · outer · fix · DyLU: what it is")
     for name, p in PRESETS.items():
-        table.add_row(
-            name,
-            p["schedule"],
-            (p["outer"] or {}).get("name", "-"),
-            (p["fix"] or {}).get("name", "-"),
-            "on" if p["dylu"] else "off",
-            DESCRIPTIONS[name],
-        )
+        rule = " · ".join([p["schedule"], (p["outer"] or {}).get("name", "-"), (p["fix"] or {}).get("name", "-"),
+                           "DyLU" if p["dylu"] else "no DyLU"])
+        table.add_row(name, f"{rule}: {DESCRIPTIONS[name]}")
     console.print(table)
 
 
@@ -539,7 +535,10 @@ def profiles(
             fail(f"{scenario}: trainer does not report flops_per_step(); FLOP-rated devices cannot be timed")
         flops = flops_fn()
         console.print(f"model of {scenario}: {flops:.3g} FLOPs per local step (6 x parameters x tokens)")
-    table = Table("fleet", "devices: s/step" + (" for this model" if flops else " (or peak TFLOP/s x MFU)"), "slowest/fastest", "description")
+    # the fleet name is what a user types: never cut; devices and description wrap beside it
+    table = _narrow_table("fleet", "slowest/fastest", "devices: s/step" + (" for this model" if flops else
+                                                                           " (or peak TFLOP/s x MFU); what it is"),
+                          wrap="devices: s/step" + (" for this model" if flops else " (or peak TFLOP/s x MFU); what it is"))
     for path in sorted(PROFILE_DIR.glob("*.yaml")):
         fleet = Fleet.model_validate(load_fleet_raw(path))
         cells, times = [], []
@@ -551,7 +550,7 @@ def profiles(
             times.append(t)
             cells.append(f"{d.name} {t:.3g}" if d.peak_tflops is not None else f"{t:.3g}")
         ratio = f"{max(times) / min(times):.2f}x" if len(times) == len(fleet.devices) else "-"
-        table.add_row(path.stem, ", ".join(cells), ratio, " ".join(fleet.description.split()).split(". ")[0])
+        table.add_row(path.stem, ratio, ", ".join(cells) + ". " + " ".join(fleet.description.split()).split(". ")[0])
     console.print(table)
 
 
