@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -118,6 +119,7 @@ def plot_compare_curves(
         ax.set_ylabel(f"eval {metric}")
         if log_y:
             ax.set_yscale("log")
+            plain_log_ticks(ax.yaxis)
         _clip_runaways(ax, panel, x, log_y)
         if x == "tau":
             ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
@@ -131,6 +133,18 @@ def plot_compare_curves(
     fig.suptitle(f"eval {metric} vs {X_LABELS.get(x, x)}\n({band})", fontsize=11)
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def plain_log_ticks(axis: Any) -> None:
+    """Log-axis ticks as plain numbers (18, 20, 23), not 2.3x10^1: perplexities span less than a decade."""
+    from matplotlib.ticker import LogLocator, ScalarFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    axis.set_minor_locator(LogLocator(base=10, subs="auto"))
+    formatter = ScalarFormatter()
+    formatter.set_scientific(False)
+    axis.set_major_formatter(formatter)
+    axis.set_minor_formatter(plt.NullFormatter())
 
 
 def _clip_runaways(ax: Any, panel: pd.DataFrame, x: str, log_y: bool) -> None:
@@ -352,20 +366,14 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
     fig, axes = plt.subplots(len(methods), 1, figsize=(11, 1.2 + 0.45 * rows * len(methods)),
                              squeeze=False, constrained_layout=True)
     any_comm = any_lost = any_overlap = False
+    # one time axis for every method, so bars compare across panels: the longest of their first rounds
+    t_end = max(_first_rounds_end(events[events["method"] == m], horizon) for m in methods)
     for ax, method in zip(axes[:, 0], methods):
         ev = events[events["method"] == method]
         jobs = worker_intervals(ev)
         k = int(jobs["worker"].max()) + 1
-        t_end = jobs.groupby("worker")["end"].nth(horizon).max() if len(jobs) > horizon * k else jobs["end"].max()
-        t_end = float(t_end) if pd.notna(t_end) else float(jobs["end"].max())
-        if "fragment" in ev.columns:  # jobs are pieces of rounds: the first rounds end at a fragment count of syncs
-            parts = max(1, ev.loc[ev["event"] == "upload", "fragment"].nunique())
-            syncs = ev[ev["event"] == "sync"].groupby("worker")["tau"].nth(horizon * parts - 1)
-            t_end = float(syncs.max()) if len(syncs) else t_end
         labels = [f"w{w}" for w in range(k)]
-        if (ev["worker"] < 0).any():  # HALoS: show at least every region server's first round trip
-            merges = ev[ev["event"] == "merge"].groupby("server")["tau"].min()
-            t_end = max(t_end, float(merges.max()) * 1.05) if len(merges) else t_end
+        if (ev["worker"] < 0).any():
             labels += _plot_server_rows(ax, ev, k, t_end)
             any_comm = True
         for r in jobs.itertuples():
@@ -427,6 +435,22 @@ def _plot_transfers(ax: Any, ev: pd.DataFrame, t_end: float) -> bool:
     return len(rows) > 0
 
 
+def _first_rounds_end(ev: pd.DataFrame, horizon: int) -> float:
+    """When a method's first ``horizon`` rounds are over (every region server's first round trip, for HALoS)."""
+    jobs = worker_intervals(ev)
+    k = int(jobs["worker"].max()) + 1
+    t_end = jobs.groupby("worker")["end"].nth(horizon).max() if len(jobs) > horizon * k else jobs["end"].max()
+    t_end = float(t_end) if pd.notna(t_end) else float(jobs["end"].max())
+    if "fragment" in ev.columns:  # jobs are pieces of rounds: the first rounds end at a fragment count of syncs
+        parts = max(1, ev.loc[ev["event"] == "upload", "fragment"].nunique())
+        syncs = ev[ev["event"] == "sync"].groupby("worker")["tau"].nth(horizon * parts - 1)
+        t_end = float(syncs.max()) if len(syncs) else t_end
+    if (ev["worker"] < 0).any():
+        merges = ev[ev["event"] == "merge"].groupby("server")["tau"].min()
+        t_end = max(t_end, float(merges.max()) * 1.05) if len(merges) else t_end
+    return t_end
+
+
 def _plot_server_rows(ax: Any, ev: pd.DataFrame, k: int, t_end: float) -> list[str]:
     """HALoS's rows below the workers: each LPS's syncs and round trips to the GPS, and the GPS's updates."""
     server_ids = sorted(int(r) for r in ev.loc[ev["server"] >= 0, "server"].unique())
@@ -459,6 +483,8 @@ def plot_staleness(events: pd.DataFrame, path: Path, methods: list[str]) -> None
         ax.set_title(f"{method} (mean {s.mean():.2f})", fontsize=10)
         ax.set_xlabel("staleness (server updates since dispatch)")
         ax.set_ylabel("syncs")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts of updates: no 2.5-step ticks
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in list(axes.flat)[len(methods):]:
         ax.axis("off")
     fig.savefig(path, dpi=110, metadata={"Software": None})
