@@ -172,3 +172,68 @@ def test_an_interrupted_live_run_says_so_in_one_line_and_writes_nothing(tmp_path
     assert proc.returncode == 130, stderr
     assert _one_error_line(stderr) and "interrupted" in stderr, stderr
     assert not out.exists()
+
+
+class _SlowReportFleet:
+    """Runs each job in the driver and reports worker 0's result ``late`` real seconds after it was sent
+    (1 ms after worker 1's, inside the tie window), as a loaded machine's Ray may."""
+
+    name = "slow-report"
+
+    def __init__(self, trainer, late: float):
+        self.trainer, self.late, self.pending = trainer, late, []
+
+    def submit(self, theta, spec, state=None, priority=0.0):
+        from sim.live.fleet import LiveFuture
+
+        return LiveFuture(theta, spec, state)
+
+    def launch(self, worker, future, deadline):
+        import time
+
+        started = time.time()
+        future.value = self.trainer.local_train(future.theta, future.spec, future.state)
+        sent = max(deadline, time.time()) + (0.001 if worker == 0 else 0.0)
+        future.ref = object()
+        future.timing.update(launched=started, started=started, computed=time.time(), deadline=deadline, sent=sent)
+        future.theta = future.state = None
+        self.pending.append((sent + (self.late if worker == 0 else 0.0), future))
+
+    def wait(self, timeout):
+        import time
+
+        for attempt in (0, 1):
+            now = time.time()
+            ready = [f for t, f in self.pending if t <= now]
+            if ready or attempt or not self.pending or timeout == 0:
+                self.pending = [(t, f) for t, f in self.pending if t > now]
+                return ready
+            nxt = min(t for t, _ in self.pending) - now
+            time.sleep(max(0.0, nxt if timeout is None else min(timeout, nxt)))
+        return []
+
+
+def test_a_tie_whose_second_result_reaches_the_server_late_is_still_one_arrival_time_in_worker_order():
+    """Two identical devices end every round together. Worker 0's result leaves 1 ms after worker 1's (inside the
+    5 ms window) but reaches the server 30 ms later: the server waits for it (its deadline has passed) and applies
+    the tie in worker order, as the simulation does, instead of applying worker 1's result alone first."""
+    from sim.build import build_outer, build_trainer
+    from sim.live.against import compare
+    from sim.live.clock import RealClock
+    from sim.live.engine import LiveSimulation
+    from sim.runner import simulate
+
+    scenario = scenario_from_dict({**TWO_WORKERS, "workers": {"devices": [
+        {"name": "a", "seconds_per_step": 1.0}, {"name": "b", "seconds_per_step": 1.0}]}, "schedule": {
+        "H": 4, "t_max": 32, "grace_period": 0.0}})
+    torch.set_num_threads(scenario.compute.threads)
+    trainer = build_trainer(scenario)
+    sim = LiveSimulation(scenario, trainer, build_outer(scenario), _SlowReportFleet(trainer, 0.03), RealClock(0.02),
+                         tie_window=0.005)
+    outcome = sim.run()
+    simulated = simulate(scenario)
+    c = compare(simulated.events, outcome.recorder.events_frame(), simulated.summary["final"], {},
+                simulated.summary["simulated_seconds"], outcome.simulated_seconds, simulated.params, outcome.theta)
+    assert c["first_divergence"] is None and c["in_order_share"] == 1.0, c
+    assert c["identical_model"] is True
+    assert sim.ties["batches"] >= 4 and sim.ties["reordered"] >= 4  # every round: worker 1's stamp came first

@@ -43,6 +43,10 @@ from sim.live.fleet import LiveFleet, LiveFuture
 from sim.simtime import Time, later
 from trainers.base import JobResult
 
+#: how long (real s) past its deadline the server waits for a padded result that may come before (or tie with) the
+#: occurrence it is about to apply (on a loaded machine Ray reports results tens of ms after they leave)
+SETTLE = 0.05
+
 #: the schedules a live server can run: their transfers are inside the jobs or timed by the server itself
 LIVE_SCHEDULES = ("async", "sync", "single", "halos")
 
@@ -114,6 +118,8 @@ class LiveSimulation(Simulation):
         self.planned: dict[int, float] = {}  # job id -> planned arrival (simulated s) when launched
         self.log: list[dict[str, Any]] = []  # one row per job that came back or failed
         self.ties = {"batches": 0, "reordered": 0}
+        self._tie_at: dict[int, float] = {}  # job id -> the real send stamp its arrival time was taken from
+        self.settle = SETTLE
         self.overruns = 0
 
     def begin(self) -> None:
@@ -136,12 +142,35 @@ class LiveSimulation(Simulation):
                 job = self.faulted.pop(0)
                 return self.state.now, lambda: self._fault(job)
             decision = self._decide()
-            if decision is not None and time.time() >= self.clock.real_at(decision[0].seconds) + self.tie_window:
-                return decision
+            due = None if decision is None else self.clock.real_at(decision[0].seconds) + self.tie_window
+            if due is not None and time.time() >= due:
+                ready = self.fleet.wait(0)  # results already in may belong to its tie, or come before it
+                if ready:
+                    self._land(ready)
+                    continue
+                owed = self._owed(due)
+                if owed is None:
+                    return decision
+                self._await(owed)  # a result due by then is still on its way to the server
+                continue
             if decision is None and not self.jobs.out():
                 raise RuntimeError(f"{type(self.schedule).__name__} waits, but nothing is left to happen")
-            until = None if decision is None else self.clock.real_at(decision[0].seconds) + self.tie_window
-            self._await(until)
+            self._await(due)
+
+    def _owed(self, until: float) -> float | None:
+        """Until when to wait for padded results due by the real instant ``until`` that have not reached the server.
+
+        Such a result left at its deadline (or later, an overrun), so it may
+        belong to the tie being applied, or come before the timed occurrence.
+        It is waited for up to :data:`SETTLE` past its deadline (later, it is
+        an overrun or its actor died). None: nothing to wait for.
+        """
+        if not self.pad:
+            return None
+        now = time.time()
+        ends = [j.future.timing["deadline"] + self.settle for j in self.jobs.out()
+                if j.future.launched and j.future.timing["deadline"] <= until and now < j.future.timing["deadline"] + self.settle]
+        return min(ends, default=None)
 
     def _decide(self) -> tuple[Time, Callable[[], None]] | None:
         """The simulation's choice over what is known now; None: wait for an arrival."""
@@ -152,24 +181,39 @@ class LiveSimulation(Simulation):
         """Wait for results until the real instant ``until`` (None: until one comes), then land a batch."""
         timeout = None if until is None else max(0.0, until - time.time())
         ready = self.fleet.wait(timeout)
-        if not ready:
-            return
+        if ready:
+            self._land(ready)
+
+    def _land(self, ready: list[LiveFuture]) -> None:
+        """Land a batch of results: those sent within the tie window of the first are one arrival time.
+
+        A result that reaches the server after its tie's first one (it was sent
+        later in the window, or was still on its way) joins that tie while its
+        arrivals wait to be applied.
+        """
         first = min(f.timing["sent"] for f in ready)
         pause = first + self.tie_window - time.time()
         if pause > 0:  # results sent within the tie window of the first may still be on their way
             time.sleep(pause)
-            ready += self.fleet.wait(0)
+        ready += self.fleet.wait(0)
+        waiting = [self._tie_at[j.id] for j in self.jobs.arrived if 0 <= first - self._tie_at[j.id] <= self.tie_window]
+        first = min(waiting, default=first)
         jobs = {id(j.future): j for j in self.jobs.by_worker()}
         batch = sorted(((f.timing["sent"], jobs[id(f)]) for f in ready), key=lambda p: (p[0], p[1].worker))
         tied = [job for sent, job in batch if sent - first <= self.tie_window and job.future.error is None]
-        if len(tied) > 1:
-            self.ties["batches"] += 1
-            self.ties["reordered"] += [j.worker for j in tied] != sorted(j.worker for j in tied)
+        if tied:
+            joined = [j for j in self.jobs.arrived if self._tie_at[j.id] == first]
+            group = sorted(joined + tied, key=lambda j: j.future.timing["sent"])
+            if len(group) > 1 and len(joined) < 2:  # a new tie (one that grew is counted once)
+                self.ties["batches"] += 1
+            was = [j.worker for j in joined] != sorted(j.worker for j in joined)
+            self.ties["reordered"] += ([j.worker for j in group] != sorted(j.worker for j in group)) and not was
         for sent, job in batch:
             if job.future.error is not None:
                 self.faulted.append(job)
                 continue
             at = first if job in tied else sent
+            self._tie_at[job.id] = at
             job.completes_at = later(self.state.now, Time.of(self.clock.sim_of(at)))
             self.jobs.land(job)
 

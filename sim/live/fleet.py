@@ -124,7 +124,7 @@ class LiveFleet:
         die = (worker, self.launches[worker]) in self.kills
         launched = time.time()
         future.ref = self.actors[worker].run.remote(self._put[1], future.spec, future.state, deadline, die)
-        future.timing["launched"] = launched
+        future.timing.update(launched=launched, deadline=deadline)
         future.theta = future.state = None
         self._in_flight[future.ref] = (worker, future)
 

@@ -1,0 +1,381 @@
+"""Sim-to-real: live runs of the study against their simulations (issue 24).
+
+    .venv/bin/python reports/sim_to_real/make.py            # run what is missing, then write the report files
+    .venv/bin/python reports/sim_to_real/make.py --report   # only re-read the run folders and write the files
+
+Every live run goes through ``sim.live.session.live`` with ``against=True``,
+one at a time, in one local Ray instance (started once here). Run folders go
+under ``/tmp/sim_to_real/runs`` (override: ``SIM_TO_REAL_DIR``); a folder with
+its against.json, summary.json and live.csv is complete and skipped. Writes,
+next to this file: results.csv (one row per live run), errors.md (the errors
+per fleet x method x time scale, mean and min..max over the repetitions, and
+the targets), time.md (where the real time goes, from each run's live.csv),
+and copies a few timeline_vs_sim.png pictures. Every number in those files is
+computed here from the run folders.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RUNS = Path(os.environ.get("SIM_TO_REAL_DIR", "/tmp/sim_to_real")) / "runs"
+BEFORE_FIX = RUNS.parent / "runs_before_fix"
+PROFILE = HERE / "this_machine.yaml"  # calibrated on this machine (made by asyncsim calibrate, committed)
+os.environ.setdefault("ASYNCSIM_CACHE", "/root/asyncsim-lm/cache")  # the micro LM's cached pretraining
+os.environ.setdefault("RAY_worker_niceness", "0")
+sys.path.insert(0, str(ROOT))
+
+METHODS = ("diloco", "async_diloco", "dn_dylu", "halos")
+REPS = (1, 2, 3)
+TOY = {  # fleet -> (scenario, overrides): about 20 real seconds per run at the fleet's main time scale
+    "very_heterogeneous": ("scenarios/very_heterogeneous.yaml", ["schedule.t_max=800", "eval.every=200"]),
+    "homogeneous": ("scenarios/homogeneous.yaml", ["schedule.t_max=800", "eval.every=200"]),
+    "geo_distributed": ("scenarios/geo_distributed.yaml", ["schedule.t_max=1200", "eval.every=300"]),
+}
+# sync DiLoCo on the very fleet waits for the 3.33 s/step device every round (66.6 simulated s): a smaller budget
+# (5 rounds) keeps it near 20 real seconds
+METHOD_SETS = {("very_heterogeneous", "diloco"): ["schedule.t_max=400", "eval.every=100"]}
+# real seconds per simulated second: the smallest jobs still leave the toy's real compute (tens of ms) far inside
+# the padding: very/homogeneous's fastest job is 20 x 0.58 s = 11.6 s simulated (0.58 s real at 0.05); geo's is
+# 20 x 0.04 s = 0.8 s simulated, so geo runs at S = 0.5 (0.4 s real). very is shown at a second, tighter scale.
+SCALE = {"very_heterogeneous": 0.05, "homogeneous": 0.05, "geo_distributed": 0.5}
+SECOND_SCALE = ("very_heterogeneous", 0.02)
+SECOND_SCALE_METHODS = ("dn_dylu", "diloco")
+LM = ("lm_micro_paper", "scenarios/lm_micro_paper.yaml", "dn_dylu", 0.1, ["schedule.t_max=1600", "eval.every=400"])
+UNPADDED_METHODS = ("dn_dylu", "diloco")
+UNPADDED_REAL_S = 10.0  # the un-padded runs' budget is set from the calibrated step time to last about this long
+
+
+def plan() -> list[dict]:
+    """Every live run of the study, in the order they are run (a complete subset first)."""
+    runs = []
+
+    def add(fleet, scenario, method, scale, rep, sets, pad=True, group=None):
+        name = f"{group or fleet}-{method}-x{scale:g}-r{rep}"
+        sets = METHOD_SETS.get((fleet, method), sets)
+        runs.append(dict(name=name, group=group or fleet, fleet=fleet, scenario=scenario, method=method, scale=scale,
+                         rep=rep, sets=list(sets), pad=pad))
+
+    for fleet in ("very_heterogeneous", "homogeneous", "geo_distributed"):
+        for method in METHODS:
+            for rep in REPS:
+                add(fleet, *TOY[fleet][:1], method, SCALE[fleet], rep, TOY[fleet][1])
+    for method in UNPADDED_METHODS:
+        for rep in REPS:
+            add("this_machine", "scenarios/very_heterogeneous.yaml", method, 1.0, rep, unpadded_sets(), pad=False,
+                group="this_machine_nopad")
+    name, path, method, scale, sets = LM
+    add(name, path, method, scale, 1, sets)
+    fleet, scale = SECOND_SCALE
+    for method in SECOND_SCALE_METHODS:
+        for rep in REPS:
+            add(fleet, TOY[fleet][0], method, scale, rep, TOY[fleet][1])
+    # the same un-padded comparison with 10x longer jobs (H = 200): a fixed cost per job weighs 10x less
+    for method in UNPADDED_METHODS:
+        for rep in REPS:
+            add("this_machine", "scenarios/very_heterogeneous.yaml", method, 1.0, rep, unpadded_sets(200), pad=False,
+                group="this_machine_nopad_H200")
+    return runs
+
+
+def unpadded_sets(H: int = 20) -> list[str]:
+    """The very_heterogeneous toy on this machine's calibrated fleet (2 workers, no more than the cores)."""
+    h = [] if H == 20 else [f"schedule.H={H}"]
+    if not PROFILE.exists():
+        return ["workers.k=2", f"workers.fleet={PROFILE}"] + h  # t_max set once calibrated
+    import yaml
+
+    sps = float(yaml.safe_load(PROFILE.read_text())["devices"][0]["seconds_per_step"])
+    t_max = int(round(2 * UNPADDED_REAL_S / sps / 100.0)) * 100
+    return ["workers.k=2", f"workers.fleet={PROFILE}", f"schedule.t_max={t_max}", f"eval.every={t_max // 5}"] + h
+
+
+def calibrate_profile() -> None:
+    if PROFILE.exists():
+        return
+    tmp = Path("/tmp/sim_to_real/this_machine.yaml")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [str(ROOT / ".venv/bin/asyncsim"), "calibrate", "scenarios/very_heterogeneous.yaml", "--out", str(tmp), "-k", "2",
+           "--force"]
+    print("calibrating:", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    shutil.copy(tmp, PROFILE)
+
+
+def complete(folder: Path) -> bool:
+    return all((folder / f).exists() for f in ("against.json", "summary.json", "live.csv"))
+
+
+def run_all(runs: list[dict]) -> None:
+    import ray
+
+    from sim.cli_common import load
+    from sim.live.session import live, live_scenario
+
+    todo = [r for r in runs if not complete(RUNS / r["name"])]
+    print(f"{len(runs)} live runs in the study, {len(runs) - len(todo)} complete, {len(todo)} to run", flush=True)
+    if not todo:
+        return
+    if not ray.is_initialized():
+        t = time.time()
+        ray.init(include_dashboard=False, log_to_driver=False)
+        print(f"ray started in {time.time() - t:.1f} s", flush=True)
+    for i, r in enumerate(todo, 1):
+        if r["fleet"] == "this_machine":
+            calibrate_profile()
+            r["sets"] = unpadded_sets(200 if r["group"].endswith("H200") else 20)
+        folder = RUNS / r["name"]
+        if folder.exists():
+            shutil.rmtree(folder)  # an incomplete folder from an interrupted run
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scenario = live_scenario(load(ROOT / r["scenario"], r["method"], r["sets"]), print)
+        marks = {}
+
+        def note(line: str, marks=marks) -> None:
+            if "the live clock starts" in line:
+                marks["clock"] = time.time()
+
+        load_before = os.getloadavg()
+        t0 = time.time()
+        print(f"[{i}/{len(todo)}] {r['name']}: {r['scenario']} --method {r['method']} --time-scale {r['scale']:g} "
+              f"{'' if r['pad'] else '--no-pad '}{' '.join('--set ' + s for s in r['sets'])} (load {load_before[0]:.2f})",
+              flush=True)
+        res = live(scenario, r["scale"], folder, against=True, pad=r["pad"], notify=note)
+        wall = time.time() - t0
+        a, info = res.against, res.summary["live"]
+        from sim.live.engine import LiveSimulation
+
+        extra = {"tie_fix": hasattr(LiveSimulation, "_owed"), "load_before": load_before[0], "load_after": os.getloadavg()[0], "wall_s": wall,
+                 "startup_s": marks.get("clock", math.nan) - t0, "sets": r["sets"], "pad": r["pad"]}
+        (folder / "study.json").write_text(json.dumps(extra, indent=1) + "\n")
+        print(f"    in order {a['in_order_share']:.1%}, finish {a['finish_error']:+.3%}, identical "
+              f"{a.get('identical_model')}, overruns {info['overruns']}, {info['real_seconds']:.1f} real s, "
+              f"startup {extra['startup_s']:.1f} s, wall {wall:.1f} s", flush=True)
+
+
+# ---------------------------------------------------------------- aggregation
+
+def row_of(r: dict, runs_dir: Path = RUNS, suffix: str = ""):
+    import pandas as pd
+
+    folder = runs_dir / r["name"]
+    a = json.loads((folder / "against.json").read_text())
+    s = json.loads((folder / "summary.json").read_text())
+    extra = json.loads((folder / "study.json").read_text()) if (folder / "study.json").exists() else {}
+    log = pd.read_csv(folder / "live.csv")
+    ok = log[log["fault"].isna() | (log["fault"] == "")]
+    S = r["scale"]
+    planned_real = S * (ok["planned_arrival"] - ok["dispatched"])  # the job's planned duration, real s
+    real_dur = ok["real_sent"] - ok["real_dispatched"]
+    metric = "perplexity" if "final_perplexity_sim" in a else "loss"
+    info = s["live"]
+    return {
+        "fleet": r["group"] + suffix, "tie_fix": extra.get("tie_fix", False), "method": r["method"], "time_scale": S, "padded": r["pad"], "rep": r["rep"],
+        "in_order_share": a["in_order_share"], "same_jobs_share": a.get("same_jobs_share", math.nan),
+        "first_divergence": a["first_divergence"], "arrivals": a["arrivals_live"], "arrivals_sim": a["arrivals_sim"],
+        "event_error_mean_s": a["event_error_mean_s"],
+        "event_error_abs_mean_s": a["event_error_abs_mean_s"], "event_error_abs_max_s": a["event_error_abs_max_s"],
+        "finish_sim_s": a["finish_sim_s"], "finish_live_s": a["finish_live_s"], "finish_error": a["finish_error"],
+        "final_metric": metric, "final_live": a[f"final_{metric}_live"], "final_sim": a[f"final_{metric}_sim"],
+        "final_diff": a[f"final_{metric}_live"] - a[f"final_{metric}_sim"],
+        "identical_model": a.get("identical_model"), "overruns": info["overruns"], "jobs": len(log),
+        "tie_batches": info["tie_batches"], "tie_reordered": info["tie_reordered"], "faults": info["faults"],
+        "real_seconds": info["real_seconds"],
+        "launch_lag_ms": 1e3 * ok["launch_lag_s"].mean(), "launch_lag_max_ms": 1e3 * ok["launch_lag_s"].max(),
+        "start_delay_ms": 1e3 * (ok["real_started"] - ok["real_launched"]).mean(),
+        "compute_ms": 1e3 * ok["compute_s"].mean(), "compute_max_ms": 1e3 * ok["compute_s"].max(),
+        "handled_minus_sent_ms": 1e3 * (ok["real_handled"] - ok["real_sent"]).mean(),
+        "handled_minus_sent_max_ms": 1e3 * (ok["real_handled"] - ok["real_sent"]).max(),
+        # padded: how late the result left after its deadline (sleep overshoot; overruns included)
+        "send_late_ms": 1e3 * (ok["real_sent"] - S * ok["planned_arrival"]).mean() if r["pad"] else math.nan,
+        "send_late_max_ms": 1e3 * (ok["real_sent"] - S * ok["planned_arrival"]).max() if r["pad"] else math.nan,
+        "late_over_window_share": float(((ok["real_sent"] - S * ok["planned_arrival"]) > info["tie_window_s"]).mean())
+        if r["pad"] else math.nan,
+        "slack_ms": 1e3 * (S * ok["planned_arrival"] - ok["real_computed"]).mean() if r["pad"] else math.nan,
+        "slack_min_ms": 1e3 * (S * ok["planned_arrival"] - ok["real_computed"]).min() if r["pad"] else math.nan,
+        "planned_job_ms": 1e3 * planned_real.mean(), "real_job_ms": 1e3 * real_dur.mean(),
+        "job_error_ms": 1e3 * (real_dur - planned_real).mean(),
+        "planned_compute_ms": 1e3 * ok["steps"].mean() * profile_seconds_per_step() if not r["pad"] else math.nan,
+        "load_before": extra.get("load_before", math.nan), "load_after": extra.get("load_after", math.nan),
+        "startup_s": extra.get("startup_s", math.nan), "wall_s": extra.get("wall_s", math.nan),
+    }
+
+
+def spread(x, fmt: str) -> str:
+    x = [v for v in x if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not x:
+        return "-"
+    m = sum(x) / len(x)
+    return f"{fmt.format(m)} ({fmt.format(min(x))}..{fmt.format(max(x))})" if len(x) > 1 else fmt.format(m)
+
+
+def verdicts(g) -> dict[str, str]:
+    """The issue's targets for one fleet x method x time scale group (every repetition must meet them)."""
+    n = len(g)
+    order_matched = g[g["first_divergence"].isna()]
+    ident = (f"{int(order_matched['identical_model'].astype(bool).sum())}/{len(order_matched)}"
+             if len(order_matched) else "n/a (order never fully matched)")
+    if g["padded"].iloc[0]:
+        fin = (g["finish_error"].abs() <= 0.05).sum()
+        order = (g["in_order_share"] >= 0.95).sum()
+        return {"finish within 5%": f"{'met' if fin == n else 'NOT met'} ({fin}/{n})",
+                "arrivals >= 95% in order": f"{'met' if order == n else 'NOT met'} ({order}/{n})",
+                "identical when order matched": ident}
+    fin = (g["finish_error"].abs() <= 0.10).sum()
+    return {"finish within 10%": f"{'met' if fin == n else 'NOT met'} ({fin}/{n})",
+            "identical when order matched": ident}
+
+
+def write_reports(runs: list[dict]) -> None:
+    import pandas as pd
+
+    rows = [row_of(r) for r in runs if complete(RUNS / r["name"])]
+    # the homogeneous runs made before the tie fix in sim/live/engine.py (kept to show what it changed)
+    rows += [row_of(r, BEFORE_FIX, " (before fix)") for r in runs if complete(BEFORE_FIX / r["name"])]
+    if not rows:
+        print("no complete runs yet")
+        return
+    df = pd.DataFrame(rows)
+    df.to_csv(HERE / "results.csv", index=False, float_format="%.6g", lineterminator="\n")
+    keys = ["fleet", "time_scale", "method"]
+    order = {m: i for i, m in enumerate(METHODS)}
+    groups = sorted(df.groupby(keys, sort=False), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 9)))
+
+    lines = ["# Sim-to-real: live runs against their simulations", "",
+             f"Written by make.py from {len(df)} live runs (results.csv). Each cell: mean (min..max) over the "
+             "repetitions. Order: share of arrivals in the simulated order; finish: (live - simulated) / simulated "
+             "time to finish the budget; event |err|: mean and max absolute error of dispatch and arrival times "
+             "before the first divergence, in simulated seconds; final diff: live - simulated final eval loss "
+             "(perplexity for the LM); identical: runs with a bit-identical final model. Same jobs: share of the simulation's "
+             "jobs the live run also ran from the same inputs, in any order (a sync round does not depend on the order "
+             "of its arrivals, so DiLoCo can be out of order and still bit-identical).", "",
+             "| fleet | S | method | reps | order | same jobs, any order | first divergence | finish error | "
+             "event abs err mean (s) | event abs err max (s) | final diff | identical | overruns | ties (reordered) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (fleet, S, method), g in groups:
+        fd = [("none" if pd.isna(v) else str(int(v))) for v in g["first_divergence"]]
+        lines.append(
+            f"| {fleet} | {S:g}{'' if g['padded'].iloc[0] else ' no pad'} | {method} | {len(g)} | "
+            f"{spread(list(100 * g['in_order_share']), '{:.1f}%')} | {spread(list(100 * g['same_jobs_share']), '{:.1f}%')} | "
+            f"{', '.join(fd)} | "
+            f"{spread(list(100 * g['finish_error']), '{:+.2f}%')} | {spread(list(g['event_error_abs_mean_s']), '{:.3g}')} | "
+            f"{spread(list(g['event_error_abs_max_s']), '{:.3g}')} | {spread(list(g['final_diff']), '{:+.2g}')} | "
+            f"{int(g['identical_model'].astype(bool).sum())}/{len(g)} | {int(g['overruns'].sum())} | "
+            f"{int(g['tie_batches'].sum())} ({int(g['tie_reordered'].sum())}) |")
+    lines += ["", "## Targets", "",
+              "Emulated devices (padded): every repetition within 5% of the simulated time to finish and with "
+              ">= 95% of arrivals in the simulated order. Un-padded calibrated: within 10%. Bit-identical final "
+              "model whenever the order matched (runs with no divergence, identical / such runs).", "",
+              "| fleet | S | method | targets |", "|---|---|---|---|"]
+    for (fleet, S, method), g in groups:
+        v = verdicts(g)
+        lines.append(f"| {fleet} | {S:g}{'' if g['padded'].iloc[0] else ' no pad'} | {method} | "
+                     + "; ".join(f"{k}: {x}" for k, x in v.items()) + " |")
+    matched = df[df["first_divergence"].isna()]
+    lines += ["", f"Over all runs: {len(matched)} of {len(df)} kept the simulated order to the end; "
+              f"{int(matched['identical_model'].astype(bool).sum())} of those ended with a bit-identical model. "
+              f"{int(df['identical_model'].astype(bool).sum())} runs in all ended bit-identical. "
+              f"Overruns: {int(df['overruns'].sum())} jobs in {int((df['overruns'] > 0).sum())} runs. "
+              f"Load average (1 min) before the runs: {df['load_before'].min():.2f}..{df['load_before'].max():.2f}, "
+              f"after: {df['load_after'].min():.2f}..{df['load_after'].max():.2f}.", ""]
+    (HERE / "errors.md").write_text("\n".join(lines))
+
+    t = ["# Where the real time goes", "",
+         "From each run's live.csv, mean over its jobs, then mean (min..max) over the repetitions; milliseconds of "
+         "real time. planned job: S x the job's planned duration (dispatch to arrival). launch lag: from the "
+         "arrival that freed the worker (its send stamp) to the next job's launch = waiting in the server's queue "
+         "+ applying the outer update + evaluating + Ray submit. queue: handled - sent (a result waiting for the "
+         "server). start delay: launch to the actor starting to train (Ray transport of the model, actor busy). "
+         "compute: real training time. slack: deadline - computed (padded: what the padding still had left; "
+         "negative = overrun). send late: sent - deadline (sleep overshoot, and overruns). job error: real - "
+         "planned job duration (dispatch to send). startup: from calling live() to the clock's start (trainer "
+         "built, actors created and ready; Ray itself already running).", "",
+         "| fleet | S | method | planned job | launch lag (max) | queue (max) | start delay | compute (max) | "
+         "slack (min) | send late (max) | late > tie window | job error | startup (s) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (fleet, S, method), g in groups:
+        f = lambda c, fmt="{:.1f}": spread(list(g[c]), fmt)
+        t.append(f"| {fleet} | {S:g}{'' if g['padded'].iloc[0] else ' no pad'} | {method} | {f('planned_job_ms', '{:.0f}')} | "
+                 f"{f('launch_lag_ms')} ({g['launch_lag_max_ms'].max():.0f}) | {f('handled_minus_sent_ms')} "
+                 f"({g['handled_minus_sent_max_ms'].max():.0f}) | {f('start_delay_ms')} | {f('compute_ms')} "
+                 f"({g['compute_max_ms'].max():.0f}) | {f('slack_ms', '{:.0f}')} ({g['slack_min_ms'].min():.0f}) | "
+                 f"{f('send_late_ms', '{:.2f}')} ({g['send_late_max_ms'].max():.1f}) | "
+                 f"{spread(list(100 * g['late_over_window_share']), '{:.1f}%')} | {f('job_error_ms')} | "
+                 f"{f('startup_s')} |")
+    pad = df[df["padded"]]
+    t += ["", "## Summary", "",
+          f"Padded runs ({len(pad)}): a result left its deadline late by {pad['send_late_ms'].mean():.2f} ms on "
+          f"average (run means {pad['send_late_ms'].min():.2f}..{pad['send_late_ms'].max():.2f} ms, worst job "
+          f"{pad['send_late_max_ms'].max():.1f} ms). The server took {pad['handled_minus_sent_ms'].mean():.1f} ms on "
+          f"average from a result's send to handling it and {pad['launch_lag_ms'].mean():.1f} ms from a send to the "
+          f"next job's launch (worst {pad['launch_lag_max_ms'].max():.0f} ms); Ray took "
+          f"{pad['start_delay_ms'].mean():.1f} ms from launch to the actor starting. Startup (not on the live clock) "
+          f"took {df['startup_s'].mean():.1f} s per run ({df['startup_s'].min():.1f}..{df['startup_s'].max():.1f}). "
+          f"{100 * pad['late_over_window_share'].mean():.1f}% of padded jobs left more than the 2 ms tie window after "
+          f"their deadline (homogeneous fleet: "
+          f"{100 * pad[pad['fleet'] == 'homogeneous']['late_over_window_share'].mean():.1f}%), which splits a tie "
+          "the simulation applies in worker order.", ""]
+    nopad = df[~df["padded"]]
+    if len(nopad):
+        t += [f"Un-padded runs ({len(nopad)}): a job took {nopad['job_error_ms'].mean():+.1f} ms more than planned on "
+              f"average (planned {nopad['planned_job_ms'].mean():.1f} ms; run means "
+              f"{nopad['job_error_ms'].min():+.1f}..{nopad['job_error_ms'].max():+.1f}); of that, launch lag "
+              f"{nopad['launch_lag_ms'].mean():.1f} ms, start delay {nopad['start_delay_ms'].mean():.1f} ms, compute "
+              f"{nopad['compute_ms'].mean():.1f} ms against a planned compute of "
+              f"{nopad['planned_compute_ms'].mean():.1f} ms.", ""]
+    (HERE / "time.md").write_text("\n".join(t))
+
+    pictures = {"very_heterogeneous-dn_dylu-x0.05-r1": "timeline_very_dn_dylu.png",
+                "homogeneous-async_diloco-x0.05-r1": "timeline_homogeneous_async_diloco.png",
+                "geo_distributed-halos-x0.5-r1": "timeline_geo_halos.png",
+                "this_machine_nopad-dn_dylu-x1-r1": "timeline_this_machine_nopad_dn_dylu.png"}
+    for name, target in pictures.items():
+        src = RUNS / name / "timeline_vs_sim.png"
+        if src.exists():
+            shutil.copy(src, HERE / target)
+    readme = HERE / "README.md"
+    if readme.exists():  # the generated tables, copied between their markers
+        text = readme.read_text()
+        for tag, body in (("errors", lines[2:]), ("time", t[2:])):
+            start, end = f"<!-- {tag}: written by make.py -->", f"<!-- /{tag} -->"
+            if start in text and end in text:
+                head, rest = text.split(start, 1)
+                text = head + start + "\n" + "\n".join(body).strip() + "\n" + end + rest.split(end, 1)[1]
+        readme.write_text(text)
+    print(f"wrote results.csv ({len(df)} runs), errors.md, time.md", flush=True)
+
+
+def profile_seconds_per_step() -> float:
+    import yaml
+
+    return float(yaml.safe_load(PROFILE.read_text())["devices"][0]["seconds_per_step"])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--report", action="store_true", help="only aggregate the run folders that exist")
+    p.add_argument("--only", default="", help="comma-separated run-name prefixes to run (default: all)")
+    args = p.parse_args()
+    os.chdir(ROOT)
+    runs = plan()
+    if not args.report:
+        chosen = [r for r in runs if not args.only or any(r["name"].startswith(x) for x in args.only.split(","))]
+        try:
+            run_all(chosen)
+        finally:
+            write_reports(runs)
+    else:
+        write_reports(runs)
+
+
+if __name__ == "__main__":
+    main()
