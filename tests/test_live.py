@@ -67,16 +67,18 @@ def test_two_actors_give_the_simulation_bit_for_bit_when_every_arrival_is_in_ord
 def test_a_worker_killed_mid_job_is_churn_and_the_run_completes(tmp_path):
     from sim.live.session import live
 
-    result = live(_scenario(), 0.05, out=tmp_path / "killed", kills=[(1, 2)])
+    # a budget that outlasts Ray's notice of the death, even on a loaded machine
+    result = live(_scenario(**{"schedule.t_max": 160}), 0.05, out=tmp_path / "killed", kills=[(1, 1)])
     events = result.events
     lost = events[events["event"] == "lost"]
-    assert list(lost["worker"]) == [1]
-    assert result.summary["status"] == "finished" and result.summary["live"]["faults"] == 1
-    assert result.summary["final"]["t_local"] >= 48
+    # the fault, and any job sent while Ray restarts that actor, are lost rounds of worker 1 and nobody else's
+    assert len(lost) >= 1 and set(lost["worker"]) == {1}
+    assert result.summary["status"] == "finished" and result.summary["live"]["faults"] == len(lost)
+    assert result.summary["final"]["t_local"] >= 160
     # the worker rejoins at once and is given a new job, which its restarted actor trains
     after = events[(events["event"] == "dispatch") & (events["worker"] == 1)]
     assert (after["job"] > lost["job"].iloc[0]).any()
-    assert (result.log["fault"].fillna("") != "").sum() == 1
+    assert (result.log["fault"].fillna("") != "").sum() == len(lost)
 
 
 def _cli(*args: str):
