@@ -54,8 +54,6 @@ def live(
     """
     if method is not None and "," in method:
         fail(f"--method {method!r}: live takes one method")
-    if not time_scale > 0:
-        fail(f"--time-scale {time_scale:g}: expected a positive number of real seconds per simulated second")
     seeds = parse_seeds(seed) if seed is not None else []
     if len(seeds) > 1:
         fail(f"--seed {seed!r}: live takes one seed")
@@ -63,17 +61,13 @@ def live(
     scenario = load(file, method, list(set_) + [f"seed={s}" for s in seeds])
     from sim.live.against import describe
     from sim.live.session import live as run_live
-    from sim.live.session import live_scenario
 
     def notify(line: str) -> None:
-        err_console.print(f"note: {line}", markup=False)
+        if not quiet:  # the same facts are in the summary printed at the end and in the run folder
+            err_console.print(f"note: {line}", markup=False)
 
     try:
         with naming_file(file):
-            scenario = live_scenario(scenario, notify)
-            if not quiet:
-                err_console.print(f"live: {scenario.name}/{scenario.method.preset}, {scenario.workers.k} worker actors, "
-                                  f"time scale {time_scale:g}", markup=False)
             result = run_live(scenario, time_scale, out, tie_window=tie_window_ms / 1e3, address=address,
                               against=against, kills=kills, pad=pad, notify=notify)
     except KeyboardInterrupt:

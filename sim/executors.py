@@ -208,37 +208,63 @@ def _ray_job(make_trainer: TrainerFactory, scenario: dict[str, Any], digest: str
     return _RAY_TRAINERS[digest].local_train(theta, spec, state)
 
 
+def start_ray(needed_by: str, address: str | None = None, **init: Any) -> tuple[Any, bool]:
+    """Ray, and whether it was started here (then the caller shuts it down); one line when it is not installed.
+
+    A Ray already running in this process is used as it is. A local Ray
+    started here runs its workers at nice 0, not Ray's default 15: here they
+    are the work, not a background chore. ``init``: ``ray.init`` arguments for
+    a local Ray (an ``address`` names a cluster that has its own).
+    """
+    try:
+        import ray
+    except ImportError:
+        raise UserError(f"{needed_by} needs Ray: pip install 'asyncsim[ray]' (or pip install ray)") from None
+    if ray.is_initialized():
+        return ray, False
+    if address is None:
+        os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(include_dashboard=False, log_to_driver=False, **({"address": address} if address else init))
+    return ray, True
+
+
+class SharedSnapshot:
+    """The object-store copy of the last dispatch snapshot: jobs dispatched together share one tensor, put once."""
+
+    def __init__(self, ray: Any):
+        self.ray = ray
+        self._last: tuple[torch.Tensor, Any] | None = None
+
+    def ref(self, theta: torch.Tensor) -> Any:
+        if self._last is None or self._last[0] is not theta:
+            self._last = (theta, self.ray.put(theta))
+        return self._last[1]
+
+    def clear(self) -> None:
+        self._last = None
+
+
 class RayExecutor:
     """Ray tasks, one per job; the snapshot a batch starts from is put in the object store once."""
 
     name = "ray"
 
     def __init__(self, scenario: Any, make_trainer: TrainerFactory, jobs: int | None = None, address: str | None = None):
-        try:
-            import ray
-        except ImportError:
-            raise UserError("the ray executor needs Ray: pip install 'asyncsim[ray]' (or pip install ray)") from None
+        ray, self.started_here = start_ray("the ray executor", address, num_cpus=jobs or os.cpu_count() or 1)
         self.ray = ray
-        self.started_here = not ray.is_initialized()
-        if self.started_here:
-            kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": jobs or os.cpu_count() or 1}
-            ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
         self.scenario = scenario.resolved()
         self.digest = scenario.digest()
         self.make_trainer = make_trainer
         self.task = ray.remote(num_cpus=scenario.compute.threads)(_ray_job)
         self.scenario_ref = ray.put(self.scenario)
-        self._last_theta: tuple[torch.Tensor, Any] | None = None
+        self.snapshot = SharedSnapshot(ray)
 
     def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None, priority: float = 0.0) -> _RayFuture:
-        # jobs dispatched together share one snapshot tensor: one object-store copy
-        if self._last_theta is None or self._last_theta[0] is not theta:
-            self._last_theta = (theta, self.ray.put(theta))
-        ref = self.task.remote(self.make_trainer, self.scenario_ref, self.digest, self._last_theta[1], spec, state)
+        ref = self.task.remote(self.make_trainer, self.scenario_ref, self.digest, self.snapshot.ref(theta), spec, state)
         return _RayFuture(ref, self.ray)
 
     def close(self) -> None:
-        self._last_theta = None
+        self.snapshot.clear()
         if self.started_here:
             self.ray.shutdown()
 

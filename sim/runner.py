@@ -18,7 +18,7 @@ from sim.engine import Simulation
 from sim.errors import UserError
 from sim.outputs import check_folder, check_run_destination
 from sim.records import is_complete_run, read_summary, run_hash, write_run_folder, write_summary
-from sim.runstate import Checkpoints
+from sim.runstate import Checkpoints, Outcome
 from sim.scenario import SIMULATION_VERSION, Scenario
 from sim.signals import on_stop_signals
 from sim.store import Notify, computing, reusable, run_problem
@@ -99,10 +99,17 @@ def simulate(
     finally:
         engine_exec.close()
     metrics, events = outcome.recorder.metrics_frame(), outcome.recorder.events_frame()
+    summary = run_summary(scenario, outcome, metrics, events)
+    return RunResult(scenario, metrics, events, summary["run_hash"], summary, params=outcome.theta,
+                     resumed_from=outcome.resumed_from)
+
+
+def run_summary(scenario: Scenario, outcome: Outcome, metrics: pd.DataFrame, events: pd.DataFrame) -> dict[str, Any]:
+    """A run folder's ``summary.json``: what made the run, its hash, status and final metrics (simulated or live)."""
     digest = run_hash(metrics, events)
     final = metrics.iloc[-1].to_dict()
     code = scenario.code_digests()  # hashes the user's source files: once
-    summary = {
+    return {
         "name": scenario.name,
         "method": scenario.method.preset,
         "seed": scenario.seed,
@@ -119,7 +126,6 @@ def simulate(
         "versions": software_versions(),
         **({"code": code} if code else {}),
     }
-    return RunResult(scenario, metrics, events, digest, summary, params=outcome.theta, resumed_from=outcome.resumed_from)
 
 
 def partial_folder(folder: Path) -> Path:

@@ -26,8 +26,9 @@ from typing import Any
 
 import torch
 
+from sim.executors import start_ray
 from sim.scenario import Scenario
-from trainers.base import JobSpec
+from trainers.base import JobSpec, Trainer
 
 #: the first bytes of a profile calibrate writes: lets it replace its own file and nothing else
 CALIBRATED_MARK = "# made by asyncsim calibrate"
@@ -44,12 +45,9 @@ class Calibration:
     repeats: int
 
 
-def time_steps(scenario: Scenario, steps: int, repeats: int) -> tuple[float, tuple[float, float]]:
+def time_steps(trainer: Trainer, scenario: Scenario, steps: int, repeats: int) -> tuple[float, tuple[float, float]]:
     """Median (and range of) seconds per local step of the scenario's trainer, one job of ``steps`` steps at a time."""
-    from sim.build import build_trainer
-
     torch.set_num_threads(scenario.compute.threads)
-    trainer = build_trainer(scenario)
     theta = trainer.init_params()
     lr = scenario.lr.max
     per_step = []
@@ -70,16 +68,13 @@ class _Holder:
         return torch.zeros(n)
 
     def take(self, tensor: torch.Tensor) -> float:
-        return time.time() if tensor.numel() >= 0 else 0.0
+        """When ``tensor`` had arrived: Ray resolves the argument before the call starts."""
+        return time.time()
 
 
 def time_transfer(num_params: int, repeats: int, address: str | None = None) -> tuple[float, float]:
     """(latency ms, throughput Gbit/s) of one tensor handed between two local Ray actors."""
-    import ray
-
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(include_dashboard=False, log_to_driver=False, **({"address": address} if address else {}))
+    ray, started_here = start_ray("asyncsim calibrate", address)
     try:
         holder = ray.remote(num_cpus=0)(_Holder)
         a, b = holder.remote(), holder.remote()
@@ -103,9 +98,9 @@ def time_transfer(num_params: int, repeats: int, address: str | None = None) -> 
 def calibrate(scenario: Scenario, steps: int = 20, repeats: int = 5, address: str | None = None) -> Calibration:
     from sim.build import build_trainer
 
-    seconds, spread = time_steps(scenario, steps, repeats)
-    num_params = build_trainer(scenario).init_params().numel()
-    latency, gbps = time_transfer(num_params, repeats, address)
+    trainer = build_trainer(scenario)  # once: an LM trainer loads its data
+    seconds, spread = time_steps(trainer, scenario, steps, repeats)
+    latency, gbps = time_transfer(trainer.init_params().numel(), repeats, address)
     return Calibration(seconds, spread, latency, gbps, scenario.compute.threads, steps, repeats)
 
 

@@ -70,16 +70,15 @@ class LiveJobs(JobTable):
         self.arrived: list[Job] = []
 
     def start(self, job: Job, executor: Any) -> None:
-        if job.lost_at is None:
-            job.future = executor.submit(job.snapshot, job.spec, job.state, priority=job.completes_at.seconds)
-        else:
+        """Submitted now, launched once its arrival is planned (:meth:`LiveSimulation._launch`); no arrival queue."""
+        if job.lost_at is not None:
             super().start(job, executor)  # a planned loss: the churn queue, never computed
             return
+        job.future = executor.submit(job.snapshot, job.spec, job.state, priority=job.completes_at.seconds)
         self.in_flight[job.worker] = job
 
     def land(self, job: Job) -> None:
-        keys = [j.order for j in self.arrived]
-        self.arrived.insert(bisect.bisect(keys, job.order), job)
+        bisect.insort(self.arrived, job, key=lambda j: j.order)
 
     def next_arrival(self) -> Job | None:
         return self.arrived[0] if self.arrived else None
@@ -115,10 +114,8 @@ class LiveSimulation(Simulation):
         self.notify = notify or (lambda _line: None)
         self.jobs = LiveJobs()
         self.faulted: list[Job] = []
-        self.planned: dict[int, float] = {}  # job id -> planned arrival (simulated s) when launched
         self.log: list[dict[str, Any]] = []  # one row per job that came back or failed
         self.ties = {"batches": 0, "reordered": 0}
-        self._tie_at: dict[int, float] = {}  # job id -> the real send stamp its arrival time was taken from
         self.settle = SETTLE
         self.overruns = 0
 
@@ -130,7 +127,7 @@ class LiveSimulation(Simulation):
         for job in self.jobs.by_worker():
             future = job.future
             if isinstance(future, LiveFuture) and not future.launched:
-                self.planned[job.id] = job.completes_at.seconds
+                future.planned_arrival = job.completes_at.seconds
                 deadline = self.clock.real_at(job.completes_at.seconds) if self.pad else 0.0  # 0: as soon as computed
                 self.fleet.launch(job.worker, future, deadline)
                 future.timing["dispatched"] = self.clock.real_at(job.dispatched_at.seconds)
@@ -196,13 +193,13 @@ class LiveSimulation(Simulation):
         if pause > 0:  # results sent within the tie window of the first may still be on their way
             time.sleep(pause)
         ready += self.fleet.wait(0)
-        waiting = [self._tie_at[j.id] for j in self.jobs.arrived if 0 <= first - self._tie_at[j.id] <= self.tie_window]
+        waiting = [j.future.tie_at for j in self.jobs.arrived if 0 <= first - j.future.tie_at <= self.tie_window]
         first = min(waiting, default=first)
         jobs = {id(j.future): j for j in self.jobs.by_worker()}
         batch = sorted(((f.timing["sent"], jobs[id(f)]) for f in ready), key=lambda p: (p[0], p[1].worker))
         tied = [job for sent, job in batch if sent - first <= self.tie_window and job.future.error is None]
         if tied:
-            joined = [j for j in self.jobs.arrived if self._tie_at[j.id] == first]
+            joined = [j for j in self.jobs.arrived if j.future.tie_at == first]
             group = sorted(joined + tied, key=lambda j: j.future.timing["sent"])
             if len(group) > 1 and len(joined) < 2:  # a new tie (one that grew is counted once)
                 self.ties["batches"] += 1
@@ -213,7 +210,7 @@ class LiveSimulation(Simulation):
                 self.faulted.append(job)
                 continue
             at = first if job in tied else sent
-            self._tie_at[job.id] = at
+            job.future.tie_at = at
             job.completes_at = later(self.state.now, Time.of(self.clock.sim_of(at)))
             self.jobs.land(job)
 
@@ -242,7 +239,7 @@ class LiveSimulation(Simulation):
         real = {k: v - self.clock.started for k, v in t.items() if k != "deadline"}  # real s since the start
         self.log.append({
             "job": job.id, "worker": job.worker, "steps": job.spec.steps,
-            "dispatched": job.dispatched_at.seconds, "planned_arrival": self.planned.get(job.id, float("nan")),
+            "dispatched": job.dispatched_at.seconds, "planned_arrival": job.future.planned_arrival,
             "arrival": job.completes_at.seconds if fault is None else float("nan"),
             **{f"real_{k}": v for k, v in real.items()},
             "real_handled": handled - self.clock.started,

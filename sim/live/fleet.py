@@ -31,7 +31,7 @@ from typing import Any, Iterable
 
 import torch
 
-from sim.errors import UserError
+from sim.executors import SharedSnapshot, start_ray
 from trainers.base import JobResult, JobSpec
 
 
@@ -46,6 +46,8 @@ class LiveFuture:
     value: JobResult | None = None
     error: str | None = None
     timing: dict[str, float] = field(default_factory=dict)  # real instants and seconds, see WorkerProcess.run
+    planned_arrival: float = float("nan")  # simulated s, as planned when it was launched
+    tie_at: float = float("nan")  # the real send stamp its arrival time was taken from (its tie's first)
 
     @property
     def launched(self) -> bool:
@@ -83,7 +85,7 @@ class WorkerProcess:
             os._exit(1)  # a real fault, mid-job: the process is gone
         if computed < deadline:
             time.sleep(deadline - computed)
-        return result, {"started": started, "computed": computed, "deadline": deadline, "sent": time.time()}
+        return result, {"started": started, "computed": computed, "sent": time.time()}
 
 
 class LiveFleet:
@@ -92,25 +94,16 @@ class LiveFleet:
     name = "live"
 
     def __init__(self, scenario: Any, kills: Iterable[tuple[int, int]] = (), address: str | None = None):
-        try:
-            import ray
-        except ImportError:
-            raise UserError("asyncsim live needs Ray: pip install 'asyncsim[ray]' (or pip install ray)") from None
+        ray, self.started_here = start_ray("asyncsim live", address)
         self.ray = ray
-        self.started_here = not ray.is_initialized()
-        if self.started_here:
-            # Ray starts its workers niced by default; an emulated device must not lose the CPU to other work
-            os.environ.setdefault("RAY_worker_niceness", "0")
-            kwargs: dict[str, Any] = {"address": address} if address else {}
-            ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
         actor = ray.remote(num_cpus=0, max_restarts=1, max_task_retries=0)(WorkerProcess)
         resolved = scenario.resolved()
         self.actors = [actor.remote(resolved, w) for w in range(scenario.workers.k)]
         ray.get([a.ready.remote() for a in self.actors])  # trainers built before the clock starts
         self.kills = set(kills)
         self.launches = [0] * scenario.workers.k
-        self._put: tuple[torch.Tensor, Any] | None = None
-        self._in_flight: dict[Any, tuple[int, LiveFuture]] = {}  # ray reference -> (worker, future)
+        self.snapshot = SharedSnapshot(ray)
+        self._in_flight: dict[Any, LiveFuture] = {}  # ray reference -> its job's future
 
     def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None, priority: float = 0.0) -> LiveFuture:
         return LiveFuture(theta, spec, state)
@@ -118,15 +111,14 @@ class LiveFleet:
     def launch(self, worker: int, future: LiveFuture, deadline: float) -> None:
         """Send a dispatched job to its worker's actor, its result due at the real instant ``deadline``."""
         assert future.theta is not None
-        if self._put is None or self._put[0] is not future.theta:
-            self._put = (future.theta, self.ray.put(future.theta))
         self.launches[worker] += 1
         die = (worker, self.launches[worker]) in self.kills
         launched = time.time()
-        future.ref = self.actors[worker].run.remote(self._put[1], future.spec, future.state, deadline, die)
+        future.ref = self.actors[worker].run.remote(self.snapshot.ref(future.theta), future.spec, future.state,
+                                                     deadline, die)
         future.timing.update(launched=launched, deadline=deadline)
         future.theta = future.state = None
-        self._in_flight[future.ref] = (worker, future)
+        self._in_flight[future.ref] = future
 
     def wait(self, timeout: float | None) -> list[LiveFuture]:
         """The futures whose results (or faults) are in, waiting up to ``timeout`` seconds for the first."""
@@ -141,7 +133,7 @@ class LiveFleet:
         return [self._take(ref) for ref in ready]
 
     def _take(self, ref: Any) -> LiveFuture:
-        _, future = self._in_flight.pop(ref)
+        future = self._in_flight.pop(ref)
         try:
             future.value, timing = self.ray.get(ref)
             future.timing.update(timing)
@@ -154,6 +146,6 @@ class LiveFleet:
         for a in getattr(self, "actors", []):
             self.ray.kill(a)
         self._in_flight.clear()
-        self._put = None
+        self.snapshot.clear()
         if self.started_here:
             self.ray.shutdown()

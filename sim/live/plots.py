@@ -5,14 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-
-def job_spans(events: pd.DataFrame) -> pd.DataFrame:
-    """Each job's (worker, job, start, end, lost): dispatch to arrival, or to the loss."""
-    starts = events[events["event"] == "dispatch"].set_index("job")[["worker", "tau"]].rename(columns={"tau": "start"})
-    ends = events[events["event"].isin(["complete", "lost"])].set_index("job")
-    spans = starts.join(ends["tau"].rename("end"), how="inner")
-    spans["lost"] = ends["event"].reindex(spans.index).eq("lost")
-    return spans.reset_index()
+from sim.records import worker_intervals
 
 
 def plot_timelines(sim_events: pd.DataFrame, live_events: pd.DataFrame, path: Path, title: str = "",
@@ -27,7 +20,8 @@ def plot_timelines(sim_events: pd.DataFrame, live_events: pd.DataFrame, path: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sim, live = job_spans(sim_events), job_spans(live_events)
+    # each job from dispatch to arrival (or loss); jobs still out when the run ended are not drawn
+    sim, live = (worker_intervals(e).dropna(subset=["end"]) for e in (sim_events, live_events))
     k = int(max(sim["worker"].max(), live["worker"].max())) + 1
     if horizon is None:
         counts = sim.groupby("worker")["end"].nth(7)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 
@@ -68,14 +68,6 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-@contextmanager
-def _closing(fleet: Any) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        fleet.close()
-
-
 def new_folder(scenario: Scenario, scale: float, root: Path = LIVE_DIR) -> Path:
     """A live run's default folder: never an existing one."""
     base = root / f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-x{scale:g}"
@@ -99,8 +91,8 @@ def live(scenario: Scenario, scale: float, out: Path | None = None, *, tie_windo
     from sim.live.engine import LiveSimulation
     from sim.live.fleet import LiveFleet
     from sim.outputs import check_run_destination
-    from sim.records import run_hash, write_run_folder
-    from sim.runner import software_versions
+    from sim.records import write_run_folder
+    from sim.runner import run_summary
 
     say = notify or (lambda _line: None)
     try:
@@ -114,26 +106,24 @@ def live(scenario: Scenario, scale: float, out: Path | None = None, *, tie_windo
     check_run_destination(folder, "--out")
     torch.set_num_threads(scenario.compute.threads)
     trainer = build_trainer(scenario)
+    say(f"starting {scenario.workers.k} worker actors on Ray for {scenario.name}/{scenario.method.preset}, "
+        f"time scale {scale:g}")
     fleet = LiveFleet(scenario, kills=kills, address=address)
-    with on_stop_signals(_interrupt), _closing(fleet):
+    with on_stop_signals(_interrupt), closing(fleet):
         sim = LiveSimulation(scenario, trainer, build_outer(scenario), fleet, clock, tie_window, progress, say, pad)
         started = time.time()
         outcome = sim.run()
         real_seconds = time.time() - started
     metrics, events = outcome.recorder.metrics_frame(), outcome.recorder.events_frame()
     log = pd.DataFrame(sim.log)
-    final = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.iloc[-1].to_dict().items()}
-    summary = {
-        "name": scenario.name, "method": scenario.method.preset, "seed": scenario.seed,
-        "scenario_digest": scenario.digest(), "run_hash": run_hash(metrics, events), "status": outcome.status,
-        "diverged": outcome.diverged, "final": final, "simulated_seconds": outcome.simulated_seconds,
-        "jobs": int((events["event"] == "dispatch").sum()), "num_params": int(outcome.theta.numel()),
-        "versions": software_versions(),
+    summary = run_summary(scenario, outcome, metrics, events)
+    final = summary["final"]
+    summary.update({
         "live": {"time_scale": scale, "padded": pad, "tie_window_s": tie_window, "real_seconds": real_seconds,
                  "overruns": sim.overruns, "tie_batches": sim.ties["batches"], "tie_reordered": sim.ties["reordered"],
                  "faults": int((log["fault"] != "").sum()) if len(log) else 0,
                  "ray_address": address or "local"},
-    }
+    })
     comparison = None
     if against:
         from sim.live.against import compare
