@@ -17,7 +17,11 @@ class UserError(Exception):
 
 
 class ScenarioError(UserError, ValueError):
-    """A user error in a scenario: the message is one line, ready to print."""
+    """A user error in a scenario: the message is one line, ready to print; ``field`` names the field, when one is at fault."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class FieldError(UserError):

@@ -10,7 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -137,14 +137,12 @@ def plot_compare_curves(
 
 def plain_log_ticks(axis: Any) -> None:
     """Log-axis ticks as plain numbers (18, 20, 23), not 2.3x10^1: perplexities span less than a decade."""
-    from matplotlib.ticker import LogLocator, ScalarFormatter
-
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 7.0)))
     axis.set_minor_locator(LogLocator(base=10, subs="auto"))
     formatter = ScalarFormatter()
     formatter.set_scientific(False)
     axis.set_major_formatter(formatter)
-    axis.set_minor_formatter(plt.NullFormatter())
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _clip_runaways(ax: Any, panel: pd.DataFrame, x: str, log_y: bool) -> None:
@@ -367,10 +365,10 @@ def plot_timeline(events: pd.DataFrame, path: Path, methods: list[str], grace: d
                              squeeze=False, constrained_layout=True)
     any_comm = any_lost = any_overlap = False
     # one time axis for every method, so bars compare across panels: the longest of their first rounds
-    t_end = max(_first_rounds_end(events[events["method"] == m], horizon) for m in methods)
+    panels = {m: (events[events["method"] == m], worker_intervals(events[events["method"] == m])) for m in methods}
+    t_end = max(_first_rounds_end(ev, jobs, horizon) for ev, jobs in panels.values())
     for ax, method in zip(axes[:, 0], methods):
-        ev = events[events["method"] == method]
-        jobs = worker_intervals(ev)
+        ev, jobs = panels[method]
         k = int(jobs["worker"].max()) + 1
         labels = [f"w{w}" for w in range(k)]
         if (ev["worker"] < 0).any():
@@ -435,9 +433,11 @@ def _plot_transfers(ax: Any, ev: pd.DataFrame, t_end: float) -> bool:
     return len(rows) > 0
 
 
-def _first_rounds_end(ev: pd.DataFrame, horizon: int) -> float:
-    """When a method's first ``horizon`` rounds are over (every region server's first round trip, for HALoS)."""
-    jobs = worker_intervals(ev)
+def _first_rounds_end(ev: pd.DataFrame, jobs: pd.DataFrame, horizon: int) -> float:
+    """When a method's first ``horizon`` rounds are over (every region server's first round trip, for HALoS).
+
+    ``jobs``: its :func:`sim.records.worker_intervals`.
+    """
     k = int(jobs["worker"].max()) + 1
     t_end = jobs.groupby("worker")["end"].nth(horizon).max() if len(jobs) > horizon * k else jobs["end"].max()
     t_end = float(t_end) if pd.notna(t_end) else float(jobs["end"].max())

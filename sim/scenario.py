@@ -11,7 +11,6 @@ import functools
 import hashlib
 import inspect
 import json
-import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -285,13 +284,12 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None, met
 
 def _blame_override(exc: ScenarioError, source: str, overrides: dict[str, Any]) -> ScenarioError:
     """An error in a field that ``--set`` gave names ``--set KEY=VALUE``, not the file that never said it."""
-    found = re.match(rf"^{re.escape(source)}: field '([^']+)'", str(exc))
-    if found is None:
+    field = exc.field
+    if field is None:
         return exc
-    field = found.group(1)
     for key, value in overrides.items():
         if field == key or field.startswith(key + ".") or key.startswith(field + "."):
-            return ScenarioError(str(exc).replace(f"{source}: ", f"--set {key}={value}: ", 1))
+            return ScenarioError(str(exc).replace(f"{source}: ", f"--set {key}={value}: ", 1), field=field)
     return exc
 
 
@@ -324,7 +322,7 @@ def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str
             if child is None:
                 child = {}
             if not isinstance(child, dict):
-                raise ScenarioError(f"{source}: field '{'.'.join(parts[: i + 1])}': cannot set {dotted}, it is not a mapping")
+                raise _field_error(source, ".".join(parts[: i + 1]), f"cannot set {dotted}, it is not a mapping")
             node[part] = child
             node = child
         node[parts[-1]] = value
@@ -346,7 +344,7 @@ def _known_fields(loc: tuple[Any, ...]) -> list[str]:
 
 
 def _field_error(source: str, field: str, message: str) -> ScenarioError:
-    return ScenarioError(f"{source}: field '{field}': {message}")
+    return ScenarioError(f"{source}: field '{field}': {message}", field=field)
 
 
 def _format_validation_error(source: str, exc: ValidationError, prefix: str = "") -> ScenarioError:

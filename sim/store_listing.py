@@ -80,7 +80,9 @@ def _locked(root: Path, run_name: str) -> bool:
     """Whether a command holds the lock of run ``run_name`` now (it is computing that run)."""
     from filelock import FileLock, Timeout
 
-    path = root / f".{run_name}.lock"
+    from sim.store import lock_path
+
+    path = lock_path(root / run_name)
     if not path.exists():
         return False
     lock = FileLock(str(path))

@@ -41,7 +41,10 @@ def test_an_outer_update_named_alone_gets_its_documented_defaults(spec, expected
 def test_a_fix_named_alone_gets_its_documented_defaults(spec, expected):
     fix = construct(spec, k=4, base=SGD(lr=1.0))
     assert {key: getattr(fix, key) for key in expected} == expected
-    assert poly_weight(3, 0.5) == 0.5  # weight defaults to 1: (1 + 3)^-0.5
+
+
+def test_poly_weight_defaults_to_one():
+    assert poly_weight(3, 0.5) == 0.5  # (1 + 3)^-0.5
 
 
 @pytest.mark.parametrize("outer", [Adam(lr=0.1), SGDMomentum(lr=0.1), AsyncBuffer(N=2), SGD(lr=0.1)])
