@@ -14,15 +14,16 @@ from typing import Any, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from sim.cli_common import (ADDRESS_OPT, FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_SET_OPT, NAME_OPT, QUIET_OPT,
                             RUNS_EXECUTOR_OPT, RUNS_OPT, SET_OPT, STORE_OPT, OneValueGroup, canonical_command,
                             cluster_of, console, default_jobs, err_console, fail, fail_with, load, method_opt, out_opt,
-                            parse_method_sets, parse_seeds, refuse_repeats, seed_opt, split_list, use_runs_dir)
+                            narrow_table, parse_method_sets, parse_seeds, refuse_repeats, seed_opt, split_list,
+                            use_runs_dir)
 from sim.cli_init import register as register_init_command
 from sim.cli_lm import register as register_lm_commands
 from sim.cli_live import register as register_live_commands
+from sim.cli_store import register as register_store_commands
 from sim.errors import RunDiverged, RunInterrupted, ScenarioError, UserError, naming_file
 
 #: compare's methods when --method is not given (mirrors sim.compare.DEFAULT_METHODS, which imports pandas)
@@ -143,16 +144,6 @@ def wall_time(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes} min {secs:02d} s"
     return f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def _narrow_table(*headers: str, wrap: str) -> Table:
-    """A table for an 80-column terminal: compact borders; only the ``wrap`` column wraps, nothing is cut with '…'."""
-    from rich import box
-
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0), show_edge=False)
-    for header in headers:
-        table.add_column(header, no_wrap=header != wrap, overflow="fold", ratio=1 if header == wrap else None)
-    return table
 
 
 INTERRUPTED_RUNS = ("interrupted; finished runs are kept and interrupted ones saved their state "
@@ -395,7 +386,7 @@ def sweep(
     computed = _execute(specs, jobs, quiet, cluster)
     _metrics, _events, runs_frame = cmp.load_results(specs)
     metric = "final_perplexity" if "final_perplexity" in runs_frame.columns else "final_loss"
-    table = _narrow_table("method", "seed", "setting", metric.removeprefix("final_"), "sim. s", "run hash", wrap="setting")
+    table = narrow_table("method", "seed", "setting", metric.removeprefix("final_"), "sim. s", "run hash", wrap="setting")
     for r in runs_frame.itertuples():
         table.add_row(r.method, str(r.seed), r.sweep or "-", f"{getattr(r, metric):.4f}", f"{r.simulated_seconds:.0f}",
                       r.run_hash[:8])
@@ -445,51 +436,6 @@ def validate(file: Path = FILE_ARG, method: Optional[str] = method_opt(None), se
 
 
 @app.command()
-def runs(
-    store: Optional[Path] = RUNS_OPT,
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="only this method's runs"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="only this seed's runs"),
-    clean: bool = typer.Option(False, "--clean", help="remove asyncsim's own leftovers (set-aside damaged runs, interrupted checkpoints, half-written folders, stale locks) and say what was removed; nothing else is touched"),
-) -> None:
-    """List the run store: each run's method, seed, status, digest, size and age; and its leftovers."""
-    from sim.runner import runs_dir
-    from sim.store_listing import clean as clean_store
-    from sim.store_listing import leftovers, list_runs
-
-    use_runs_dir(store)
-    root = runs_dir()
-    if not root.is_dir():
-        console.print(f"{root}: no run store yet", markup=False)
-        return
-    shown = [r for r in list_runs(root) if (method is None or r.method == method) and (seed is None or r.seed == seed)]
-    table = _narrow_table("run", "seed", "status", "MB", "age", wrap="run")
-    for r in shown:
-        table.add_row(r.folder.name, str(r.seed), r.status, f"{r.size_bytes / 1e6:.1f}", _age(r.age_seconds))
-    if shown:
-        console.print(table)
-    total = sum(r.size_bytes for r in shown) / 1e6
-    console.print(f"{len(shown)} runs, {total:.1f} MB in {root}", markup=False)
-    if clean:
-        removed = clean_store(root)
-        for path, size in removed:
-            console.print(f"removed {path.name} ({size / 1e6:.1f} MB)", markup=False)
-        console.print(f"removed {len(removed)} leftovers" if removed else "no leftovers to remove", markup=False)
-        return
-    left = leftovers(root)
-    if left:
-        console.print(f"{len(left)} leftovers ({', '.join(p.name for p in left[:3])}{' ...' if len(left) > 3 else ''}); "
-                      "asyncsim runs --clean removes them", markup=False)
-
-
-def _age(seconds: float) -> str:
-    """``40 s``, ``12 min``, ``5 h``, ``3 d``: how old a stored run is."""
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds:.0f} s"
-
-
-@app.command()
 def show(file: Path = FILE_ARG, method: Optional[str] = method_opt(None), set_: list[str] = SET_OPT) -> None:
     """Print the fully resolved scenario (the preset expanded, every default filled in) and its digest.
 
@@ -509,7 +455,7 @@ def methods() -> None:
     from sim.presets import DESCRIPTIONS, PRESETS
 
     # two columns, so the description reads as a sentence at 80 columns (split in five it wrapped every 15 characters)
-    table = _narrow_table("preset", "schedule · outer · fix · DyLU: what it is", wrap="schedule · outer · fix · DyLU: what it is")
+    table = narrow_table("preset", "schedule · outer · fix · DyLU: what it is", wrap="schedule · outer · fix · DyLU: what it is")
     for name, p in PRESETS.items():
         rule = " · ".join([p["schedule"], (p["outer"] or {}).get("name", "-"), (p["fix"] or {}).get("name", "-"),
                            "DyLU" if p["dylu"] else "no DyLU"])
@@ -536,7 +482,7 @@ def profiles(
         flops = flops_fn()
         console.print(f"model of {scenario}: {flops:.3g} FLOPs per local step (6 x parameters x tokens)")
     # the fleet name is what a user types: never cut; devices and description wrap beside it
-    table = _narrow_table("fleet", "slowest/fastest", "devices: s/step" + (" for this model" if flops else
+    table = narrow_table("fleet", "slowest/fastest", "devices: s/step" + (" for this model" if flops else
                                                                            " (or peak TFLOP/s x MFU); what it is"),
                           wrap="devices: s/step" + (" for this model" if flops else " (or peak TFLOP/s x MFU); what it is"))
     for path in sorted(PROFILE_DIR.glob("*.yaml")):
@@ -576,6 +522,7 @@ def findings(
 # language-model commands (models, pretrain) and init live in their own modules
 register_lm_commands(app)
 register_live_commands(app)
+register_store_commands(app)
 register_init_command(app)
 
 

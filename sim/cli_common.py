@@ -14,6 +14,7 @@ from typing import Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from typer.core import TyperGroup
 
 from sim.errors import ScenarioError, UserError
@@ -218,3 +219,13 @@ def seed_opt(default: Optional[str]) -> Any:
 
 def out_opt(what: str) -> Any:
     return typer.Option(None, "--out", "-o", help=what)
+
+
+def narrow_table(*headers: str, wrap: str) -> Table:
+    """A table for an 80-column terminal: compact borders; only the ``wrap`` column wraps, nothing is cut with '…'."""
+    from rich import box
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0), show_edge=False)
+    for header in headers:
+        table.add_column(header, no_wrap=header != wrap, overflow="fold", ratio=1 if header == wrap else None)
+    return table
