@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.executors import EXECUTORS, ProcessExecutor, RayExecutor, SerialExecutor
+from sim.errors import UserError
+from sim.executors import EXECUTORS, ProcessExecutor, RayExecutor, SerialExecutor, StackedExecutor
 from sim.outer.base import OuterUpdate
 from sim.outer.registry import construct
 from sim.scenario import Scenario, resolve_trainer_class
@@ -49,6 +50,14 @@ def build_outer(scenario: Scenario) -> OuterUpdate | None:
 def make_executor(name: str, scenario: Scenario, trainer: Trainer, jobs: int | None = None,
                   address: str | None = None) -> Executor:
     """serial (this process), process (a local pool) or ray; pools build their own trainers with :func:`build_trainer`."""
+    if scenario.compute.stack > 1:
+        if name != "serial":
+            raise UserError(f"compute.stack {scenario.compute.stack} trains jobs together in this process; "
+                            f"it does not combine with --executor {name} yet (use --executor serial)")
+        if not hasattr(trainer, "local_train_stacked"):
+            raise UserError(f"compute.stack: trainer '{scenario.trainer.name}' cannot train jobs together "
+                            "(it has no local_train_stacked); set compute.stack: 1")
+        return StackedExecutor(trainer, scenario.compute.stack)
     if name == "serial":
         return SerialExecutor(trainer)
     if name == "process":

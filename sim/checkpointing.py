@@ -16,6 +16,7 @@ import simpy
 from sim.errors import RunInterrupted
 from sim.jobs import Job, JobTable
 from sim.runstate import Checkpoints, RunState
+from trainers.base import JobResult
 
 if TYPE_CHECKING:  # annotations only
     import torch
@@ -87,6 +88,9 @@ class Resumable:
         self.env = simpy.Environment(initial_time=self.state.now.seconds)
         jobs = state["jobs"]
         for plain in jobs["jobs"]:
-            self.jobs.start(Job.from_plain(plain, jobs["snapshots"][plain["snapshot"]]), self.executor)
+            saved = plain.get("result")
+            job = Job.from_plain({key: value for key, value in plain.items() if key != "result"},
+                                 jobs["snapshots"][plain["snapshot"]])
+            self.jobs.start(job, self.executor, None if saved is None else JobResult(**saved))
         self.jobs.load_rejoins(jobs["rejoins"])
         self.resumed_from = self.state.version

@@ -30,6 +30,7 @@ import torch
 
 from sim.errors import UserError
 from trainers.base import JobResult, JobSpec, Trainer
+from trainers.stacked import StackedJob
 
 #: builds a trainer from a scenario, in a pool's own processes (sim.build.build_trainer)
 TrainerFactory = Callable[[Any], Trainer]
@@ -76,6 +77,96 @@ class SerialExecutor:
 
     def close(self) -> None:
         pass
+
+
+class StackedFuture:
+    """A job waiting in a :class:`StackedExecutor`; asking for its result trains every waiting job."""
+
+    __slots__ = ("_owner", "job", "steps", "_value", "_done")
+
+    def __init__(self, owner: "StackedExecutor", job: StackedJob):
+        self._owner, self.job, self.steps = owner, job, job.spec.steps
+        self._value: JobResult | None = None
+        self._done = False
+
+    def result(self) -> JobResult:
+        if not self._done:
+            self._owner.compute_waiting()
+        assert self._value is not None
+        return self._value
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: JobResult) -> None:
+        self._value, self._done, self.job = value, True, None  # type: ignore[assignment]  # the inputs are not needed now
+
+    def cancel(self) -> None:
+        """A job the run no longer needs: never trained if still waiting, counted as discarded if it was."""
+        self._owner.discard(self)
+
+    def saved(self) -> JobResult | None:
+        """The result, if trained, for a checkpoint: a resumed run must not train it again in another stack."""
+        return self._value if self._done else None
+
+
+class StackedExecutor:
+    """Trains the jobs in flight together (``compute.stack``), in this process.
+
+    Every job is submitted at its dispatch with its inputs fixed, so when
+    the server needs the first result, every job submitted and not yet
+    trained is trained then: in groups of at most ``stack`` jobs that share a
+    batch size and a thread count, each group as one stacked pass
+    (trainers/stacked.py, the trainer's ``local_train_stacked``). Results wait
+    on their futures until their arrival. Jobs cancelled at the end of the
+    budget after they were trained are counted in :attr:`discarded_steps`.
+
+    A job's bits may depend on its place in a stack (trainers/stacked.py), so
+    a stack is a function of the waiting jobs alone: in worker order (then
+    by data offset, should a worker have two). A checkpoint keeps the results of
+    the jobs already trained (:meth:`StackedFuture.saved`), so a resumed run
+    stacks exactly the jobs the uninterrupted one did and ends with the same
+    bytes.
+    """
+
+    name = "serial"
+
+    def __init__(self, trainer: Trainer, stack: int):
+        self.trainer, self.stack = trainer, stack
+        self._waiting: list[StackedFuture] = []
+        self.trained_steps = 0  # local steps trained in stacks
+        self.discarded_steps = 0  # of those, the steps of jobs the run then cancelled
+        self.passes = 0  # stacked passes run
+
+    def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None, priority: float = 0.0) -> StackedFuture:
+        future = StackedFuture(self, StackedJob(theta, spec, state))
+        self._waiting.append(future)
+        return future
+
+    def compute_waiting(self) -> None:
+        """Train every waiting job, grouped by (threads, batch) in worker order, ``stack`` jobs per pass."""
+        waiting, self._waiting = sorted(self._waiting, key=lambda f: (f.job.spec.worker, f.job.spec.data_offset)), []
+        groups: dict[tuple[int, int], list[StackedFuture]] = {}
+        for future in waiting:
+            groups.setdefault((future.job.spec.threads, future.job.spec.batch_multiplier), []).append(future)
+        for group in groups.values():
+            for lo in range(0, len(group), self.stack):
+                part = group[lo:lo + self.stack]
+                jobs = [future.job for future in part]
+                for future, result in zip(part, self.trainer.local_train_stacked(jobs)):  # type: ignore[attr-defined]
+                    future.set_result(result)
+                self.trained_steps += sum(job.spec.steps for job in jobs)
+                self.passes += 1
+
+    def discard(self, future: StackedFuture) -> None:
+        if future.done:
+            self.discarded_steps += future.steps
+        elif future in self._waiting:
+            self._waiting.remove(future)
+
+    def close(self) -> None:
+        self._waiting.clear()
 
 
 # -- process pool ------------------------------------------------------------------

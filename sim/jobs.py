@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from sim.simtime import Time
-from trainers.base import Executor, JobFuture, JobSpec
+from trainers.base import Executor, JobFuture, JobResult, JobSpec
 
 if TYPE_CHECKING:  # annotations only
     import torch
@@ -127,6 +127,24 @@ class Churn(NamedTuple):
     job: int  # the lost job's id; -1 for a rejoin
 
 
+class DoneFuture:
+    """A job whose result a checkpoint kept (a stacked executor's, ``saved()``): restored, not trained again."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: JobResult):
+        self._value = value
+
+    def result(self) -> JobResult:
+        return self._value
+
+    def cancel(self) -> None:
+        pass
+
+    def saved(self) -> JobResult:
+        return self._value
+
+
 class JobTable:
     """The jobs in flight (at most one per worker) and the queues of what happens to them next."""
 
@@ -135,14 +153,16 @@ class JobTable:
         self._arrivals: list[tuple[int, int, int]] = []  # (completion ticks, worker, job id): a heap
         self._churn: list[Churn] = []  # a heap by (time, worker)
 
-    def start(self, job: Job, executor: Executor) -> None:
+    def start(self, job: Job, executor: Executor, saved: JobResult | None = None) -> None:
         """Every job starts here, dispatched or restored: submitted at once, its result awaited at its arrival.
 
         A job is a pure function of its inputs, so when it is computed never
-        matters; a lost job is never computed at all.
+        matters; a lost job is never computed at all. A restored job whose
+        result the checkpoint kept (``saved``) is not computed again.
         """
         if job.lost_at is None:
-            job.future = executor.submit(job.snapshot, job.spec, job.state, priority=job.completes_at.seconds)
+            job.future = DoneFuture(saved) if saved is not None else executor.submit(
+                job.snapshot, job.spec, job.state, priority=job.completes_at.seconds)
         self.in_flight[job.worker] = job
         if job.lost_at is None:
             heapq.heappush(self._arrivals, (job.completes_at.ticks, job.worker, job.id))
@@ -189,12 +209,16 @@ class JobTable:
         self._arrivals.clear()
 
     def state_dict(self) -> dict[str, Any]:
-        """Jobs in flight with their inputs (each shared snapshot once), and the pending rejoins."""
+        """Jobs in flight with their inputs (each shared snapshot once), the results already computed that an
+        executor asks to keep (``saved()``: a stacked executor's), and the pending rejoins."""
         snapshots: dict[int, Any] = {}
         jobs = []
         for job in self.by_worker():
             snapshots.setdefault(id(job.snapshot), job.snapshot)
-            jobs.append(job.plain(id(job.snapshot)))
+            plain = job.plain(id(job.snapshot))
+            saved = getattr(job.future, "saved", None)
+            result = saved() if saved is not None else None
+            jobs.append(plain if result is None else {**plain, "result": dataclasses.asdict(result)})
         rejoins = [[c.at.plain(), c.worker] for c in self._churn if c.kind == "rejoin"]  # losses come with their jobs
         return {"snapshots": snapshots, "jobs": jobs, "rejoins": rejoins}
 

@@ -49,3 +49,23 @@ def scenario(
     if network is not None:
         raw["network"] = network
     return scenario_from_dict(raw)
+
+
+class SavedStates(list):
+    """A checkpoint sink for ``Checkpoints(saved, every=...)``: each state kept as the bytes ``torch.save`` writes."""
+
+    def __call__(self, state: dict[str, Any]) -> None:
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        self.append(buf.getvalue())
+
+    def load(self, blob: bytes, weights_only: bool = False) -> dict[str, Any]:
+        import io
+
+        import torch
+
+        return torch.load(io.BytesIO(blob), weights_only=weights_only)

@@ -1,7 +1,6 @@
 """Checkpoint and resume: a resumed run ends with the same bytes as an uninterrupted one."""
 from __future__ import annotations
 
-import io
 import os
 import random
 import re
@@ -12,14 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from sim.build import build_outer, build_trainer
 from sim.engine import Simulation
 from sim.executors import SerialExecutor
 from sim.runner import simulate
 from sim.runstate import Checkpoints
-from tests.helpers import TINY_TOY, scenario
+from tests.helpers import TINY_TOY, SavedStates, scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 VERY = [0.58, 0.75, 1.51, 3.33]
@@ -44,21 +42,15 @@ def fresh(sc, checkpoints=None):
 def test_every_checkpoint_resumes_to_the_same_hash(preset, kw):
     sc = scenario(VERY, preset=preset, trainer="toy", trainer_config=TINY_TOY, t_max=600, eval_every=50, **kw)
     expected = simulate(sc).run_hash
-    saved: list[bytes] = []
-
-    def keep(state: dict) -> None:
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        saved.append(buf.getvalue())
-
-    rec = fresh(sc, Checkpoints(keep, every=3)).run().recorder
+    saved = SavedStates()
+    rec = fresh(sc, Checkpoints(saved, every=3)).run().recorder
     from sim.records import run_hash
 
     assert run_hash(rec.metrics_frame(), rec.events_frame()) == expected  # checkpointing changes nothing
     assert len(saved) >= 3
     for blob in saved[:: max(1, len(saved) // 4)]:
         resumed = fresh(sc)
-        resumed.load_state_dict(torch.load(io.BytesIO(blob), weights_only=False))
+        resumed.load_state_dict(saved.load(blob))
         r = resumed.run().recorder
         assert run_hash(r.metrics_frame(), r.events_frame()) == expected
 

@@ -93,7 +93,7 @@ import math
 import os
 import sys
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -116,6 +116,7 @@ from trainers.data import (
     make_shards,
     num_windows,
 )
+from trainers.stacked import AdamW, StackedJob, StackedLoss, train_stacked
 
 # Independent seed streams, one per purpose.
 _STREAM_INIT, _STREAM_SHARDS, _STREAM_ORDER, _STREAM_NOISE = range(4)
@@ -259,6 +260,45 @@ def lm_loss(model: nn.Module, windows: torch.Tensor, reduction: str = "mean") ->
     """Next-token cross-entropy of windows (B, seq_len + 1)."""
     logits = model(windows[:, :-1])
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1), reduction=reduction)
+
+
+def stacked_lm_losses(model: Transformer) -> StackedLoss:
+    """Each job's mean next-token loss under its own parameters: :class:`Transformer`'s forward over a job dimension.
+
+    The same arithmetic as :class:`Transformer` and :class:`Block`, with
+    every linear map a batched matmul over the jobs and attention called once
+    on (jobs x batch, heads, T, head_dim): on a CPU, attention has no ``vmap``
+    batching rule and would run job by job, and a 5-D call takes the slow
+    unfused path (tests/test_stacked.py checks this forward against the
+    module's).
+    """
+    arch = model.arch
+
+    def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # x (n, ..., in), w (n, out, in)
+        return torch.bmm(x.flatten(1, -2), w.transpose(1, 2)).view(*x.shape[:-1], w.shape[1])
+
+    def rms(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],)) * w[:, None, None, :]
+
+    def losses(p: dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        n, B, T = inputs.shape
+        cos, sin = model.rope_cos[:T], model.rope_sin[:T]
+        x = torch.stack([F.embedding(inputs[i], p["embed.weight"][i]) for i in range(n)])
+        for b in range(arch.layers):
+            w = {name: p[f"blocks.{b}.{name}.weight"] for name in ("attn_norm", "qkv", "attn_out", "mlp_norm", "mlp_in", "mlp_out")}
+            q, k, v = linear(rms(x, w["attn_norm"]), w["qkv"]).view(n, B, T, 3, arch.heads, arch.head_dim).permute(3, 0, 1, 4, 2, 5)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            heads = (n * B, arch.heads, T, arch.head_dim)  # 4-D: the fused CPU kernel, not the math fallback
+            a = F.scaled_dot_product_attention(q.reshape(heads), k.reshape(heads), v.reshape(heads), is_causal=True)
+            x = x + linear(a.view(n, B, arch.heads, T, arch.head_dim).transpose(2, 3).reshape(n, B, T, -1), w["attn_out"])
+            x = x + linear(F.gelu(linear(rms(x, w["mlp_norm"]), w["mlp_in"])), w["mlp_out"])
+        x = rms(x, p["final_norm.weight"])
+        logits = linear(x, p["embed.weight"] if arch.tied else p["head.weight"])
+        per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+        return per_token.view(n, -1).mean(dim=1)
+
+    return losses
 
 
 def count_params(arch: Arch) -> int:
@@ -458,6 +498,30 @@ class LMTrainer:
         delta = theta - flatten_params(self._model).cpu()
         state = opt.state_dict() if job.keep_optimizer_state else None
         return JobResult(delta=delta, train_loss=total / job.steps, optimizer_state=state)
+
+    def local_train_stacked(self, jobs: Sequence[StackedJob]) -> list[JobResult]:
+        """:meth:`local_train` for several jobs at once, as one stacked pass (trainers/stacked.py).
+
+        Muon's Newton-Schulz step has no stacked form here: with ``inner_optimizer: muon`` the jobs train one by one.
+        """
+        if self.config.inner_optimizer != "adamw":
+            return [self.local_train(job.theta, job.spec, job.state) for job in jobs]
+        torch.set_num_threads(jobs[0].spec.threads)
+        self._model.train()
+        cfg, seq_len = self.config, self.arch.seq_len
+        plans = []
+        for job in jobs:
+            batch = self.arch.batch_size * job.spec.batch_multiplier
+            plans.append((self._shard_windows(job.spec.shard, job.spec.data_offset, batch * job.spec.steps), batch))
+
+        def batch_of(j: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+            order, batch = plans[j]
+            windows = gather_windows(self.corpus.train, order[step * batch : (step + 1) * batch], seq_len).to(self.device)
+            return windows[:, :-1], windows[:, 1:]
+
+        adamw = AdamW(betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
+        return train_stacked(self._model, jobs, batch_of, stacked_lm_losses(self._model), adamw,
+                             chunk=cfg.micro_batch_size)
 
     def gradient_noise_scale(self, theta: torch.Tensor, small: int = 4, groups: int = 8, per_group: int = 32) -> dict[str, float]:
         """The simple gradient noise scale B = tr(Sigma) / |G|^2 at ``theta`` (McCandlish et al. 2018, App. A).

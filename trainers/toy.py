@@ -8,7 +8,7 @@ uses points drawn fresh from the same mixture (never training points).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -16,10 +16,33 @@ import torch.nn.functional as F
 
 from trainers.base import JobResult, JobSpec, carry_inner_state, epoch_order, flatten_params, load_flat_params, seeded_rng
 from trainers.configs import ToyConfig
+from trainers.stacked import AdamW, StackedJob, StackedLoss, train_stacked
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Independent seed streams, one per purpose.
 _STREAM_CENTRES, _STREAM_TRAIN, _STREAM_EVAL, _STREAM_INIT, _STREAM_ORDER = range(5)
+
+
+def stacked_mlp_losses(model: torch.nn.Sequential) -> StackedLoss:
+    """Each job's mean cross-entropy under its own parameters: the MLP's forward over a leading job dimension.
+
+    Every Linear is one batched matmul over the jobs, so k jobs cost about
+    the kernel launches of one; a generic ``vmap`` of the module costs more
+    than the small model's arithmetic.
+    """
+    layers = [(f"{i}.weight", f"{i}.bias") if isinstance(m, torch.nn.Linear) else None for i, m in enumerate(model)]
+
+    def losses(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        for layer in layers:
+            if layer is None:
+                x = torch.relu(x)
+            else:
+                # (W x^T)^T + b: the weight's gradient then comes out in the weight's own layout (no transposed copy)
+                x = torch.bmm(p[layer[0]], x.transpose(1, 2)).transpose(1, 2) + p[layer[1]][:, None, :]
+        n = x.shape[0]
+        return F.cross_entropy(x.reshape(-1, x.shape[-1]), y.reshape(-1), reduction="none").view(n, -1).mean(dim=1)
+
+    return losses
 
 
 class ToyTrainer:
@@ -133,6 +156,24 @@ class ToyTrainer:
         delta = theta - flatten_params(model)
         state = opt.state_dict() if job.keep_optimizer_state else None
         return JobResult(delta=delta, train_loss=total_loss / job.steps, optimizer_state=state)
+
+    def local_train_stacked(self, jobs: Sequence[StackedJob]) -> list[JobResult]:
+        """:meth:`local_train` for several jobs at once, as one stacked pass (trainers/stacked.py)."""
+        cfg = self.config
+        torch.set_num_threads(jobs[0].spec.threads)
+        plans = []
+        for job in jobs:
+            batch = cfg.batch_size * job.spec.batch_multiplier
+            positions = self._shard_positions(job.spec.shard, job.spec.data_offset, batch * job.spec.steps)
+            plans.append((torch.from_numpy(positions), batch))
+
+        def batch_of(j: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+            positions, batch = plans[j]
+            idx = positions[step * batch : (step + 1) * batch]
+            return self._train_x[idx].to(self.dtype), self._train_y[idx]
+
+        adamw = AdamW(betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return train_stacked(self._model, jobs, batch_of, stacked_mlp_losses(self._model), adamw)
 
     @torch.no_grad()
     def evaluate(self, theta: torch.Tensor) -> dict[str, float]:

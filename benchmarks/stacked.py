@@ -1,0 +1,128 @@
+"""Stacked jobs (``compute.stack``): simulated local steps per second on one core, stacked vs one by one.
+
+Each case simulates one scenario twice, back to back, with ``compute.stack``
+1 (today's serial path) and with ``compute.stack`` k (every job in flight
+trained together when the first result is needed; trainers/stacked.py),
+best of ``--repeat`` alternating runs of each side, CPU seconds of this
+process (steadier than wall-clock on a shared machine). Only the local
+rounds are timed: no pretraining, one evaluation at the end. Beside them:
+
+- the ceiling: one model trained on k x the batch, per simulated local step
+  (k local steps' worth of examples per step): what one process could do
+  with the k workers' work if their models were one;
+- the share of the stacked run's trained steps that it discarded (jobs
+  trained ahead and then cancelled when the budget was reached);
+- the largest difference of the final models, stacked vs serial.
+
+Targets (issue 25): micro LM DiLoCo k = 4 >= 1.4x, DN + DyLU and async
+DiLoCo k = 4 >= 1.15x, DiLoCo k = 16 >= 1.5x; the toy no slower (>= 1.0x).
+
+    .venv/bin/python benchmarks/stacked.py               # every case
+    .venv/bin/python benchmarks/stacked.py --quick       # small budgets
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from common import ROOT, cpu_timed, emit, header, torch_threads
+
+import torch
+
+from sim import load_scenario
+from sim.build import build_outer, build_trainer, make_executor
+from sim.engine import Simulation
+from sim.scenario import Scenario
+from trainers.base import JobSpec
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    scenario: str
+    method: str
+    k: int
+    rounds: int  # local rounds per worker in the budget
+    target: float | None
+
+
+CASES = [
+    Case("micro LM, DiLoCo, k = 4", "lm_micro_paper.yaml", "diloco", 4, 4, 1.4),
+    Case("micro LM, async DiLoCo, k = 4", "lm_micro_paper.yaml", "async_diloco", 4, 4, 1.15),
+    Case("micro LM, DN + DyLU, k = 4", "lm_micro_paper.yaml", "dn_dylu", 4, 4, 1.15),
+    Case("micro LM, DiLoCo, k = 16", "lm_micro_paper.yaml", "diloco", 16, 2, 1.5),
+    Case("micro LM, DN + DyLU, k = 16", "lm_micro_paper.yaml", "dn_dylu", 16, 2, None),
+    Case("tiny LM, DiLoCo, k = 4", "lm_tiny_very_heterogeneous.yaml", "diloco", 4, 2, None),
+    Case("toy, DiLoCo, k = 4", "very_heterogeneous.yaml", "diloco", 4, 40, 1.0),
+    Case("toy, DN + DyLU, k = 4", "very_heterogeneous.yaml", "dn_dylu", 4, 40, 1.0),
+]
+
+
+def scenario_of(case: Case, stack: int, scale: float) -> Scenario:
+    base = load_scenario(ROOT / "scenarios" / case.scenario, method=case.method)
+    H = base.schedule.H
+    overrides = {"workers.k": case.k, "schedule.t_max": max(H, int(case.rounds * scale) * H * case.k),
+                 "eval.every": 10**9, "compute.stack": stack}
+    if base.trainer.name == "lm":
+        overrides["trainer.config.pretrain_steps"] = 0
+    return base.with_overrides(overrides)
+
+
+def simulate_once(sc: Scenario) -> tuple[float, int, torch.Tensor, dict[str, int]]:
+    """CPU seconds of the run, the local steps that reached the server, the final model, the executor's counts."""
+    trainer = build_trainer(sc)
+    executor = make_executor("serial", sc, trainer)
+    sim = Simulation(sc, trainer, build_outer(sc), executor)
+    _, cpu, _ = cpu_timed(sim.run)
+    events = sim.recorder.events_frame()
+    steps = int(events.loc[events["event"] == "sync", "steps"].sum())
+    counts = {key: getattr(executor, key, 0) for key in ("trained_steps", "discarded_steps", "passes")}
+    return cpu, steps, sim.theta.clone(), counts
+
+
+def ceiling(sc: Scenario, repeat: int) -> float:
+    """Simulated local steps per CPU second of one model trained on k x the batch for one round."""
+    trainer = build_trainer(sc)
+    theta = trainer.init_params()
+    H, k = sc.schedule.H, sc.workers.k
+    spec = JobSpec(worker=0, shard=0, lrs=(sc.lr.max,) * H, data_offset=0, batch_multiplier=k)
+    best = min(cpu_timed(lambda: trainer.local_train(theta, spec))[1] for _ in range(repeat))
+    return H * k / best
+
+
+def measure(case: Case, repeat: int, scale: float) -> None:
+    serial_sc, stacked_sc = scenario_of(case, 1, scale), scenario_of(case, case.k, scale)
+    runs: dict[str, list] = {"serial": [], "stacked": []}
+    for i in range(repeat):
+        for side in (("serial", "stacked") if i % 2 == 0 else ("stacked", "serial")):
+            runs[side].append(simulate_once(serial_sc if side == "serial" else stacked_sc))
+    (s_cpu, s_steps, s_theta, _), (k_cpu, k_steps, k_theta, counts) = (min(runs[side], key=lambda r: r[0])
+                                                                       for side in ("serial", "stacked"))
+    serial_rate, stacked_rate = s_steps / s_cpu, k_steps / k_cpu
+    top = ceiling(serial_sc, repeat)
+    discarded = counts["discarded_steps"] / max(counts["trained_steps"], 1)
+    gap = float((k_theta - s_theta).abs().max())
+    print(f"{case.label}: serial {serial_rate:,.0f} steps/s, stacked {stacked_rate:,.0f} steps/s "
+          f"({stacked_rate / serial_rate:.2f}x; {counts['passes']} passes), ceiling {top:,.0f} steps/s "
+          f"({top / serial_rate:.2f}x; stacked reaches {(stacked_rate - serial_rate) / max(top - serial_rate, 1e-9):.0%} "
+          f"of the way); discarded {discarded:.1%} of stacked steps; max |model difference| {gap:.2e}", flush=True)
+    emit(f"stacked / serial steps per second, {case.label}", round(stacked_rate / serial_rate, 3), case.target, "x",
+         higher_is_better=True, note=f"ceiling {top / serial_rate:.2f}x; discarded {discarded:.1%}; max diff {gap:.1e}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a quarter of each budget, one run per side")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--only", nargs="*", help="cases whose label contains one of these words")
+    args = ap.parse_args()
+    header("Stacked jobs: compute.stack k vs 1, one core")
+    scale, repeat = (0.25, 1) if args.quick else (1.0, args.repeat)
+    with torch_threads(1):
+        for case in CASES:
+            if not args.only or any(word in case.label for word in args.only):
+                measure(case, repeat, scale)
+
+
+if __name__ == "__main__":
+    main()
