@@ -89,6 +89,7 @@ class Estimate:
     jobs: int  # jobs in flight
     kept_units: int  # units of model + AdamW state kept apart from the jobs
     kept_what: str  # what they are, for the message
+    stacked: int = 1  # jobs trained in one pass (compute.stack): their activations at once, gradient and start rows
 
     @property
     def unit(self) -> int:
@@ -98,7 +99,9 @@ class Estimate:
     @property
     def total(self) -> int:
         units = self.jobs + SERVER_UNITS + self.kept_units
-        return units * self.unit + self.needs.activation_bytes + self.needs.data_bytes + BASE_BYTES
+        stack_rows = 0 if self.stacked == 1 else 2 * self.stacked * self.needs.value_bytes * self.needs.params
+        return (units * self.unit + self.stacked * self.needs.activation_bytes + stack_rows + self.needs.data_bytes
+                + BASE_BYTES)
 
     def describe(self) -> str:
         """The terms in a few words: '5.2e11 float32 parameters: model + AdamW state x (4 jobs in flight + 3) = ...'."""
@@ -109,7 +112,8 @@ class Estimate:
             jobs += f" + {self.kept_what}"
         parts = [f"{count(n.params)} {dtype} parameters: model + AdamW state x ({jobs}) = "
                  f"{size((self.jobs + SERVER_UNITS + self.kept_units) * self.unit)}"]
-        for name, value in (("activations", n.activation_bytes), ("data", n.data_bytes)):
+        activations = "activations" if self.stacked == 1 else f"activations x {self.stacked} stacked jobs"
+        for name, value in ((activations, self.stacked * n.activation_bytes), ("data", n.data_bytes)):
             if value >= self.total / 100:  # smaller terms are noise in the message
                 parts.append(f"{name} {size(value)}")
         parts.append(f"{size(BASE_BYTES)} for Python and torch")
@@ -127,17 +131,20 @@ def schedule_terms(schedule: str, k: int, regions: int) -> tuple[int, int, str]:
     return k, 2 * k, f"2 x {k} workers' own models and states"  # streaming, eager, delayed, and any new schedule
 
 
-def estimate(needs: TrainerNeeds, *, schedule: str, k: int, regions: int = 1, inner_state: str = "reset") -> Estimate:
+def estimate(needs: TrainerNeeds, *, schedule: str, k: int, regions: int = 1, inner_state: str = "reset",
+             stacked: int = 1) -> Estimate:
     """The memory bound of a run of ``k`` workers on ``schedule`` with a trainer that needs ``needs``; pure.
 
     ``inner_state`` keep / shard stores one AdamW state per worker / shard (k of them) between rounds
     (sim/inner_state.py), counted one unit each; the baseline and Streaming DiLoCo count theirs already.
+    ``stacked`` jobs trained in one pass (``compute.stack``) hold their activations at once, and a gradient
+    and a start row each beside the model and AdamW state their jobs count already.
     """
     jobs, kept, what = schedule_terms(schedule, k, regions)
     if inner_state != "reset" and schedule not in ("single", "streaming"):
         kept += k
         what = (what + " + " if what else "") + f"{k} kept inner states"
-    return Estimate(needs, jobs, kept, what)
+    return Estimate(needs, jobs, kept, what, max(1, min(stacked, jobs)))
 
 
 def scenario_estimate(scenario: Any, config: Any, k: int | None = None) -> Estimate:
@@ -149,7 +156,10 @@ def scenario_estimate(scenario: Any, config: Any, k: int | None = None) -> Estim
     schedule = scenario.method.schedule
     regions = len({scenario.workers.device(w).region for w in range(min(k, len(scenario.workers.devices)))})
     needs = config.memory_needs(num_shards=k, batch_multiplier=k if schedule == "single" else 1)
-    return estimate(needs, schedule=schedule, k=k, regions=regions, inner_state=scenario.method.inner_state)
+    # a micro-batch caps a stacked pass's sequences as it caps one job's (trainers/lm.py): activations as one job's
+    stacked = 1 if getattr(config, "micro_batch_size", None) else scenario.compute.stack
+    return estimate(needs, schedule=schedule, k=k, regions=regions, inner_state=scenario.method.inner_state,
+                    stacked=stacked)
 
 
 def machine_limit() -> tuple[int, str] | None:

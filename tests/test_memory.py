@@ -151,3 +151,18 @@ def test_the_schedules_terms():
     assert estimate(needs, schedule="halos", k=4, regions=2).total == 11 * unit + GIB
     assert estimate(TrainerNeeds(params=1000, value_bytes=8, activation_bytes=5, data_bytes=7),
                     schedule="async", k=1).total == 4 * 24_000 + 12 + GIB
+
+
+def test_a_stacked_pass_counts_its_jobs_activations_and_rows():
+    """compute.stack: the stack's activations at once, and a gradient and a start row per stacked job."""
+    needs = TrainerNeeds(params=1000, activation_bytes=500)
+    plain = estimate(needs, schedule="async", k=4).total
+    assert estimate(needs, schedule="async", k=4, stacked=4).total == plain + 3 * 500 + 4 * 2 * 4 * 1000
+    assert estimate(needs, schedule="async", k=4, stacked=16).total == estimate(needs, schedule="async", k=4, stacked=4).total
+    assert estimate(needs, schedule="single", k=4, stacked=4).total == estimate(needs, schedule="single", k=4).total
+    sc = load_scenario(ROOT / "scenarios" / "lm_tiny_very_heterogeneous.yaml")
+    config = trainer_config_class(sc.trainer.name)(**sc.trainer.config)
+    stacked = sc.with_overrides({"compute.stack": 4})
+    assert scenario_estimate(stacked, config).total > scenario_estimate(sc, config).total
+    capped = config.model_copy(update={"micro_batch_size": 2})  # a micro-batch caps the whole stack's pass
+    assert scenario_estimate(stacked, capped).stacked == 1

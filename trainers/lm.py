@@ -503,6 +503,8 @@ class LMTrainer:
         """:meth:`local_train` for several jobs at once, as one stacked pass (trainers/stacked.py).
 
         Muon's Newton-Schulz step has no stacked form here: with ``inner_optimizer: muon`` the jobs train one by one.
+        ``micro_batch_size`` bounds one forward pass's sequences across the stack (the memory it was set for), so
+        each job's batch is accumulated in chunks of ``micro_batch_size // jobs``.
         """
         if self.config.inner_optimizer != "adamw":
             return [self.local_train(job.theta, job.spec, job.state) for job in jobs]
@@ -520,8 +522,9 @@ class LMTrainer:
             return windows[:, :-1], windows[:, 1:]
 
         adamw = AdamW(betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
-        return train_stacked(self._model, jobs, batch_of, stacked_lm_losses(self._model), adamw,
-                             chunk=cfg.micro_batch_size)
+        # micro_batch_size caps the sequences of one forward pass, the whole stack's: each job's share of it
+        chunk = None if cfg.micro_batch_size is None else max(1, cfg.micro_batch_size // len(jobs))
+        return train_stacked(self._model, jobs, batch_of, stacked_lm_losses(self._model), adamw, chunk=chunk)
 
     def gradient_noise_scale(self, theta: torch.Tensor, small: int = 4, groups: int = 8, per_group: int = 32) -> dict[str, float]:
         """The simple gradient noise scale B = tr(Sigma) / |G|^2 at ``theta`` (McCandlish et al. 2018, App. A).
