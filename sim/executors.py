@@ -82,22 +82,31 @@ class SerialExecutor:
 class StackedFuture:
     """A job waiting in a :class:`StackedExecutor`; asking for its result trains every waiting job."""
 
-    __slots__ = ("_owner", "job", "steps", "_value", "_done")
+    __slots__ = ("_owner", "job", "steps", "_value", "_done", "_group")
 
     def __init__(self, owner: "StackedExecutor", job: StackedJob):
         self._owner, self.job, self.steps = owner, job, job.spec.steps
         self._value: JobResult | None = None
         self._done = False
+        self._group: tuple[Future, int] | None = None  # (its stack's future in a process pool, its place there)
 
     def result(self) -> JobResult:
-        if not self._done:
+        if not self._done and self._group is None:
             self._owner.compute_waiting()
+        if self._group is not None:
+            group, place = self._group
+            self.set_result(group.result()[place])
+            self._group = None
         assert self._value is not None
         return self._value
 
+    def wait_on(self, group: Future, place: int) -> None:
+        self._group, self.job = (group, place), None  # type: ignore[assignment]
+
     @property
     def done(self) -> bool:
-        return self._done
+        """Trained, or training in a pool (its work is spent either way)."""
+        return self._done or self._group is not None
 
     def set_result(self, value: JobResult) -> None:
         self._value, self._done, self.job = value, True, None  # type: ignore[assignment]  # the inputs are not needed now
@@ -108,11 +117,11 @@ class StackedFuture:
 
     def saved(self) -> JobResult | None:
         """The result, if trained, for a checkpoint: a resumed run must not train it again in another stack."""
-        return self._value if self._done else None
+        return self.result() if self.done else None
 
 
 class StackedExecutor:
-    """Trains the jobs in flight together (``compute.stack``), in this process.
+    """Trains the jobs in flight together (``compute.stack``), in this process or a pool's.
 
     Every job is submitted at its dispatch with its inputs fixed, so when
     the server needs the first result, every job submitted and not yet
@@ -121,6 +130,8 @@ class StackedExecutor:
     (trainers/stacked.py, the trainer's ``local_train_stacked``). Results wait
     on their futures until their arrival. Jobs cancelled at the end of the
     budget after they were trained are counted in :attr:`discarded_steps`.
+    With a process ``pool`` (``--executor process``), the stacks of one call
+    train side by side, one per process: the same stacks, so the same bits.
 
     A job's bits may depend on its place in a stack (trainers/stacked.py), so
     a stack is a function of the waiting jobs alone: in worker order (then
@@ -130,10 +141,9 @@ class StackedExecutor:
     bytes.
     """
 
-    name = "serial"
-
-    def __init__(self, trainer: Trainer, stack: int):
-        self.trainer, self.stack = trainer, stack
+    def __init__(self, trainer: Trainer, stack: int, pool: "ProcessExecutor | None" = None):
+        self.trainer, self.stack, self.pool = trainer, stack, pool
+        self.name = "serial" if pool is None else "process"
         self._waiting: list[StackedFuture] = []
         self.trained_steps = 0  # local steps trained in stacks
         self.discarded_steps = 0  # of those, the steps of jobs the run then cancelled
@@ -154,10 +164,15 @@ class StackedExecutor:
             for lo in range(0, len(group), self.stack):
                 part = group[lo:lo + self.stack]
                 jobs = [future.job for future in part]
-                for future, result in zip(part, self.trainer.local_train_stacked(jobs)):  # type: ignore[attr-defined]
-                    future.set_result(result)
                 self.trained_steps += sum(job.spec.steps for job in jobs)
                 self.passes += 1
+                if self.pool is not None:  # the stacks train side by side, one per process
+                    stack = self.pool.pool.submit(_run_stack_in_process, jobs)
+                    for place, future in enumerate(part):
+                        future.wait_on(stack, place)
+                    continue
+                for future, result in zip(part, self.trainer.local_train_stacked(jobs)):  # type: ignore[attr-defined]
+                    future.set_result(result)
 
     def discard(self, future: StackedFuture) -> None:
         if future.done:
@@ -167,6 +182,8 @@ class StackedExecutor:
 
     def close(self) -> None:
         self._waiting.clear()
+        if self.pool is not None:
+            self.pool.close()
 
 
 # -- process pool ------------------------------------------------------------------
@@ -199,6 +216,11 @@ def _init_process(make_trainer: TrainerFactory, scenario: dict[str, Any], parent
     sc = scenario_from_dict(scenario, "<executor>")
     torch.set_num_threads(sc.compute.threads)
     _WORKER_TRAINER = make_trainer(sc)
+
+
+def _run_stack_in_process(jobs: list[StackedJob]) -> list[JobResult]:
+    assert _WORKER_TRAINER is not None, "pool initializer did not run"
+    return _WORKER_TRAINER.local_train_stacked(jobs)  # type: ignore[attr-defined]
 
 
 def _run_in_process(theta: torch.Tensor, spec: JobSpec, state: Any) -> JobResult:

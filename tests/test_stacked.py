@@ -144,11 +144,20 @@ def test_jobs_trained_in_a_stack_and_then_cancelled_count_as_discarded():
     assert executor.discarded_steps == 2 and executor.trained_steps == 9
 
 
-def test_stacking_with_a_process_pool_is_one_clear_error():
+def test_stacks_trained_in_a_process_pool_give_the_serial_stacked_hash():
+    """Two stacks of two jobs train side by side, one per process: the same stacks, so the same bits."""
+    sc = scenario(VERY, preset="dn_dylu", trainer="toy", trainer_config={**TINY_TOY, "dim": 13, "hidden": 7},
+                  t_max=160, grace=0.5)
+    sc = sc.model_copy(update={"compute": sc.compute.model_copy(update={"stack": 2})})
+    assert simulate(sc, executor="process", jobs=2).run_hash == simulate(sc).run_hash
+
+
+def test_stacking_on_ray_is_one_clear_error():
     sc = scenario(VERY, preset="diloco", trainer="toy", trainer_config=TINY_TOY)
     sc = sc.model_copy(update={"compute": sc.compute.model_copy(update={"stack": 4})})
-    with pytest.raises(UserError, match="^compute.stack 4 trains jobs together in this process; it does not combine"):
-        make_executor("process", sc, build_trainer(sc))
+    with pytest.raises(UserError, match="^compute.stack 4 trains jobs together in this process or a local pool; "
+                                        "it does not combine with --executor ray yet"):
+        make_executor("ray", sc, build_trainer(sc))
 
 
 def test_the_generic_vmapped_losses_match_the_toys_own_stacked_forward():
