@@ -86,6 +86,20 @@ def test_missing_local_file_is_a_user_error(tmp_path):
         load_local_documents(DataConfig(path=str(tmp_path / "notes.csv")))
 
 
+def test_an_unwritable_cache_is_named_as_the_cache_not_as_an_unreadable_corpus(tmp_path, monkeypatch):
+    import os
+
+    from trainers.data import load_corpus
+
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")  # a cache under a file can never be created, whoever runs the test (root included)
+    monkeypatch.setenv("ASYNCSIM_CACHE", str(blocked / "cache"))
+    with pytest.raises(UserError) as error:
+        load_corpus(DataConfig(), vocab_size=512)
+    assert str(error.value).startswith(f"cannot write the cache {blocked / 'cache'} ($ASYNCSIM_CACHE): ")
+    assert str(error.value).endswith("; set ASYNCSIM_CACHE to a writable folder") and os.linesep not in str(error.value)
+
+
 @pytest.mark.parametrize("kind", ["txt", "jsonl", "parquet"])
 def test_local_files_load(kind, tmp_path):
     texts = [f"Document number {i} says hello to the world, again and again." for i in range(200)]

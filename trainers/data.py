@@ -72,6 +72,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ASYNCSIM_CACHE") or Path.cwd() / ".cache" / "asyncsim")
 
 
+def writable_cache() -> Path:
+    """:func:`cache_dir`, created if needed; one line naming it (and the way out) if it cannot be written."""
+    import tempfile
+
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        how = "$ASYNCSIM_CACHE" if os.environ.get("ASYNCSIM_CACHE") else "the default under the working directory"
+        raise UserError(f"cannot write the cache {folder} ({how}): {exc.strerror or type(exc).__name__}; "
+                        "set ASYNCSIM_CACHE to a writable folder") from None
+    return folder
+
+
 def digest(obj: object) -> str:
     """sha256 of a JSON-able object in canonical form."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -303,6 +319,7 @@ def load_corpus(cfg: DataConfig, vocab_size: int) -> TokenizedCorpus:
     if (folder / "tokens.npz").exists() and (folder / "tokenizer.json").exists():
         with np.load(folder / "tokens.npz") as z:
             return TokenizedCorpus(z["train"], z["validation"], (folder / "tokenizer.json").read_text(), key)
+    writable_cache()  # before hours of tokenizing, and before `datasets` reports it as an unreadable corpus
     docs = load_c4_documents(cfg) if cfg.path is None and cfg.corpus == "c4" else load_local_documents(cfg)
     tok = train_tokenizer(docs.train, vocab_size)
     corpus = TokenizedCorpus(encode_stream(tok, docs.train), encode_stream(tok, docs.validation), tok.to_str(), key)
