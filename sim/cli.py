@@ -297,7 +297,7 @@ def _check_axis(text: str, option: str) -> None:
 
 @app.command()
 def reproduce(
-    scenario: Path = typer.Argument(Path("scenarios/very_heterogeneous.yaml"), help="base scenario (its fleet is swept for Table 1)"),
+    scenario: Path = typer.Argument(Path("very_heterogeneous"), help="base scenario, a file or a shipped example's name (its fleet is swept for Table 1)"),
     seed: str = seed_opt("0,1,2"),
     set_: list[str] = SET_OPT,
     out: Optional[Path] = out_opt("report folder (default reports/paper_toy)"),

@@ -24,6 +24,18 @@ def test_a_shipped_example_runs_by_name_from_any_directory(tmp_path, monkeypatch
     assert r.exit_code == 2 and "YAML" in r.output
 
 
+def test_reproduce_defaults_to_a_shipped_example_that_resolves_from_any_directory(tmp_path, monkeypatch):
+    """Installed from a wheel there is no scenarios/ folder here: the default must be a shipped example's name."""
+    import inspect
+
+    from sim import cli
+    from sim.profiles import scenario_path
+
+    monkeypatch.chdir(tmp_path)
+    default = inspect.signature(cli.reproduce).parameters["scenario"].default.default
+    assert len(Path(default).parts) == 1 and scenario_path(default).is_file()
+
+
 def test_show_prints_the_resolved_scenario_with_the_preset_expanded():
     r = CliRunner().invoke(app, ["show", str(ROOT / "scenarios" / "very_heterogeneous.yaml"), "--method", "diloco",
                                  "--set", "schedule.H=7"])
