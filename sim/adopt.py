@@ -1,8 +1,10 @@
 """Run folders of an older simulation, kept when this one provably makes the same run.
 
-:data:`sim.scenario.SIMULATION_VERSION` changes when the engine may schedule
+:data:`sim.scenario.SIMULATION_VERSION` (or a schedule's own version,
+:data:`sim.scenario.SCHEDULE_VERSIONS`) changes when the engine may schedule
 differently (version 2: exact time decides ties that floats split by 1e-13
-s). Most old runs never met such a tie, and recomputing them costs hours for
+s; 3, the overlapping schedules: a worker back up is not sent what it no
+longer owes). Most old runs never met such a tie, and recomputing them costs hours for
 an LM study. A job is a pure function of its dispatch-time state, and the
 schedule never depends on what a job computes (only divergence stops a run
 early, and only finished runs are considered). So if this engine, driving

@@ -19,7 +19,7 @@ from sim.errors import UserError
 from sim.outputs import check_folder, check_run_destination
 from sim.records import is_complete_run, read_summary, run_hash, write_run_folder, write_summary
 from sim.runstate import Checkpoints, Outcome
-from sim.scenario import SIMULATION_VERSION, Scenario
+from sim.scenario import Scenario
 from sim.signals import on_stop_signals
 from sim.store import Notify, computing, reusable, run_problem
 
@@ -114,7 +114,7 @@ def run_summary(scenario: Scenario, outcome: Outcome, metrics: pd.DataFrame, eve
         "method": scenario.method.preset,
         "seed": scenario.seed,
         "scenario_digest": scenario.digest(),
-        "simulation": SIMULATION_VERSION,
+        "simulation": scenario.simulation_version(),
         "run_hash": digest,
         "status": outcome.status,
         "diverged": outcome.diverged,
@@ -142,7 +142,8 @@ def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
     their stored scenarios with this version, and adopts (renames) one whose
     digest now matches and whose tables prove themselves
     (:func:`sim.store.run_problem`), provided the same simulation made it
-    (its summary's ``simulation``, :data:`sim.scenario.SIMULATION_VERSION`).
+    (its summary's ``simulation``, :meth:`sim.scenario.Scenario.simulation_version`); a folder of an older
+    simulation is adopted only when this engine replays its schedule exactly (:mod:`sim.adopt`).
     """
     root = runs_dir() if root is None else root
     folder = root / f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-{scenario.digest()[:12]}"
@@ -155,18 +156,18 @@ def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
         summary = read_summary(old)
         if summary.get("code", {}) != scenario.code_digests() or run_problem(old, scenario) is not None:
             continue
-        if summary.get("simulation") == SIMULATION_VERSION:
+        if summary.get("simulation") == scenario.simulation_version():
             old.rename(folder)
             break
         if summary.get("status", "finished") == "finished" and same_schedule(scenario, old):
-            _adopt(old, folder, summary)
+            _adopt(old, folder, summary, scenario.simulation_version())
             break
     return folder
 
 
-def _adopt(old: Path, folder: Path, summary: dict[str, Any]) -> None:
+def _adopt(old: Path, folder: Path, summary: dict[str, Any], version: int) -> None:
     """Take an older simulation's run folder whose schedule this engine reproduces exactly (:mod:`sim.adopt`)."""
-    write_summary(old, {**summary, "simulation": SIMULATION_VERSION,
+    write_summary(old, {**summary, "simulation": version,
                         "adopted": {"from_simulation": summary.get("simulation", 1), "schedule_checked": True}})
     old.rename(folder)
 

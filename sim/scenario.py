@@ -55,6 +55,11 @@ class WorkersSpec(_Strict):
 #: the same scenario can give a different run, so that run folders made before are not reused for it.
 #: 2 (#12): exact simulated time; rounds that end together mathematically are synced together.
 SIMULATION_VERSION = 2
+#: schedules whose rules changed since, each with its own version (the others keep SIMULATION_VERSION, so their
+#: digests hold). 3 (#22): a worker of Streaming DiLoCo / eager / delayed DiLoCo back up before a sync it uploaded
+#: to closes is no longer sent that sync's fragment or average (it restarts from the whole model), and Streaming
+#: DiLoCo counts its steps once, from its restart (t_local never went back)
+SCHEDULE_VERSIONS = {"streaming": 3, "eager": 3, "delayed": 3}
 
 #: schedules whose workers keep their own model and overlap transfers with training (no DyLU, no fix)
 OVERLAPPING = ("streaming", "eager", "delayed")
@@ -182,6 +187,10 @@ class Scenario(_Strict):
                     del device[key]
         return raw
 
+    def simulation_version(self) -> int:
+        """The version of the simulation that runs this scenario's schedule (:data:`SCHEDULE_VERSIONS`)."""
+        return SCHEDULE_VERSIONS.get(self.method.schedule, SIMULATION_VERSION)
+
     def digest(self) -> str:
         """sha256 of the canonical resolved scenario; keys run folders.
 
@@ -190,14 +199,14 @@ class Scenario(_Strict):
         an edited model never reuses the old result. Built-in components are
         covered by the asyncsim version instead (recorded in each run's
         summary), which keeps committed reports reusable, except when the
-        simulation itself changes: :data:`SIMULATION_VERSION`.
+        simulation itself changes: :meth:`simulation_version`.
 
         The fleet counts by its devices, not by how it was named
         (:func:`fleet_identity`): ``very_heterogeneous``, a path to the
         shipped file, a copy made by ``asyncsim init`` and the same devices
         written inline are one fleet and share their runs.
         """
-        identity = {**self.resolved(), "simulation": SIMULATION_VERSION}
+        identity = {**self.resolved(), "simulation": self.simulation_version()}
         identity["workers"] = {**identity["workers"], "fleet": fleet_identity(identity["workers"]["devices"])}
         code = self.code_digests()
         if code:  # absent for built-ins, so their digests are unchanged

@@ -140,7 +140,7 @@ class OneRoundOverlap(Overlapping):
         self.averaged[key[1]] = len(workers)
         average = run.links.download(mean)
         for w in workers:
-            if self.replicas[w].active:
+            if w in self.members(key):  # one back up since restarts from the whole model: it owes no average
                 self.wires.download(run, sync.received[w][1], AVERAGE, key[1], average,
                                     self.num_bytes(run, run.theta.numel(), upload=False))
 

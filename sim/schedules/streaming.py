@@ -77,6 +77,7 @@ class Worker:
     step: int = 0  # local steps done
     joined: int = 0  # it takes part in the syncs after this step
     counted: int = 0  # its steps counted in t_local so far
+    restarts: list[int] = field(default_factory=list)  # steps it restarted at (back up) and has not been counted past
     active: bool = True  # False while its device is down
     waiting: bool = False  # at a merge, for a fragment still on its way
     last: Finished | None = None  # its last finished job (what the records name)
@@ -190,13 +191,18 @@ class Streaming(Overlapping):
         p, s = key
         members = []
         for w in workers:
-            members.append((sync.received[w][1], s - self.workers[w].counted))
-            self.workers[w].counted = s
+            worker = self.workers[w]
+            # its steps since it was last counted, or since it last restarted before s (back up, it skipped the
+            # steps between its last upload and its restart: never trained, never counted)
+            base = max([worker.counted] + [start for start in worker.restarts if start < s])
+            members.append((sync.received[w][1], s - base))
+            worker.counted = s
+            worker.restarts = [start for start in worker.restarts if start > s]
         run.apply_part(None if self.P == 1 else self.index[p], self.outers[p], mean, members)
         run.evaluate()
         g = run.links.download(self._take(run.theta, p))
         for w in workers:
-            if self.workers[w].active:
+            if self.workers[w].active and s > self.workers[w].joined:  # back up since: it restarts from the whole model
                 self.wires.download(run, sync.received[w][1], p, s, g, self.num_bytes(run, self._size(run, p), upload=False))
 
     def landed(self, run: Run, t: Transfer) -> None:
@@ -228,7 +234,8 @@ class Streaming(Overlapping):
         run.rejoin(worker, at)
         rejoining = self.workers[worker]
         start = (max(v.step for v in self.workers) // self.H + 1) * self.H
-        rejoining.active, rejoining.step, rejoining.joined, rejoining.counted = True, start, start, start
+        rejoining.active, rejoining.step, rejoining.joined = True, start, start
+        rejoining.restarts.append(start)  # syncs it uploaded to before going down still count from ``counted``
         rejoining.inner = None
         self.send_model(run, worker, start, rejoining.last)
 
