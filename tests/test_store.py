@@ -284,8 +284,7 @@ OLDER_REPORTS = {"geo_distributed", "lm_micro_outer_lr_sweep", "lm_tiny_outer_lr
 _OVERLAPPING = {"streaming_diloco", "eager_diloco", "delayed_diloco"}
 CHANGED_PRESETS = {"halos_geo/lm_micro": {"halos"}, "geo_methods/lm_micro": {"halos"} | _OVERLAPPING,
                    "geo_methods/lm_micro_inner_state": _OVERLAPPING, "geo_methods/lm_micro_overlap_sweep": _OVERLAPPING,
-                   "lm_micro_diloco_keep_inner_state": _OVERLAPPING,
-                   "geo_methods/lm_micro_eager_lr_sweep": _OVERLAPPING}
+                   "lm_micro_diloco_keep_inner_state": _OVERLAPPING}
 
 
 def test_committed_compare_reports_name_the_folders_their_command_plans_today():
