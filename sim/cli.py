@@ -88,6 +88,16 @@ def run(
                 bar.update(task, metric=f"{key} {row[key]:.4g}")
             bar.update(task, completed=min(t_local, t_max))
 
+    pretraining = None
+    if bar is not None:
+        pretrain_tasks: dict[str, Any] = {}
+
+        def pretraining(label: str, step: int, total: int) -> None:
+            """A bar of its own while the LM pretrains before the run's first round (cached for later runs)."""
+            if label not in pretrain_tasks:
+                pretrain_tasks[label] = bar.add_task(label, total=total, metric="once, cached for later runs")
+            bar.update(pretrain_tasks[label], completed=step)
+
     def notify(line: str) -> None:
         (bar.console if bar is not None else err_console).print(f"note: {line}", markup=False)
 
@@ -97,7 +107,7 @@ def run(
             result = run_scenario(scenario, out=out, progress=progress, executor=executor,
                                   jobs=jobs or default_jobs(scenario.compute.threads), address=address,
                                   checkpoint_every=checkpoint_every, resume=resume, notify=notify,
-                                  bad_checkpoint=bad_checkpoint)  # type: ignore[arg-type]
+                                  bad_checkpoint=bad_checkpoint, on_pretrain=pretraining)  # type: ignore[arg-type]
     except RunInterrupted:
         if bar is not None:
             bar.stop()

@@ -17,6 +17,7 @@ from sim.checkpoint_file import BadCheckpoint, Checkpointing
 from sim.engine import Simulation
 from sim.errors import UserError
 from sim.outputs import check_folder, check_run_destination
+from sim.prepare import PretrainProgress, pretrain_once
 from sim.records import is_complete_run, read_summary, run_hash, write_run_folder, write_summary
 from sim.runstate import Checkpoints, Outcome
 from sim.scenario import Scenario
@@ -210,9 +211,12 @@ def run(
     resume: bool = False,
     notify: Notify | None = None,
     bad_checkpoint: BadCheckpoint = "stop",
+    on_pretrain: PretrainProgress | None = None,
 ) -> RunResult:
     """Run into a folder. Without ``out``, an existing complete run of the same
     scenario is reused; with ``out`` the run is always computed afresh.
+    ``on_pretrain(label, step, total)`` follows a pretraining that a computed
+    run needs first (a reused run needs none).
 
     The output location is checked before anything is computed: ``out`` may
     only be new, empty or an earlier asyncsim run (never a user's folder). A
@@ -230,7 +234,7 @@ def run(
     if out is not None:
         folder = Path(out)
         check_run_destination(folder, "--out")
-        return _compute(scenario, folder, say, resume, bad_checkpoint, checkpoint_every, plots,
+        return _compute(scenario, folder, say, resume, bad_checkpoint, checkpoint_every, plots, on_pretrain,
                         executor=executor, progress=progress, jobs=jobs, address=address)
     folder = default_run_folder(scenario)
     check_folder(folder.parent, "run store")
@@ -239,7 +243,7 @@ def run(
             if waited:
                 say(f"reused {folder.name}, which the other asyncsim has just computed")
             return _stored(scenario, folder, say)
-        return _compute(scenario, folder, say, resume, bad_checkpoint, checkpoint_every, plots,
+        return _compute(scenario, folder, say, resume, bad_checkpoint, checkpoint_every, plots, on_pretrain,
                         executor=executor, progress=progress, jobs=jobs, address=address)
 
 
@@ -254,8 +258,10 @@ def _stored(scenario: Scenario, folder: Path, say: Notify) -> RunResult:
 
 
 def _compute(scenario: Scenario, folder: Path, say: Notify, resume: bool, bad_checkpoint: BadCheckpoint,
-             checkpoint_every: int, plots: bool, **how: Any) -> RunResult:
+             checkpoint_every: int, plots: bool, on_pretrain: PretrainProgress | None, **how: Any) -> RunResult:
     """Simulate (continuing from the checkpoint when asked) and write the complete run folder."""
+    if on_pretrain is not None:
+        pretrain_once([scenario], on_pretrain)  # cached: the run's own trainer loads it
     partial = partial_folder(folder)
     checkpointing = Checkpointing(partial / "checkpoint.pt", every=checkpoint_every, resume=resume,
                                   if_bad=bad_checkpoint)

@@ -201,6 +201,22 @@ def test_shared_pretraining_is_built_once_before_runs_fan_out(tmp_path, monkeypa
     assert len(list((tmp_path / "cache" / "pretrained").glob("*.pt"))) == 1
 
 
+def test_a_run_follows_its_pretraining_and_a_reused_run_needs_none(tmp_path, monkeypatch):
+    """``run`` (the CLI's second bar) hears of each pretraining step; reusing the run pretrains nothing."""
+    from sim.runner import run
+
+    monkeypatch.setenv("ASYNCSIM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ASYNCSIM_RUNS", str(tmp_path / "runs"))
+    overrides = {**{f"trainer.config.{k}": v for k, v in MICRO.items()}, "trainer.config.pretrain_steps": 3,
+                 "schedule.t_max": 40, "eval.every": 40}
+    sc = load_scenario(DEMO, overrides=overrides, method="diloco")
+    seen: list = []
+    first = run(sc, plots=False, on_pretrain=lambda label, step, total: seen.append((label, step, total)))
+    assert seen == [("pretrain tiny", step, 3) for step in (1, 2, 3)] and not first.reused
+    again = run(sc, plots=False, on_pretrain=lambda *args: seen.append(args))
+    assert again.reused and len(seen) == 3
+
+
 def test_micro_preset_is_measured_and_listed():
     from trainers.configs import CPU_MS_PER_STEP
 
