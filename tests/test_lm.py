@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sim import load_scenario, simulate
-from trainers.base import JobSpec, UserError, flatten_params
+from trainers.base import JobSpec, UserError
 from trainers.lm import PRESETS, LMTrainer, Transformer, closed_form_params, count_params
 
 # A model small enough for many steps in a test: same corpus and vocabulary as
