@@ -327,3 +327,19 @@ def test_streaming_and_eager_runs_resume_from_every_checkpoint_to_the_same_hash(
         resumed.load_state_dict(saved.load(blob))
         r = resumed.run().recorder
         assert run_hash(r.metrics_frame(), r.events_frame()) == expected
+
+
+def test_an_eager_worker_back_up_before_its_round_closes_is_not_sent_that_rounds_average():
+    """Worker 0 uploads round 0 (1 s of latency: it lands at 3.52 s), is down over [3.0, 3.2) and back before the
+    round closes. It restarts from the server's whole model, so round 0's average (fragment -2) is not sent to it
+    before its first round after the rejoin ends: only the whole model (fragment -1) is."""
+    extra = [{"bandwidth_gbps": 0.0001, "latency_ms": 1000.0, "availability": {"down": [[3.0, 3.2]]}}, SLOW_LINK,
+             SLOW_LINK]
+    ev = simulate(scenario([0.5, 1.0, 1.0], preset="eager_diloco", trainer_config={"dim": 30}, H=3, t_max=60,
+                           device_extra=extra, network={})).events
+    w0 = ev[ev["worker"] == 0]
+    rejoin = w0[w0["event"] == "rejoin"].index[0]
+    after = w0[w0.index > rejoin]
+    first_end = after[after["event"] == "complete"].index[0]
+    assert after.loc[rejoin:first_end].query("event == 'download'")["fragment"].tolist() == [-1]
+    assert 3.52 in set(w0.loc[w0["event"] == "sync", "tau"].round(2))  # its round-0 upload still merged

@@ -26,7 +26,9 @@ as DiLoCo, and no reduction of it (the delay counts in rounds).
 
 A worker whose device goes down leaves the rounds it has not uploaded to;
 back up, it takes the server's model with a fresh outer state and joins the
-next round no worker has started. A round's average may then hold fewer
+next round no worker has started. An average of a round it uploaded to
+before going down is not sent to it (it restarts from the whole model, so
+it owes none). Kale et al. have no churn: these rules are ours. A round's average may then hold fewer
 than k uploads; the server says how many with it, and eager's share weight
 is 1 / n of that average. Delta^{t-1} - c enc(delta_m^{t-1}) is then exactly
 the other workers' shares, and the worker's fresh pseudo-gradient takes its
@@ -139,8 +141,9 @@ class OneRoundOverlap(Overlapping):
         run.evaluate()
         self.averaged[key[1]] = len(workers)
         average = run.links.download(mean)
+        members = self.members(key)  # one back up since restarts from the whole model: it owes no average
         for w in workers:
-            if w in self.members(key):  # one back up since restarts from the whole model: it owes no average
+            if w in members:
                 self.wires.download(run, sync.received[w][1], AVERAGE, key[1], average,
                                     self.num_bytes(run, run.theta.numel(), upload=False))
 

@@ -45,7 +45,11 @@ the sync, takes the server's model, and uploads exactly its round's delta.
 
 A worker whose device goes down leaves every sync it had not uploaded to;
 back up, it downloads the whole server model and joins at the next round no
-worker has started, with a fresh inner state.
+worker has started, with a fresh inner state. A sync it uploaded to before
+going down still merges its fragment and counts its steps up to that sync,
+but the fragment is not sent back to it; its later steps count from its
+restart, never twice. torchft and Douillard et al. have no churn: these
+rules are ours.
 """
 from __future__ import annotations
 
