@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -88,15 +88,7 @@ def run(
                 bar.update(task, metric=f"{key} {row[key]:.4g}")
             bar.update(task, completed=min(t_local, t_max))
 
-    pretraining = None
-    if bar is not None:
-        pretrain_tasks: dict[str, Any] = {}
-
-        def pretraining(label: str, step: int, total: int) -> None:
-            """A bar of its own while the LM pretrains before the run's first round (cached for later runs)."""
-            if label not in pretrain_tasks:
-                pretrain_tasks[label] = bar.add_task(label, total=total, metric="once, cached for later runs")
-            bar.update(pretrain_tasks[label], completed=step)
+    pretraining = None if bar is None else follow_pretraining(bar, metric="once, cached for later runs")
 
     def notify(line: str) -> None:
         (bar.console if bar is not None else err_console).print(f"note: {line}", markup=False)
@@ -160,6 +152,19 @@ INTERRUPTED_RUNS = ("interrupted; finished runs are kept and interrupted ones sa
                     "(no report written); run the same command again to continue")
 
 
+def follow_pretraining(bar: Progress, **fields: str) -> Callable[[str, int, int], None]:
+    """A pretraining progress callback (sim.prepare.PretrainProgress): one bar per checkpoint label, added to ``bar``
+    with ``fields`` (its text columns) on the first step, then moved."""
+    tasks: dict[str, Any] = {}
+
+    def update(label: str, step: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=total, **fields)
+        bar.update(tasks[label], completed=step)
+
+    return update
+
+
 class RunsProgress:
     """A progress bar over whole runs (compare, reproduce, sweep): done, running, queued."""
 
@@ -169,7 +174,8 @@ class RunsProgress:
                             TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TextColumn("eta"),
                             TimeRemainingColumn(), console=err_console, disable=quiet)
         self.task = self.bar.add_task("runs", total=total, last="")
-        self.pretrain_tasks: dict[str, Any] = {}
+        #: a second bar while shared pretraining runs before the runs fan out
+        self.pretraining = follow_pretraining(self.bar, last="once, cached for every run")
         self.running: list[str] = []
         self.waiting = 0  # runs queued behind the running ones (a cluster's queue)
 
@@ -187,12 +193,6 @@ class RunsProgress:
 
     def total(self, n: int) -> None:
         self.bar.update(self.task, total=n)
-
-    def pretraining(self, label: str, step: int, total: int) -> None:
-        """A second bar while shared pretraining runs before the runs fan out."""
-        if label not in self.pretrain_tasks:
-            self.pretrain_tasks[label] = self.bar.add_task(label, total=total, last="once, cached for every run")
-        self.bar.update(self.pretrain_tasks[label], completed=step)
 
     @staticmethod
     def _label(spec: Any) -> str:

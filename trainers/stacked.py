@@ -24,6 +24,7 @@ each stack a function of the jobs waiting alone (sim/executors.py).
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -78,12 +79,10 @@ def train_stacked(model: torch.nn.Module, jobs: Sequence[StackedJob], batch: Bat
     start = theta.clone()
     m, v, count = _moments([jobs[j].state for j in order], theta, sizes)
 
+    slots = list(zip(names, itertools.accumulate(sizes, initial=0), sizes, shapes))  # each parameter's columns
+
     def params_of(flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        out, offset = {}, 0
-        for name, shape, size in zip(names, shapes, sizes):
-            out[name] = flat[:, offset:offset + size].view(flat.shape[0], *shape)
-            offset += size
-        return out
+        return {name: flat[:, lo:lo + size].view(flat.shape[0], *shape) for name, lo, size, shape in slots}
 
     totals = [0.0] * k
     gradient = torch.empty_like(theta)
