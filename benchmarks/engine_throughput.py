@@ -29,7 +29,7 @@ from common import emit, header, profile_top, timed
 import simpy
 
 from sim import scenario_from_dict, simulate
-from sim.build import build_outer, build_trainer, make_executor
+from sim.build import assemble, build_trainer, make_executor
 from sim.engine import Simulation
 from sim.profiles import fleet_path, load_fleet_raw
 from sim.scenario import Scenario
@@ -63,7 +63,7 @@ def synced_jobs(events: Any) -> int:
 def engine_alone(sc: Scenario) -> tuple[float, int, int]:
     """Seconds of ``Simulation.run`` alone, synced jobs, SimPy events scheduled."""
     trainer = build_trainer(sc)
-    sim = Simulation(sc, trainer, build_outer(sc), make_executor("serial", sc, trainer))
+    sim = Simulation(assemble(sc, trainer, make_executor("serial", sc, trainer)))
     seconds, outcome = timed(sim.run)
     jobs = sum(1 for e in outcome.recorder.events["event"] if e in ("sync", "drop"))
     return seconds, jobs, next(sim.env._eid)  # SimPy numbers every scheduled event

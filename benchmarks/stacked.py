@@ -30,7 +30,7 @@ from common import ROOT, cpu_timed, emit, header, torch_threads
 import torch
 
 from sim import load_scenario
-from sim.build import build_outer, build_trainer, make_executor
+from sim.build import assemble, build_trainer, make_executor
 from sim.engine import Simulation
 from sim.scenario import Scenario
 from trainers.base import JobSpec
@@ -72,7 +72,7 @@ def simulate_once(sc: Scenario) -> tuple[float, int, torch.Tensor, dict[str, int
     """CPU seconds of the run, the local steps that reached the server, the final model, the executor's counts."""
     trainer = build_trainer(sc)
     executor = make_executor("serial", sc, trainer)
-    sim = Simulation(sc, trainer, build_outer(sc), executor)
+    sim = Simulation(assemble(sc, trainer, executor))
     _, cpu, _ = cpu_timed(sim.run)
     events = sim.recorder.events_frame()
     steps = int(events.loc[events["event"] == "sync", "steps"].sum())

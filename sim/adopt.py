@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from sim.build import build_outer, build_trainer, make_executor
+from sim.build import assemble, build_trainer, make_executor
 from sim.engine import Simulation
 from sim.scenario import Scenario
 from trainers.base import JobResult, JobSpec, Trainer
@@ -56,7 +56,7 @@ def schedule_of(scenario: Scenario) -> pd.DataFrame:
     trainer = _StandIn(build_trainer(scenario))
     executor = make_executor("serial", scenario, trainer)
     try:
-        events = Simulation(scenario, trainer, build_outer(scenario), executor).run().recorder.events_frame()
+        events = Simulation(assemble(scenario, trainer, executor)).run().recorder.events_frame()
     finally:
         executor.close()
     return events.drop(columns=[c for c in COMPUTED_COLUMNS if c in events.columns])

@@ -1,7 +1,9 @@
-"""Build what a scenario names: its RNG streams, trainer, outer update and executor.
+"""Build what a scenario names: its RNG streams, trainer, outer update, executor, and the engine's parts.
 
 A leaf below the engine: the engine, the runner, the executors' worker
 processes and the CLI all build the same pieces the same way, from here.
+:func:`assemble` is the one place a run's parts are made from the scenario;
+the engine (sim/engine.py) is handed them and never reads the scenario.
 
 Every stream is one purpose of the scenario seed (``SeedSequence([seed,
 purpose])``, :func:`trainers.base.seeded_rng`), so the shard draws (Eq. 2),
@@ -9,14 +11,26 @@ the device jitter and the churn timelines never shift one another.
 """
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
+import numpy as np
+import torch
+
+from sim.churn import timelines
+from sim.compression import Links
+from sim.diagnostics import Diagnostics
+from sim.dispatch import Dispatcher
 from sim.errors import UserError
 from sim.executors import EXECUTORS, ProcessExecutor, RayExecutor, SerialExecutor, StackedExecutor
+from sim.inner_state import InnerStates
 from sim.outer.base import OuterUpdate
 from sim.outer.registry import construct
+from sim.planner import Planner, step_times
+from sim.records import Recorder
 from sim.scenario import Scenario, resolve_trainer_class
-from trainers.base import Executor, Trainer, new_trainer, seeded_int, seeded_rng
+from sim.schedules import schedule_class
+from sim.schedules.base import Schedule
+from trainers.base import Executor, ReportsLayers, Trainer, new_trainer, seeded_int, seeded_rng
 
 #: purposes of the scenario's independent RNG streams (numpy SeedSequence keys)
 STREAM_TRAINER, STREAM_SHARDS, STREAM_JITTER, STREAM_CHURN = 0, 1, 2, 3
@@ -66,3 +80,65 @@ def make_executor(name: str, scenario: Scenario, trainer: Trainer, jobs: int | N
     if name == "ray":
         return RayExecutor(scenario, build_trainer, jobs, address)
     raise ValueError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The few scalars of the scenario the engine itself reads: its budget, cadence and identity."""
+
+    name: str  # the method's preset, for messages ("dn_dylu diverged at ...")
+    digest: str  # the scenario's identity, stored in and checked against checkpoints
+    k: int  # workers
+    t_max: int  # Algorithm 2's budget of synced local steps
+    H: int  # local steps per round (the work weight's unit)
+    eval_every: int  # evaluate when t_local crosses a multiple of this
+    divergence_factor: float  # diverged: eval loss above this times the initial one
+
+
+@dataclass
+class Parts:
+    """Everything one run is made of, built from its scenario by :func:`assemble`."""
+
+    settings: RunSettings
+    trainer: Trainer
+    outer: OuterUpdate | None  # None: the 1-worker baseline adopts its worker's model
+    executor: Executor
+    schedule: Schedule
+    planner: Planner
+    links: Links
+    dispatcher: Dispatcher
+    recorder: Recorder
+    diagnostics: Diagnostics | None
+    inner: InnerStates
+    theta: torch.Tensor  # the initial server model
+    batch_size: int
+    layer_sizes: list[int] | None
+
+
+def assemble(scenario: Scenario, trainer: Trainer, executor: Executor) -> Parts:
+    """The run's parts, each from the scenario's fields and its own RNG stream; the scenario stays here."""
+    schedule = schedule_class(scenario.method.schedule)(scenario)
+    k, devices = scenario.workers.k, [scenario.workers.device(w) for w in range(scenario.workers.k)]
+    seconds, theta = step_times(devices, trainer), trainer.init_params()
+    net = None if schedule.lockstep else scenario.network  # the 1-worker baseline sends nothing
+    planner = Planner(devices, seconds, network=net, num_params=theta.numel(),
+                      jitter=stream(scenario.seed, STREAM_JITTER), lockstep=schedule.lockstep,
+                      availability=timelines([d.availability for d in devices], scenario.seed, STREAM_CHURN),
+                      local_servers=schedule.local_servers)
+    diagnostics = scenario.eval.diagnostics
+    recorder = Recorder(scenario.method.preset, scenario.seed,  # comm / churn columns when they happen
+                        comm_columns=planner.communicates or planner.churn, server_column=schedule.local_servers,
+                        transfer_columns=schedule.overlaps, diagnostic_columns=diagnostics)
+    # the schedules that carry it themselves see reset here: the engine stores nothing for them
+    inner = InnerStates("reset" if schedule.carries_inner_state else scenario.method.inner_state)
+    settings = RunSettings(name=scenario.method.preset, digest=scenario.digest(), k=k, t_max=scenario.schedule.t_max,
+                           H=scenario.schedule.H, eval_every=scenario.eval.every,
+                           divergence_factor=scenario.eval.divergence_factor)
+    return Parts(
+        settings=settings, trainer=trainer, outer=build_outer(scenario), executor=executor, schedule=schedule,
+        planner=planner, links=Links() if net is None else Links(net.dtype, net.model_dtype, net.block),
+        dispatcher=Dispatcher(scenario, trainer.shard_sizes(), trainer.batch_size(),
+                              stream(scenario.seed, STREAM_SHARDS), seconds, lockstep=schedule.lockstep),
+        recorder=recorder, diagnostics=Diagnostics(k) if diagnostics else None, inner=inner, theta=theta,
+        batch_size=trainer.batch_size(),
+        layer_sizes=trainer.layer_sizes() if isinstance(trainer, ReportsLayers) else None)

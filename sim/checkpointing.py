@@ -22,11 +22,11 @@ if TYPE_CHECKING:  # annotations only
     import torch
 
     from sim.dispatch import Dispatcher
+    from sim.build import RunSettings
     from sim.inner_state import InnerStates
     from sim.outer.base import OuterUpdate
     from sim.planner import Planner
     from sim.records import Recorder
-    from sim.scenario import Scenario
     from sim.schedules.base import Schedule
     from trainers.base import Executor
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # annotations only
 class Resumable:
     """The checkpoint half of :class:`sim.engine.Simulation`."""
 
-    sc: Scenario
+    settings: RunSettings
     state: RunState
     theta: torch.Tensor
     outer: OuterUpdate | None
@@ -72,13 +72,13 @@ class Resumable:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs, as tensors and plain data; jobs in flight keep their dispatch inputs."""
-        return {"scenario_digest": self.sc.digest(), "state": self.state.plain(), "theta": self.theta,
+        return {"scenario_digest": self.settings.digest, "state": self.state.plain(), "theta": self.theta,
                 "jobs": self.jobs.state_dict(), "recorder": (self.recorder.events, self.recorder.metric_rows),
                 **{name: part.state_dict() for name, part in self._parts().items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict`'s output (before :meth:`run`)."""
-        if state["scenario_digest"] != self.sc.digest():
+        if state["scenario_digest"] != self.settings.digest:
             raise ValueError("checkpoint belongs to a different scenario")
         self.state = RunState.from_plain(state["state"])
         self.theta = state["theta"]

@@ -49,6 +49,12 @@ class Diagnostics:
         return out
 
 
+    def columns(self, deltas: list[torch.Tensor], before: torch.Tensor, after: torch.Tensor) -> list[dict[str, float]]:
+        """The diagnostic columns of pseudo-gradients synced together by one outer step from ``before`` to ``after``."""
+        moved = step_norm(before, after)
+        return [{"delta_norm": norm, "cosine": cos, "update_norm": moved} for norm, cos in self.measure(deltas)]
+
+
 def step_norm(before: torch.Tensor, after: torch.Tensor) -> float:
     """||after - before||: how far one outer step moved the model."""
     return float((after - before).norm())

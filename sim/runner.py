@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from sim.adopt import same_schedule
-from sim.build import build_outer, build_trainer, make_executor
+from sim.build import assemble, build_trainer, make_executor
 from sim.checkpoint_file import BadCheckpoint, Checkpointing
 from sim.engine import Simulation
 from sim.errors import UserError
@@ -87,7 +87,7 @@ def simulate(
     engine_exec = make_executor(executor, scenario, trainer, jobs=jobs, address=address)
     checkpoints = None if checkpointing is None else Checkpoints(checkpointing.save, checkpointing.every)
     try:
-        sim = Simulation(scenario, trainer, build_outer(scenario), engine_exec, progress=progress, checkpoints=checkpoints)
+        sim = Simulation(assemble(scenario, trainer, engine_exec), progress=progress, checkpoints=checkpoints)
         state = None if checkpointing is None else checkpointing.load(scenario.digest(), notify)
         if checkpointing is not None and state is not None:
             try:

@@ -126,3 +126,15 @@ def test_module_level_imports_come_first():
                 assert seen_code is None, f"{path.relative_to(ROOT)}:{node.lineno}: import after code at line {seen_code}"
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 seen_code = seen_code or node.lineno
+
+
+def test_the_engine_is_handed_its_parts_and_stays_small():
+    """sim/build.assemble makes every part from the scenario; the engine never reads it (issue 26)."""
+    engine = ROOT / "sim" / "engine.py"
+    assert len(engine.read_text(encoding="utf-8").splitlines()) < 300
+    for module in ("sim.engine", "sim.server"):
+        assert "sim.scenario" not in imported_modules(module, project_modules()[module], project_modules())
+    for path in sorted((ROOT / "sim").rglob("*.py")) + sorted((ROOT / "trainers").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                assert node.end_lineno - node.lineno < 250, f"{path.name}: class {node.name} is over 250 lines"

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim import simulate
-from sim.build import build_outer, build_trainer
+from sim.build import assemble, build_trainer
 from sim.churn import Availability, Timeline
 from sim.engine import Simulation
 from sim.executors import SerialExecutor
@@ -245,7 +245,7 @@ def test_with_churn_every_job_syncs_once_or_is_lost_or_discarded_and_time_moves_
         assert c["complete"] == ends[0]
     # a worker never holds two jobs, and is never given one while down
     single = sc.method.schedule == "single"
-    planner = Simulation(sc, build_trainer(sc), build_outer(sc), SerialExecutor(build_trainer(sc))).planner
+    planner = Simulation(assemble(sc, build_trainer(sc), SerialExecutor(build_trainer(sc)))).planner
     busy: dict[int, bool] = {}
     for row in ev.itertuples():
         if row.event == "dispatch":
@@ -319,7 +319,7 @@ def test_resume_with_communication_and_churn_gives_the_same_hash(preset):
 
     def fresh(checkpoints=None):
         trainer = build_trainer(sc)
-        return Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer), checkpoints=checkpoints)
+        return Simulation(assemble(sc, trainer, SerialExecutor(trainer)), checkpoints=checkpoints)
 
     def keep(state: dict) -> None:
         buf = io.BytesIO()

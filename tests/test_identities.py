@@ -140,7 +140,7 @@ def test_eager_with_one_worker_is_diloco():
 
 def _recorded_rounds(preset, speeds, **kw):
     """Run ``preset`` and return each worker's rounds as (model it started from, pseudo-gradient), in order."""
-    from sim.build import build_outer, build_trainer
+    from sim.build import assemble, build_trainer
     from sim.engine import Simulation
     from sim.executors import LazyFuture, SerialExecutor
 
@@ -157,7 +157,7 @@ def _recorded_rounds(preset, speeds, **kw):
         def submit(self, theta, spec, state=None, priority=0.0):
             return LazyFuture(train, theta, spec, state)
 
-    Simulation(sc, trainer, build_outer(sc), Recording(trainer)).run()
+    Simulation(assemble(sc, trainer, Recording(trainer))).run()
     return sc, rounds
 
 

@@ -219,7 +219,7 @@ def test_a_tie_whose_second_result_reaches_the_server_late_is_still_one_arrival_
     """Two identical devices end every round together. Worker 0's result leaves 1 ms after worker 1's (inside the
     5 ms window) but reaches the server 30 ms later: the server waits for it (its deadline has passed) and applies
     the tie in worker order, as the simulation does, instead of applying worker 1's result alone first."""
-    from sim.build import build_outer, build_trainer
+    from sim.build import assemble, build_trainer
     from sim.live.against import compare
     from sim.live.clock import RealClock
     from sim.live.engine import LiveSimulation
@@ -230,7 +230,7 @@ def test_a_tie_whose_second_result_reaches_the_server_late_is_still_one_arrival_
         "H": 4, "t_max": 32, "grace_period": 0.0}})
     torch.set_num_threads(scenario.compute.threads)
     trainer = build_trainer(scenario)
-    sim = LiveSimulation(scenario, trainer, build_outer(scenario), _SlowReportFleet(trainer, 0.03), RealClock(0.02),
+    sim = LiveSimulation(assemble(scenario, trainer, fleet := _SlowReportFleet(trainer, 0.03)), fleet, RealClock(0.02),
                          tie_window=0.005)
     outcome = sim.run()
     simulated = simulate(scenario)

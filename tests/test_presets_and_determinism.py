@@ -50,11 +50,11 @@ def test_same_seed_same_bytes_different_seed_different_bytes():
 def test_delay_compensation_keeps_dispatch_snapshots_only_when_needed():
     from sim.engine import Simulation
     from sim.executors import SerialExecutor
-    from sim.build import build_outer, build_trainer
+    from sim.build import assemble, build_trainer
 
     for preset, expect in (("async_delaycomp", True), ("async_diloco", False)):
         sc = scenario(VERY, preset=preset, t_max=50)
         trainer = build_trainer(sc)
-        sim = Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer))
+        sim = Simulation(assemble(sc, trainer, SerialExecutor(trainer)))
         sim.dispatch([0])
         assert (sim.jobs.in_flight[0].theta_at_dispatch is not None) is expect

@@ -21,7 +21,7 @@ from collections import defaultdict
 
 import torch
 
-from sim.build import build_outer, build_trainer
+from sim.build import assemble, build_trainer
 from sim.engine import Simulation
 from sim.executors import LazyFuture, SerialExecutor
 from sim.outer.nesterov import Nesterov
@@ -54,7 +54,7 @@ def _recorded_run(sc):
 
             return LazyFuture(compute)
 
-    sim = Simulation(sc, trainer, build_outer(sc), Recording(trainer))
+    sim = Simulation(assemble(sc, trainer, Recording(trainer)))
     theta0 = sim.theta.clone()
     outcome = sim.run()
     assert outcome.status == "finished"

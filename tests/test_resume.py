@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.build import build_outer, build_trainer
+from sim.build import assemble, build_trainer
 from sim.engine import Simulation
 from sim.executors import SerialExecutor
 from sim.runner import simulate
@@ -25,7 +25,7 @@ VERY = [0.58, 0.75, 1.51, 3.33]
 
 def fresh(sc, checkpoints=None):
     trainer = build_trainer(sc)
-    return Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer), checkpoints=checkpoints)
+    return Simulation(assemble(sc, trainer, SerialExecutor(trainer)), checkpoints=checkpoints)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sim import simulate
-from sim.build import build_outer, build_trainer
+from sim.build import assemble, build_trainer
 from sim.compression import wire_bytes
 from sim.engine import Simulation
 from sim.errors import FieldError, RunInterrupted
@@ -63,7 +63,7 @@ def halos(*, K: int = 2, alpha: float = 0.6, local_outer: dict | None = None, t_
 
 def fresh(sc, checkpoints=None) -> Simulation:
     trainer = build_trainer(sc)
-    return Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer), checkpoints=checkpoints)
+    return Simulation(assemble(sc, trainer, SerialExecutor(trainer)), checkpoints=checkpoints)
 
 
 def hash_of(sim: Simulation) -> str:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sim import simulate
-from sim.build import build_outer, build_trainer
+from sim.build import assemble, build_trainer
 from sim.engine import Simulation
 from sim.executors import SerialExecutor
 from sim.records import run_hash
@@ -305,7 +305,7 @@ def test_averages_landing_at_one_instant_land_in_the_order_they_were_sent():
 
 def _fresh(sc, checkpoints=None):
     trainer = build_trainer(sc)
-    return Simulation(sc, trainer, build_outer(sc), SerialExecutor(trainer), checkpoints=checkpoints)
+    return Simulation(assemble(sc, trainer, SerialExecutor(trainer)), checkpoints=checkpoints)
 
 
 @pytest.mark.parametrize("build", [_streaming_churn, _streaming_departures, functools.partial(_eager_churn, "eager_diloco"),

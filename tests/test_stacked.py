@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sim.build import build_outer, build_trainer, make_executor
+from sim.build import assemble, build_trainer, make_executor
 from sim.engine import Simulation
 from sim.errors import UserError
 from sim.executors import StackedExecutor
@@ -118,7 +118,7 @@ def test_a_resumed_stacked_run_ends_with_the_same_bytes():
 
     def fresh(checkpoints=None) -> Simulation:
         trainer = build_trainer(sc)
-        return Simulation(sc, trainer, build_outer(sc), make_executor("serial", sc, trainer), checkpoints=checkpoints)
+        return Simulation(assemble(sc, trainer, make_executor("serial", sc, trainer)), checkpoints=checkpoints)
 
     fresh(Checkpoints(saved, every=4)).run()
     assert len(saved) >= 3

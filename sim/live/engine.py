@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from sim.build import Parts
 from sim.engine import Simulation
 from sim.jobs import Job, JobTable
 from sim.live.clock import RealClock
@@ -106,10 +107,9 @@ class LiveJobs(JobTable):
 class LiveSimulation(Simulation):
     """One live run of one scenario (:mod:`sim.live`). Call :meth:`run` once."""
 
-    def __init__(self, scenario: Any, trainer: Any, outer: Any, fleet: LiveFleet, clock: RealClock,
-                 tie_window: float = 0.002, progress: Any = None, notify: Callable[[str], None] | None = None,
-                 pad: bool = True):
-        super().__init__(scenario, trainer, outer, fleet, progress=progress)
+    def __init__(self, parts: Parts, fleet: LiveFleet, clock: RealClock, tie_window: float = 0.002,
+                 progress: Any = None, notify: Callable[[str], None] | None = None, pad: bool = True):
+        super().__init__(parts, progress=progress)
         self.fleet, self.clock, self.tie_window, self.pad = fleet, clock, tie_window, pad
         self.notify = notify or (lambda _line: None)
         self.jobs = LiveJobs()

@@ -87,7 +87,7 @@ def live(scenario: Scenario, scale: float, out: Path | None = None, *, tie_windo
     """
     import torch
 
-    from sim.build import build_outer, build_trainer
+    from sim.build import assemble, build_trainer
     from sim.live.engine import LiveSimulation
     from sim.live.fleet import LiveFleet
     from sim.outputs import check_run_destination
@@ -110,7 +110,7 @@ def live(scenario: Scenario, scale: float, out: Path | None = None, *, tie_windo
         f"time scale {scale:g}")
     fleet = LiveFleet(scenario, kills=kills, address=address)
     with on_stop_signals(_interrupt), closing(fleet):
-        sim = LiveSimulation(scenario, trainer, build_outer(scenario), fleet, clock, tie_window, progress, say, pad)
+        sim = LiveSimulation(assemble(scenario, trainer, fleet), fleet, clock, tie_window, progress, say, pad)
         started = time.time()
         outcome = sim.run()
         real_seconds = time.time() - started
