@@ -115,30 +115,44 @@ class Parts:
     layer_sizes: list[int] | None
 
 
+def assemble_run(scenario: Scenario, executor: str = "serial", jobs: int | None = None,
+                 address: str | None = None) -> Parts:
+    """Everything a run of ``scenario`` needs: its trainer, the executor named, and the engine's parts."""
+    trainer = build_trainer(scenario)
+    pool = make_executor(executor, scenario, trainer, jobs=jobs, address=address)
+    try:
+        return assemble(scenario, trainer, pool)
+    except BaseException:
+        pool.close()  # a part the scenario cannot make: the pool's processes must not outlive the error
+        raise
+
+
 def assemble(scenario: Scenario, trainer: Trainer, executor: Executor) -> Parts:
     """The run's parts, each from the scenario's fields and its own RNG stream; the scenario stays here."""
+    seed, k = scenario.seed, scenario.workers.k
+    jitter, shards = seeded_rng(seed, STREAM_JITTER), seeded_rng(seed, STREAM_SHARDS)
+    outer = build_outer(scenario)
     schedule = schedule_class(scenario.method.schedule)(scenario)
-    k, devices = scenario.workers.k, [scenario.workers.device(w) for w in range(scenario.workers.k)]
+    devices = [scenario.workers.device(w) for w in range(k)]
     seconds, theta = step_times(devices, trainer), trainer.init_params()
     net = None if schedule.lockstep else scenario.network  # the 1-worker baseline sends nothing
-    planner = Planner(devices, seconds, network=net, num_params=theta.numel(),
-                      jitter=stream(scenario.seed, STREAM_JITTER), lockstep=schedule.lockstep,
-                      availability=timelines([d.availability for d in devices], scenario.seed, STREAM_CHURN),
-                      local_servers=schedule.local_servers)
+    availability = timelines([d.availability for d in devices], seed, STREAM_CHURN)
+    planner = Planner(devices, seconds, network=net, num_params=theta.numel(), jitter=jitter,
+                      lockstep=schedule.lockstep, local_servers=schedule.local_servers, availability=availability)
+    links = Links() if net is None else Links(net.dtype, net.model_dtype, net.block)
+    dispatcher = Dispatcher(scenario, trainer.shard_sizes(), trainer.batch_size(), shards, seconds,
+                            lockstep=schedule.lockstep)
     diagnostics = scenario.eval.diagnostics
-    recorder = Recorder(scenario.method.preset, scenario.seed,  # comm / churn columns when they happen
+    recorder = Recorder(scenario.method.preset, seed,  # comm / churn columns when they happen
                         comm_columns=planner.communicates or planner.churn, server_column=schedule.local_servers,
                         transfer_columns=schedule.overlaps, diagnostic_columns=diagnostics)
-    # the schedules that carry it themselves see reset here: the engine stores nothing for them
-    inner = InnerStates("reset" if schedule.carries_inner_state else scenario.method.inner_state)
     settings = RunSettings(name=scenario.method.preset, digest=scenario.digest(), k=k, t_max=scenario.schedule.t_max,
                            H=scenario.schedule.H, eval_every=scenario.eval.every,
                            divergence_factor=scenario.eval.divergence_factor)
     return Parts(
-        settings=settings, trainer=trainer, outer=build_outer(scenario), executor=executor, schedule=schedule,
-        planner=planner, links=Links() if net is None else Links(net.dtype, net.model_dtype, net.block),
-        dispatcher=Dispatcher(scenario, trainer.shard_sizes(), trainer.batch_size(),
-                              stream(scenario.seed, STREAM_SHARDS), seconds, lockstep=schedule.lockstep),
-        recorder=recorder, diagnostics=Diagnostics(k) if diagnostics else None, inner=inner, theta=theta,
-        batch_size=trainer.batch_size(),
+        settings=settings, trainer=trainer, outer=outer, executor=executor, schedule=schedule, planner=planner,
+        links=links, dispatcher=dispatcher, recorder=recorder, diagnostics=Diagnostics(k) if diagnostics else None,
+        # the schedules that carry it themselves see reset here: the engine stores nothing for them
+        inner=InnerStates("reset" if schedule.carries_inner_state else scenario.method.inner_state),
+        theta=theta, batch_size=trainer.batch_size(),
         layer_sizes=trainer.layer_sizes() if isinstance(trainer, ReportsLayers) else None)

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from sim.adopt import same_schedule
-from sim.build import assemble, build_trainer, make_executor
+from sim.build import assemble_run
 from sim.checkpoint_file import BadCheckpoint, Checkpointing
 from sim.engine import Simulation
 from sim.errors import UserError
@@ -83,12 +83,11 @@ def simulate(
     # Evaluation runs in this process: give it the job thread count too,
     # since torch's results depend on the number of threads.
     torch.set_num_threads(scenario.compute.threads)
-    trainer = build_trainer(scenario)
-    engine_exec = make_executor(executor, scenario, trainer, jobs=jobs, address=address)
+    parts = assemble_run(scenario, executor, jobs=jobs, address=address)
     checkpoints = None if checkpointing is None else Checkpoints(checkpointing.save, checkpointing.every)
     try:
-        sim = Simulation(assemble(scenario, trainer, engine_exec), progress=progress, checkpoints=checkpoints)
-        state = None if checkpointing is None else checkpointing.load(scenario.digest(), notify)
+        sim = Simulation(parts, progress=progress, checkpoints=checkpoints)
+        state = None if checkpointing is None else checkpointing.load(parts.settings.digest, notify)
         if checkpointing is not None and state is not None:
             try:
                 sim.load_state_dict(state)
@@ -98,7 +97,7 @@ def simulate(
         with stop_on_signals(sim) if checkpointing is not None else nullcontext():
             outcome = sim.run()
     finally:
-        engine_exec.close()
+        parts.executor.close()
     metrics, events = outcome.recorder.metrics_frame(), outcome.recorder.events_frame()
     summary = run_summary(scenario, outcome, metrics, events)
     return RunResult(scenario, metrics, events, summary["run_hash"], summary, params=outcome.theta,

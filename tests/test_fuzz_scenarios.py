@@ -79,7 +79,7 @@ def check(tmp_path, content: bytes) -> None:
         assert len(out.splitlines()) == 1 and "Traceback" not in out and str(path) in out, out
 
 
-SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 120)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 80)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @SETTINGS
