@@ -22,6 +22,7 @@ _EXPORTS = {
     "simulate": "sim.runner",
     "Scenario": "sim.scenario",
     "ScenarioError": "sim.errors",
+    "UserError": "sim.errors",
     "load_scenario": "sim.scenario",
     "scenario_from_dict": "sim.scenario",
 }

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sim.cli_common import (ADDRESS_OPT, FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_SET_OPT, NAME_OPT, QUIET_OPT,
                             RUNS_EXECUTOR_OPT, RUNS_OPT, SET_OPT, STORE_OPT, OneValueGroup, canonical_command,
                             cluster_of, console, default_jobs, err_console, fail, fail_with, load, method_opt, out_opt,
-                            narrow_table, parse_method_sets, parse_seeds, refuse_repeats, seed_opt, split_list,
+                            narrow_table, parse_method_sets, parse_seeds, seed_opt, split_list,
                             use_runs_dir)
 from sim.cli_init import register as register_init_command
 from sim.cli_lm import register as register_lm_commands
@@ -272,13 +272,9 @@ def compare(
     use_runs_dir(runs)
     cluster = cluster_of(executor, address, store)
     try:
-        if sweep is not None:
-            _check_axis(sweep, "--sweep")
         specs, axis = cmp.plan(list(files), method_list, seed_list, sweep, list(set_), per_method)
     except ScenarioError as exc:
         fail_with(exc)
-    if not specs:
-        fail(f"--sweep {sweep}: none of the methods {', '.join(method_list)} has that field")
     out_dir = _report_folder(out, name, specs[0].scenario.name + (f"_{axis}" if axis else ""))
     command = canonical_command("compare", [str(f) for f in files], methods=method, seeds=seed, sweep=sweep,
                                 set_=list(set_), method_set=list(method_set), name=name, out=out, target=target)
@@ -295,14 +291,6 @@ def compare(
     console.print(f"{len(specs)} runs ({computed} computed, {len(specs) - computed} reused); "
                   f"report: {out_dir / written['report'].name}")
     console.print((out_dir / written["table_md"].name).read_text(encoding="utf-8"))
-
-
-def _check_axis(text: str, option: str) -> None:
-    """A swept axis with a value given twice (``workers=4,4``) is refused naming ``option``: it would count runs twice."""
-    from sim.compare import parse_sweep
-
-    _label, _field, values = parse_sweep(text, option)
-    refuse_repeats(values, option, text)
 
 
 @app.command()
@@ -379,18 +367,12 @@ def sweep(
     out = out or csv
     methods = split_list(method, "--method", "diloco,dn_dylu") if method else []
     seeds = parse_seeds(seed) if seed else []
-    axes = (list(grid) + ([f"method={','.join(methods)}"] if methods else [])
-            + ([f"seed={','.join(map(str, seeds))}"] if seeds else []))
-    if not axes:
-        fail("nothing to sweep: give --grid FIELD=V1,V2 (repeatable), --method A,B or --seed 0,1,2")
     use_runs_dir(runs)
     cluster = cluster_of(executor, address, store)
     try:
         if out is not None:
             check_output_file(out, "--out", force)
-        for axis in grid:
-            _check_axis(axis, "--grid")
-        specs = cmp.plan_grid(file, axes, list(set_))
+        specs = cmp.plan_grid(file, list(grid), list(set_), methods, seeds)
     except UserError as exc:
         fail_with(exc)
     computed = _execute(specs, jobs, quiet, cluster)

@@ -18,7 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from sim.errors import ScenarioError, UserError
-from sim.scenario import Scenario, load_scenario, parse_override
+from sim.scenario import Scenario, check_distinct, load_scenario, parse_override
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -46,12 +46,11 @@ def load(file: Path, method: Optional[str], sets: list[str]) -> Scenario:
 
 
 def refuse_repeats(values: list[Any], option: str, text: str) -> None:
-    """Fail naming ``option`` when a value appears twice: the same run would count twice (``--seeds 0,0``: n = 2, std 0)."""
-    seen: list[Any] = []
-    for value in values:
-        if value in seen:  # by ==, so 4 and 4.0 are one value, and unhashable values (lists) work too
-            fail(f"{option} {text!r}: {value!r} is given twice; give each value once")
-        seen.append(value)
+    """Fail naming ``option`` when a value appears twice (:func:`sim.scenario.check_distinct`, as one line)."""
+    try:
+        check_distinct(values, option, text)
+    except ScenarioError as exc:
+        fail_with(exc)
 
 
 def split_list(text: str, option: str, example: str) -> list[str]:

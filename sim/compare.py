@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
@@ -24,7 +24,7 @@ from sim.errors import RunInterrupted, ScenarioError, naming_file
 from sim.prepare import PretrainProgress, pretrain_once
 from sim.records import read_summary
 from sim.runner import default_run_folder
-from sim.scenario import Scenario, load_scenario, parse_override
+from sim.scenario import Scenario, check_distinct, load_scenario, parse_override
 from sim.store import reusable
 from sim.traffic import PEAK_COLUMNS, TRAFFIC_COLUMNS, peak_rates, run_traffic
 
@@ -68,7 +68,11 @@ class RunSpec:
 
 
 def parse_sweep(text: str, option: str = "--sweep") -> tuple[str, str, list[Any]]:
-    """``workers=4,8,16`` -> (label, field, values); errors name ``option`` (--sweep or --grid)."""
+    """``workers=4,8,16`` -> (label, field, values); errors name ``option`` (--sweep or --grid).
+
+    A value given twice (``workers=4,4``, or ``heterogeneity=very,very_heterogeneous``)
+    is refused: its runs would count twice.
+    """
     label, sep, values = text.partition("=")
     if not sep or not values.strip(", "):
         raise ScenarioError(f"{option} {text!r}: expected AXIS=V1,V2,..., e.g. workers=4,8,16")
@@ -84,6 +88,7 @@ def parse_sweep(text: str, option: str = "--sweep") -> tuple[str, str, list[Any]
         parsed: list[Any] = [FLEET_ALIASES.get(v, v) for v in raw]
     else:
         parsed = [parse_override(f"x={v}")[1] for v in raw]
+    check_distinct(parsed, option, text)
     return label, field, parsed
 
 
@@ -98,7 +103,8 @@ def plan(
     """Resolve every (file, method, seed, sweep value) into a validated scenario.
 
     ``method_sets`` adds overrides for one method only (a tuned setting),
-    applied after ``sets`` and before the swept value.
+    applied after ``sets`` and before the swept value. A swept field that
+    none of the methods has is refused (``c`` exists for Delayed Nesterov only).
     """
     common = dict(parse_override(s) for s in (sets or []))
     per_method = {m: dict(parse_override(s) for s in v) for m, v in (method_sets or {}).items()}
@@ -116,13 +122,21 @@ def plan(
                         overrides[field] = value
                     sc = load_scenario(file, overrides=overrides, method=method)
                     specs.append(RunSpec(str(file), method, seed, value, sc))
+    if not specs:
+        raise ScenarioError(f"--sweep {sweep}: none of the methods {', '.join(methods)} has that field")
     return specs, label
 
 
-def plan_grid(file: Path, grids: list[str], sets: list[str] | None = None) -> list[RunSpec]:
-    """Cross product of ``--grid KEY=V1,V2`` axes (method, seed or any field) into run specs."""
+def plan_grid(
+    file: Path, grids: list[str], sets: list[str] | None = None, methods: Sequence[str] = (), seeds: Sequence[int] = ()
+) -> list[RunSpec]:
+    """Cross product of ``--grid KEY=V1,V2`` axes (method, seed or any field), and of ``methods`` and ``seeds``."""
     import itertools
 
+    grids = [*grids, *([f"method={','.join(methods)}"] if methods else []),
+             *([f"seed={','.join(map(str, seeds))}"] if seeds else [])]
+    if not grids:
+        raise ScenarioError("nothing to sweep: give --grid FIELD=V1,V2 (repeatable), --method A,B or --seed 0,1,2")
     base = dict(parse_override(s) for s in (sets or []))
     axes = [parse_sweep(g, "--grid") for g in grids]
     fields = [field for _label, field, _values in axes]

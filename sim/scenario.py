@@ -286,13 +286,44 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None, met
         raw = {}
     if not isinstance(raw, dict):
         raise ScenarioError(f"{source}: expected a mapping of scenario fields at the top level, got {type(raw).__name__}")
-    raw = _apply_overrides(raw, overrides or {}, source)
+    tuned = _method_settings(raw.pop("method_settings", None), source)
+    chosen = method or _preset_of(_apply_overrides(raw, overrides or {}, source).get("method"))
+    raw = _apply_overrides(raw, tuned.get(chosen, {}), source)  # the file's own settings for this method
+    raw = _apply_overrides(raw, overrides or {}, source)  # then --set / --method-set, which win
     if method is not None:
         raw = _apply_overrides(raw, {"method.preset": method}, source)
     try:
         return scenario_from_dict(raw, source, base=path.parent)
     except ScenarioError as exc:
         raise _blame_override(exc, source, overrides or {}) from None
+
+
+def _method_settings(section: Any, source: str) -> dict[str, dict[str, Any]]:
+    """A file's ``method_settings:``: per preset, the dotted fields it sets for that method only.
+
+    It is what ``--method-set PRESET:KEY=VALUE`` does from the command line,
+    kept in the file, so that a file can carry each method's tuned settings
+    (``scenarios/lm_micro_paper.yaml``). It is applied before ``--set`` and
+    ``--method-set``, which win, and it is not part of the resolved scenario:
+    a run it tunes has the digest of the same run tuned by ``--method-set``.
+    """
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise _field_error(source, "method_settings", "expected a mapping of preset: {field: value}")
+    for preset, fields in section.items():
+        if preset not in PRESETS:
+            raise _field_error(source, f"method_settings.{preset}",
+                               f"no preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+        if not isinstance(fields, dict) or not all(isinstance(key, str) for key in fields):
+            raise _field_error(source, f"method_settings.{preset}",
+                               "expected a mapping of dotted fields to values, e.g. {method.outer.lr: 0.3}")
+    return section
+
+
+def _preset_of(method: Any) -> str | None:
+    """The preset a raw ``method:`` names (a name, or a mapping with ``preset``)."""
+    return method if isinstance(method, str) else method.get("preset") if isinstance(method, dict) else None
 
 
 def _blame_override(exc: ScenarioError, source: str, overrides: dict[str, Any]) -> ScenarioError:
@@ -321,6 +352,19 @@ def parse_override(text: str) -> tuple[str, Any]:
         except ValueError:
             pass
     return key.strip(), parsed
+
+
+def check_distinct(values: list[Any], option: str, text: str) -> None:
+    """Refuse a value given twice in one list (``--seeds 0,0``): the same run would count twice (n = 2, std 0).
+
+    Values are compared by ``==``, so 4 and 4.0 are one value and unhashable
+    values (lists) work too; the one line names ``option`` as given.
+    """
+    seen: list[Any] = []
+    for value in values:
+        if value in seen:
+            raise ScenarioError(f"{option} {text!r}: {value!r} is given twice; give each value once")
+        seen.append(value)
 
 
 def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str) -> dict[str, Any]:

@@ -51,13 +51,23 @@ def stored_digest(folder: Path) -> str | None:
     """The digest, by today's rules, of the scenario a run folder stores (None if it no longer validates)."""
     import yaml
 
-    from sim.scenario import scenario_from_dict
-
     try:
-        with open(Path(folder) / "scenario.yaml", encoding="utf-8") as fh:
-            return scenario_from_dict(yaml.safe_load(fh), str(folder)).digest()
+        return stored_scenario(folder).digest()
     except (OSError, ValueError, yaml.YAMLError):
         return None
+
+
+def stored_scenario(folder: Path) -> Scenario:
+    """The scenario a run folder stores (its resolved ``scenario.yaml``), validated by today's rules.
+
+    Raises ``OSError``, ``yaml.YAMLError`` or :class:`sim.errors.ScenarioError` (a ``ValueError``).
+    """
+    import yaml
+
+    from sim.scenario import scenario_from_dict
+
+    with open(Path(folder) / "scenario.yaml", encoding="utf-8") as fh:
+        return scenario_from_dict(yaml.safe_load(fh), str(folder))
 
 
 def reusable(folder: Path, scenario: Scenario, say: Notify) -> bool:

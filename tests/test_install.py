@@ -35,7 +35,7 @@ from sim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 #: what the wheel is built from (copied, so the build writes nothing into the checkout)
-SOURCES = ("pyproject.toml", "README.md", "MANIFEST.in", "sim", "trainers", "device_profiles", "scenarios")
+SOURCES = ("pyproject.toml", "README.md", "MANIFEST.in", "asyncsim", "sim", "trainers", "device_profiles", "scenarios")
 FAST = ["--set", "schedule.t_max=200", "--set", "trainer.config.hidden=16", "--set", "trainer.config.shard_size=500",
         "--set", "eval.every=100", "-q"]
 BIN = "Scripts" if os.name == "nt" else "bin"
@@ -119,13 +119,15 @@ def test_wheel_ships_every_profile_and_scenario(wheel):
 
 
 def test_installed_package_is_the_wheel_not_the_checkout(venv, tmp_path):
-    code = ("import sim, sim.profiles as p, trainers, torch; "
-            "print(sim.__file__); print(trainers.__file__); print(p.PROFILE_DIR); print(p.SCENARIO_DIR)")
+    """``import asyncsim`` (the Python API, a thin package over sim) comes from the wheel too."""
+    code = ("import sim, sim.profiles as p, trainers, torch, asyncsim, asyncsim.api; "
+            "print(sim.__file__); print(trainers.__file__); print(p.PROFILE_DIR); print(p.SCENARIO_DIR); "
+            "print(asyncsim.__file__); print(asyncsim.api.__file__); assert asyncsim.compare is asyncsim.api.compare")
     proc = _sh([str(venv[0] / "python"), "-c", code], cwd=tmp_path, env=_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
     purelib = venv[1].resolve()
     paths = [Path(line).resolve() for line in proc.stdout.split("\n") if line]
-    assert all(purelib in p.parents for p in paths), (purelib, paths)
+    assert len(paths) == 6 and all(purelib in p.parents for p in paths), (purelib, paths)
     assert paths[2] == purelib / "sim" / "device_profiles" and paths[3] == purelib / "sim" / "scenarios"
 
 

@@ -260,7 +260,9 @@ def test_shipped_scenarios_keep_their_digests(monkeypatch):
     The ``halos`` entries were recorded again when its preset became the authors' example (#22: merge weight,
     kept inner state, DyLU rounding up), the ``streaming_diloco``, ``eager_diloco`` and ``delayed_diloco`` ones
     when their schedules' simulation became version 3 (a worker back up is not sent what it no longer owes;
-    sim.scenario.SCHEDULE_VERSIONS); every other entry is as recorded before.
+    sim.scenario.SCHEDULE_VERSIONS), and the ``lm_micro_paper`` entries of the methods its ``method_settings``
+    tunes when the file began to carry their tuned rates (#26: each is the digest the same method had with
+    the ``--method-set`` flags the headline was made with); every other entry is as recorded before.
     """
     from sim.presets import PRESETS
 
