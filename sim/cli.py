@@ -23,6 +23,7 @@ from sim.cli_common import (ADDRESS_OPT, FILE_ARG, FORCE_OPT, JOBS_OPT, METHOD_S
 from sim.cli_init import register as register_init_command
 from sim.cli_lm import register as register_lm_commands
 from sim.cli_live import register as register_live_commands
+from sim.cli_report import register as register_report_commands
 from sim.cli_store import register as register_store_commands
 from sim.errors import RunDiverged, RunInterrupted, ScenarioError, UserError, naming_file
 
@@ -515,6 +516,7 @@ def findings(
 register_lm_commands(app)
 register_live_commands(app)
 register_store_commands(app)
+register_report_commands(app)
 register_init_command(app)
 
 

@@ -26,7 +26,7 @@ from sim.records import read_summary
 from sim.runner import default_run_folder
 from sim.scenario import Scenario, check_distinct, load_scenario, parse_override
 from sim.store import reusable
-from sim.traffic import PEAK_COLUMNS, TRAFFIC_COLUMNS, peak_rates, run_traffic
+from sim.traffic import peak_rates, run_traffic
 
 DEFAULT_METHODS = ("finetune_1w", "diloco", "async_diloco", "async_poly", "async_buffer", "dn_dylu")
 
@@ -381,154 +381,14 @@ def build_report(
     computed: int,
     target: float | None = None,
 ) -> dict[str, Path]:
-    """Write plots, tables and report.md for a finished comparison (``target``: of the time-to-target table)."""
-    from sim.report import (budget_markdown, column_labels, diagnostics_table, final_table, plot_compare_curves,
-                            plot_diagnostics, plot_staleness, plot_time_budget, plot_timeline, primary_metric,
-                            table_markdown, time_to_target, time_to_target_markdown, worker_time_budget)
+    """Write plots, tables and report.md for a finished comparison (``target``: of the time-to-target table).
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    The drawing itself is :func:`sim.compare_report.render_report`, which
+    ``asyncsim report`` calls again later without running anything.
+    """
+    from sim.compare_report import ReportData, render_report
+
     metrics, events, runs = load_results(specs)
-    metric = primary_metric(metrics)
-    files = {
-        "curves_updates": out_dir / "curves_updates.png",
-        "curves_time": out_dir / "curves_time.png",
-        "table_md": out_dir / "table.md",
-        "table_csv": out_dir / "table.csv",
-        "runs_csv": out_dir / "runs.csv",
-        "timeline": out_dir / "timeline.png",
-        "staleness": out_dir / "staleness.png",
-        "time_budget": out_dir / "time_per_worker.png",
-        "time_budget_csv": out_dir / "time_per_worker.csv",
-        "time_to_target_csv": out_dir / "time_to_target.csv",
-        "report": out_dir / "report.md",
-    }
-    log_y = metric == "perplexity"
-    plot_compare_curves(metrics, "t_local", files["curves_updates"], methods, log_y=log_y, axis_label=axis_label)
-    plot_compare_curves(metrics, "tau", files["curves_time"], methods, log_y=log_y, axis_label=axis_label)
-    table = final_table(runs, metric, methods)
-    table.to_csv(files["table_csv"], index=False)
-    runs.to_csv(files["runs_csv"], index=False)
-    markdown = table_markdown(table, metric, axis_label)
-    files["table_md"].write_text(markdown + "\n", encoding="utf-8")
-    # the first seed at the last swept value (for heterogeneity: the most heterogeneous fleet)
-    first = next(s for s in reversed(specs) if s.seed == specs[0].seed)
-    timeline_specs = [s for s in specs if s.seed == first.seed and s.sweep_value == first.sweep_value and s.file == first.file]
-    first_events = events[
-        (events["seed"] == first.seed)
-        & (events["sweep"] == (str(first.sweep_value) if first.sweep_value is not None else ""))
-        & (events["scenario"] == first.scenario.name)
-    ]
-    grace = {s.method: s.scenario.schedule.grace_period for s in timeline_specs}
-    plot_timeline(first_events, files["timeline"], methods, grace)
-    plot_staleness(events, files["staleness"], methods)
-    budgets = {
-        s.method: worker_time_budget(first_events[first_events["method"] == s.method],
-                                     [d.name for d in s.scenario.workers.devices])
-        for s in sorted(timeline_specs, key=lambda s: methods.index(s.method) if s.method in methods else len(methods))
-    }
-    plot_time_budget(budgets, files["time_budget"])
-    pd.concat([b.assign(method=m) for m, b in budgets.items()], ignore_index=True).to_csv(files["time_budget_csv"], index=False)
-    budget_sections = []
-    for method, budget in budgets.items():
-        budget_sections += [f"**{method}**", "", budget_markdown(budget), ""]
-    wall = table.assign(column=column_labels(table)).pivot_table(index="method", columns="column",
-                                                                  values="simulated_seconds", sort=False)
-    times = time_to_target(metrics, table, metric, target)
-    target_source = "given by --target" if target is not None else f"the worst method's mean final {metric}"
-    times.to_csv(files["time_to_target_csv"], index=False)
-    traffic_section = []
-    if runs["gb_sent"].any():
-        labelled = runs.assign(column=column_labels(runs))
-        for col, what in zip(TRAFFIC_COLUMNS, ("in all", "across regions")):
-            frame = labelled.pivot_table(index="method", columns="column", values=col, sort=False)
-            traffic_section += [f"## GB sent per run {what} (mean over seeds)", "",
-                                _frame_markdown(frame.reindex([m for m in methods if m in frame.index]), digits=4), ""]
-        peaks = labelled.pivot_table(index="method", columns="column", values=list(PEAK_COLUMNS), sort=False)
-        peaks = peaks.reindex([m for m in methods if m in peaks.index])
-        for col, what in zip(PEAK_COLUMNS, ("Peak rate at the server, in and out (Gbit/s", "Peak rate on the busiest "
-                                            "worker's link, one direction (Gbit/s", "Largest single upload (MB")):
-            traffic_section += [f"## {what}, mean over seeds)", "", _frame_markdown(peaks[col], digits=4), ""]
-        traffic_section += ["A transfer counts at its average rate, bytes over the time from leaving to landing "
-                            "(queueing included); rates of transfers on one link at once add up (sim/traffic.py). "
-                            "The largest upload is what one sync asks of a worker's link at a time.", ""]
-    diagnostics_section = []
-    diagnostics = diagnostics_table(events)
-    if len(diagnostics):  # some runs recorded eval.diagnostics
-        diagnostics.to_csv(out_dir / "diagnostics.csv", index=False)
-        plot_diagnostics(events, out_dir / "diagnostics.png", methods)
-        diagnostics_section = [
-            "## Per-update diagnostics (eval.diagnostics): pseudo-gradients by round length", "",
-            "![diagnostics](diagnostics.png)", "",
-            _diagnostics_markdown(diagnostics), "",
-            "Means over every seed's syncs (`diagnostics.csv`): the pseudo-gradient's norm per local step, its cosine "
-            "to the mean of the last k pseudo-gradients, and the norm of the outer step that applied it.", ""]
-    seeds = sorted({s.seed for s in specs})
-    lines = [
-        f"# Comparison: {', '.join(sorted({s.scenario.name for s in specs}))}",
-        "",
-        "Made by:",
-        "",
-        f"    {command}",
-        "",
-        f"Methods: {', '.join(methods)}; seeds: {', '.join(map(str, seeds))}"
-        + (f"; swept {axis_label}: {', '.join(str(v) for v in dict.fromkeys(s.sweep_value for s in specs))}" if axis_label else "")
-        + f". {len(runs)} runs ({computed} computed now, {len(runs) - computed} reused from reports/runs/).",
-        "",
-        f"## Final eval {metric}",
-        "",
-        markdown,
-        "",
-        "## Simulated wall-clock to finish the budget (s, mean over seeds)",
-        "",
-        _frame_markdown(wall),
-        "",
-        f"## Simulated wall-clock to reach the target {metric} (s, mean ± std over seeds)",
-        "",
-        time_to_target_markdown(times, methods),
-        "",
-        f"The target is {target_source} in each column: the first evaluation at or below it (`time_to_target.csv`).",
-        "",
-        *traffic_section,
-        f"## Eval {metric} against total local updates",
-        "",
-        f"![curves vs updates]({files['curves_updates'].name})",
-        "",
-        f"## Eval {metric} against simulated wall-clock",
-        "",
-        f"![curves vs time]({files['curves_time'].name})",
-        "",
-        "## Worker timeline (first rounds, first seed" + (f", {axis_label} = {first.sweep_value})" if axis_label else ")"),
-        "",
-        f"![timeline]({files['timeline'].name})",
-        "",
-        "## Staleness at sync",
-        "",
-        f"![staleness]({files['staleness'].name})",
-        "",
-        "## Time per worker (first seed): training, communication, lost work, idle",
-        "",
-        f"![time per worker]({files['time_budget'].name})",
-        "",
-        *budget_sections,
-        *diagnostics_section,
-        "Per-run numbers and folders: `runs.csv`; the table as CSV: `table.csv`; time per worker: `time_per_worker.csv`.",
-    ]
-    files["report"].write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return files
-
-
-def _diagnostics_markdown(table: pd.DataFrame) -> str:
-    """The diagnostics table: a row per method (swept value) and round length."""
-    lines = ["| method | steps | syncs | norm per step | cosine | outer step norm |", "|---|---|---|---|---|---|"]
-    for r in table.itertuples():
-        label = r.method + (f" [{r.sweep}]" if getattr(r, "sweep", "") else "")
-        lines.append(f"| {label} | {r.steps} | {r.syncs} | {r.norm_per_step:.4g} | {r.cosine:.3f} | {r.update_norm:.4g} |")
-    return "\n".join(lines)
-
-
-def _frame_markdown(frame: pd.DataFrame, digits: int = 1) -> str:
-    cols = [str(c) or "value" for c in frame.columns]
-    lines = ["| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for method, row in frame.iterrows():
-        lines.append(f"| {method} | " + " | ".join(f"{v:.{digits}f}" for v in row) + " |")
-    return "\n".join(lines)
+    data = ReportData(runs, metrics, events, {str(s.folder): s.scenario for s in specs})
+    provenance = f"{len(runs)} runs ({computed} computed now, {len(runs) - computed} reused from reports/runs/)."
+    return render_report(data, axis_label, methods, out_dir, command, provenance, target).files
