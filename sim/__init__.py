@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import trainers  # noqa: F401  (pins torch's CPU kernels before torch loads: trainers/kernels.py)
+
 #: public name -> the module that defines it; imported on first use, so that
 #: ``import sim.errors`` (or the CLI's --help) does not pull in torch
 _EXPORTS = {

@@ -23,6 +23,7 @@ from sim.runstate import Checkpoints, Outcome
 from sim.scenario import Scenario
 from sim.signals import on_stop_signals
 from sim.store import Notify, computing, reusable, run_problem
+from trainers.kernels import cpu_capability
 
 #: where run folders go unless ``$ASYNCSIM_RUNS`` says otherwise (relative to the working directory)
 DEFAULT_RUNS_DIR = Path("reports") / "runs"
@@ -183,13 +184,18 @@ def software_versions() -> dict[str, str]:
         asyncsim = version("asyncsim")
     except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         asyncsim = "unknown"
-    return {"asyncsim": asyncsim, "torch": torch.__version__, "numpy": numpy.__version__}
+    return {"asyncsim": asyncsim, "torch": torch.__version__, "numpy": numpy.__version__, "cpu": cpu_capability()}
 
 
 def made_with_other_versions(summary: dict[str, Any]) -> str | None:
-    """``made with torch 2.1, ...`` when a run's recorded versions differ from this software's, else None."""
+    """``made with torch 2.1, ...`` when a run's recorded versions differ from this software's, else None.
+
+    Only what the run recorded is compared: runs made before the CPU kernels
+    were recorded (trainers/kernels.py) say nothing of theirs.
+    """
     made = summary.get("versions")
-    if made == software_versions():
+    now = software_versions()
+    if made and all(now.get(key) == value for key, value in made.items()):
         return None
     return f"made with {versions_text(made)}" if made else "made by an asyncsim that did not record versions"
 

@@ -206,7 +206,7 @@ def test_editing_your_own_trainer_makes_a_new_run_and_versions_are_recorded(tmp_
     assert first.exit_code == 0 and "finished" in first.output, first.output
     folder = Path(first.output.split("run folder: ")[1].split()[0])
     summary = json.loads((folder / "summary.json").read_text())
-    assert set(summary["versions"]) == {"asyncsim", "torch", "numpy"} and "mypkg.model:MyTrainer" in summary["code"]
+    assert set(summary["versions"]) == {"asyncsim", "torch", "numpy", "cpu"} and "mypkg.model:MyTrainer" in summary["code"]
     assert "reused" in runner.invoke(app, ["run", str(scen), *FAST]).output
     (pkg / "model.py").write_text(USER_TRAINER.format(scale=2))  # the user edits their model
     edited = runner.invoke(app, ["run", str(scen), *FAST])

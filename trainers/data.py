@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from sim.outputs import atomic_output
-from trainers.base import FieldError, UserError, epoch_order, seeded_rng  # epoch_order re-exported for lm.py
+from trainers.base import FieldError, UserError, epoch_order, seeded_rng  # noqa: F401  (epoch_order re-exported for lm.py)
 from trainers.configs import DataConfig  # noqa: F401  (re-exported)
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
