@@ -35,9 +35,12 @@ def read_verdicts(report: Path) -> dict[str, str]:
 
 
 def short(verdict: str | None) -> str:
-    """reproduced / partly / not / not checked."""
+    """reproduced / partly / not / not checked; "(indicative)" after it for a verdict on fewer than 3 seeds."""
     if verdict is None:
         return "not checked"
+    indicative = re.match(r"indicative \(n = \d+\): ", verdict)
+    if indicative:
+        return short(verdict[indicative.end():]) + " (indicative)"
     if verdict.startswith("partly"):
         return "partly"
     return "reproduced" if verdict.startswith("reproduced") else "not"

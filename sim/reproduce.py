@@ -19,6 +19,7 @@ import pandas as pd
 
 from sim import compare as cmp
 from sim.cluster import Cluster
+from sim.confidence import MIN_SEEDS, verdict_line
 from sim.findings import FINDINGS, LEVELS, Results, budget_gap_finding, gap_against_budget
 from sim.outputs import staged_folder
 from sim.scenario import Scenario, load_scenario, parse_override
@@ -157,8 +158,9 @@ def reproduce(
         f"The headline comparison runs at the base budget ({base.schedule.t_max} local steps); "
         + (f"the wide sweeps at a reduced budget ({', '.join(wide_sets)}). " if wide_sets else "so do the others. ")
         + f"Per-method settings from tuning: {tuned}. "
-        f"Final eval {res.metric} is the mean ± std over seeds; a gap whose seed ranges (min..max) overlap is "
-        "called a tie.",
+        f"Final eval {res.metric} is the mean ± std over seeds; a gap is called a tie when the seed ranges (min..max) "
+        "overlap or, where both ran the same seeds, the 95% bootstrap interval of the paired per-seed difference "
+        f"contains 0. Each verdict gives its seeds and budget; with fewer than {MIN_SEEDS} seeds it is indicative.",
         "",
         _starting_point(res),
         "",
@@ -167,7 +169,7 @@ def reproduce(
     ]
     findings = [check(res) for check in FINDINGS] + ([budget_gap_finding(res)] if budget_rounds else [])
     for f in findings:
-        lines += [f"### {f.claim}", "", f"**{f.verdict}**", ""] + [f"- {e}" for e in f.evidence] + [""]
+        lines += [f"### {f.claim}", "", verdict_line(f.verdict, res.basis(f.experiment)), ""] + [f"- {e}" for e in f.evidence] + [""]
     tail = ["## Experiments", ""] + sections + [""] + (["## Notes", "", notes.strip(), ""] if notes else [])
     with staged_folder(out_dir) as staged:  # the whole report or nothing: a failed write keeps the earlier one
         for exp, specs, axis in planned:
