@@ -95,6 +95,7 @@ def calibrate(
     name: str = typer.Option("this-machine", "--name", help="device name prefix"),
     steps: int = typer.Option(20, "--steps", min=1, help="local steps per timed job"),
     repeats: int = typer.Option(5, "--repeats", min=1, help="timed jobs (and transfers); the median is kept"),
+    live_jobs: int = typer.Option(0, "--live-jobs", min=0, help="then run the k workers live, un-padded, for this many jobs each and keep what they really cost: step time while sharing the machine, and each job's fixed overhead (0: skip)"),
     address: Optional[str] = ADDRESS_OPT,
     force: bool = FORCE_OPT,
 ) -> None:
@@ -112,14 +113,18 @@ def calibrate(
     scenario = load(file, None, list(set_))
     try:
         check_output_file(out, "--out", force)
+        k = workers or default_jobs(scenario.compute.threads)
         with naming_file(file):
-            c = measure(scenario, steps=steps, repeats=repeats, address=address)
-        text = profile_yaml(c, scenario, workers or default_jobs(scenario.compute.threads), name)
+            c = measure(scenario, steps=steps, repeats=repeats, address=address, workers=k, live_jobs=live_jobs)
+        text = profile_yaml(c, scenario, k, name)
         with atomic_output(out) as tmp:
             tmp.write_text(text, encoding="utf-8")
     except UserError as exc:
         fail_with(exc)
     console.print(f"{c.seconds_per_step * 1e3:.3f} ms per local step ({c.step_spread[0] * 1e3:.3f}-"
                   f"{c.step_spread[1] * 1e3:.3f}), transfers {c.latency_ms:.3f} ms + {c.bandwidth_gbps:.3g} Gbit/s")
+    if c.live_seconds_per_step is not None and c.job_overhead_ms is not None:
+        console.print(f"live, {k} workers: {c.live_seconds_per_step * 1e3:.3f} ms per local step, "
+                      f"{c.job_overhead_ms:.2f} ms per job besides its steps")
     console.print(f"device profile: {out}")
 

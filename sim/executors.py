@@ -324,7 +324,10 @@ def _ray_job(make_trainer: TrainerFactory, scenario: dict[str, Any], digest: str
 def start_ray(needed_by: str, address: str | None = None, **init: Any) -> tuple[Any, bool]:
     """Ray, and whether it was started here (then the caller shuts it down); one line when it is not installed.
 
-    A Ray already running in this process is used as it is. A local Ray
+    A Ray already running in this process is used as it is. Without an
+    ``address`` a new local Ray is started, never a cluster that happens to
+    run on this machine (``ray.init()`` alone joins one started by ``ray
+    start``, whose workers and load are not this run's). A local Ray
     started here runs its workers at nice 0, not Ray's default 15: here they
     are the work, not a background chore. ``init``: ``ray.init`` arguments for
     a local Ray (an ``address`` names a cluster that has its own).
@@ -337,7 +340,8 @@ def start_ray(needed_by: str, address: str | None = None, **init: Any) -> tuple[
         return ray, False
     if address is None:
         os.environ.setdefault("RAY_worker_niceness", "0")
-    ray.init(include_dashboard=False, log_to_driver=False, **({"address": address} if address else init))
+    ray.init(include_dashboard=False, log_to_driver=False, **({"address": address} if address else
+                                                               {"address": "local", **init}))
     return ray, True
 
 

@@ -62,6 +62,8 @@ class Planner:
                  lockstep: bool = False, local_servers: bool = False):
         self.devices, self.lockstep = list(devices), lockstep
         self.steps = [Time.of(s) for s in step_seconds]
+        #: a job's fixed cost besides its steps (Device.job_overhead_ms); None for every shipped fleet
+        self.overheads = [None if d.job_overhead_ms is None else Time.of(d.job_overhead_ms / 1e3) for d in self.devices]
         self.jitter = jitter
         self.availability = list(availability)
         self.churn = any(self.availability)
@@ -95,9 +97,11 @@ class Planner:
         return jitter_factor(jitter, self.jitter) if jitter > 0 else 1.0
 
     def training(self, worker: int, steps: int, factor: float) -> Time:
-        """steps x step time, scaled by a jitter factor drawn by :meth:`draw_jitter`."""
+        """steps x step time, scaled by a jitter factor drawn by :meth:`draw_jitter`, plus the job's fixed overhead."""
         duration = self.steps[worker] * steps
-        return duration.scaled(factor) if self.devices[worker].jitter > 0 else duration
+        duration = duration.scaled(factor) if self.devices[worker].jitter > 0 else duration
+        overhead = self.overheads[worker]
+        return duration if overhead is None else duration + overhead
 
     def train_only(self, worker: int, start: Time, steps: int, factor: float) -> RoundPlan:
         """Training that starts at ``start``, its inputs already on the device; it ends (arrives) when training does."""

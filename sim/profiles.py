@@ -69,6 +69,10 @@ class Device(BaseModel):
     peak_tflops: float | None = Field(None, gt=0, le=1e6, allow_inf_nan=False, description="datasheet peak, TFLOP/s")
     utilization: float = Field(0.4, gt=0, le=1, description="fraction of peak a training step achieves (MFU)")
     jitter: float = Field(0.0, ge=0, le=2, allow_inf_nan=False, description="log-normal sigma per round")
+    job_overhead_ms: float | None = Field(
+        None, ge=0, allow_inf_nan=False,
+        description="fixed real time each job costs besides its steps (starting it, the server's handling of its "
+                    "result), as asyncsim calibrate measures a live run")
     # communication and churn (see sim/network.py, sim/churn.py); None: not modelled
     bandwidth_gbps: float | None = Field(None, gt=0, description="the device's link, Gbit/s each way")
     latency_ms: float | None = Field(None, ge=0, allow_inf_nan=False, description="one-way latency of the link")
@@ -83,7 +87,7 @@ class Device(BaseModel):
         return self
 
     #: optional fields that, left out, must not change a scenario's identity (its digest)
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("bandwidth_gbps", "latency_ms", "region", "availability")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("bandwidth_gbps", "latency_ms", "region", "availability", "job_overhead_ms")
 
     def step_time(self, flops_per_step: float | None = None) -> float:
         """Seconds per local step; FLOP-rated devices need the model's FLOPs per step."""

@@ -417,3 +417,23 @@ def test_the_model_does_not_depend_on_the_clock(p):
     instant = simulate(scenario([1.0] * k, **common))
     assert torch.equal(timed.params, instant.params)
     assert list(timed.metrics["t_local"]) == list(instant.metrics["t_local"])
+
+
+def test_a_devices_job_overhead_adds_to_every_job_and_nothing_else():
+    """Device.job_overhead_ms: each job takes steps x step time + the overhead (a lone async worker's arrivals
+    are then k x that apart); left out, the fleet, its digest and its run are as before."""
+    from sim.runner import simulate
+    from sim.scenario import scenario_from_dict
+
+    def scenario(**device):
+        return scenario_from_dict({"method": "async_diloco", "trainer": {"name": "null"},
+                                   "workers": {"devices": [{"seconds_per_step": 0.5, **device}]},
+                                   "schedule": {"H": 4, "t_max": 12}, "lr": {"max": 0.1, "min": 0.01},
+                                   "eval": {"every": 12}})
+
+    plain, slow = scenario(), scenario(job_overhead_ms=250.0)
+    assert "job_overhead_ms" not in plain.resolved()["workers"]["devices"][0]
+    assert plain.digest() != slow.digest()
+    arrivals = simulate(slow).events.query("event == 'complete'")["tau"].tolist()
+    assert arrivals == pytest.approx([2.25, 4.5, 6.75])  # 4 x 0.5 s + 0.25 s per job
+    assert simulate(plain).events.query("event == 'complete'")["tau"].tolist() == pytest.approx([2.0, 4.0, 6.0])

@@ -132,12 +132,14 @@ def test_calibrate_writes_a_profile_a_scenario_can_use(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(json.dumps(TWO_WORKERS))
     profile = tmp_path / "me.yaml"
-    r = _cli("calibrate", str(path), "--out", str(profile), "-k", "3", "--steps", "2", "--repeats", "2")
+    r = _cli("calibrate", str(path), "--out", str(profile), "-k", "3", "--steps", "2", "--repeats", "2",
+             "--live-jobs", "3")
     assert r.exit_code == 0, r.output
     text = profile.read_text()
-    assert text.startswith("# made by asyncsim calibrate")
+    assert text.startswith("# made by asyncsim calibrate") and "un-padded live run of 3 actors" in text
     sc = scenario_from_dict({**TWO_WORKERS, "workers": {"fleet": str(profile)}})
     assert sc.workers.k == 3 and sc.workers.device(0).seconds_per_step > 0
+    assert sc.workers.device(0).job_overhead_ms is not None and sc.workers.device(0).job_overhead_ms >= 0
     from sim.outputs import made_by_asyncsim
 
     assert made_by_asyncsim(profile)  # so calibrate may replace its own profile, and nothing else
@@ -145,6 +147,20 @@ def test_calibrate_writes_a_profile_a_scenario_can_use(tmp_path):
     mine.write_text("devices: []\n")
     r = _cli("calibrate", str(path), "--out", str(mine))
     assert r.exit_code == 2 and "--force" in r.output and mine.read_text() == "devices: []\n"
+
+
+def test_a_live_runs_costs_are_each_jobs_compute_per_step_and_its_cycle_less_compute():
+    """calibrate --live-jobs: per step, the median of compute / steps; per job, the median of (next dispatch of the
+    same worker - this dispatch) - compute, a worker's last job (no next dispatch) and lost jobs left out."""
+    from sim.live.calibrate import live_costs
+
+    log = pd.DataFrame({
+        "worker": [0, 0, 0, 1, 1, 1], "steps": [10, 10, 10, 5, 5, 5],
+        "real_dispatched": [0.0, 0.030, 0.061, 0.0, 0.020, 0.041],
+        "compute_s": [0.020, 0.020, 0.022, 0.011, 0.010, 0.011], "fault": ["", "", "", "", "", ""]})
+    per_step, overhead = live_costs(log)
+    assert per_step == pytest.approx(0.0021)  # median of 2, 2, 2.2, 2.2, 2, 2.2 ms
+    assert overhead == pytest.approx(0.0105)  # cycles less compute: 10, 11 (worker 0), 9, 11 ms (worker 1)
 
 
 def test_an_interrupted_live_run_says_so_in_one_line_and_writes_nothing(tmp_path):

@@ -16,14 +16,31 @@ Two numbers, each the median of several repeats after a warm-up:
 The result is a device profile YAML (``devices:`` with ``seconds_per_step``,
 ``latency_ms``, ``bandwidth_gbps``), ``workers`` copies of this machine,
 the fleet to simulate "this machine, k workers" with.
+
+With ``live_jobs`` > 0 the numbers are then measured again *as the live
+runtime pays them*: a short un-padded live run (async DiLoCo, ``workers``
+actors, ``live_jobs`` jobs each, grace 0) gives
+
+- seconds per local step while the k actors and the server share the
+  machine (the median of each job's own compute time / steps), which a
+  lone job overstates the speed of (#24: 20-35% with 2 actors on 2 cores);
+- ``job_overhead_ms``: each job's real cycle (its dispatch to its worker's
+  next dispatch) less its compute, the median over jobs: Ray's launch and
+  the server's handling of the result (the outer step, recording it, the
+  next dispatch), which the model of time otherwise leaves out.
+
+Async DiLoCo with no grace window is used because its worker cycles do
+not wait on each other: a cycle less its compute is overhead, not a barrier.
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
 
 from sim.executors import start_ray
@@ -43,6 +60,9 @@ class Calibration:
     threads: int
     steps: int
     repeats: int
+    live_seconds_per_step: float | None = None  # under the live runtime's contention (live_jobs > 0)
+    job_overhead_ms: float | None = None  # each job's real cycle less its compute, in a live run
+    live_jobs: int = 0
 
 
 def time_steps(trainer: Trainer, scenario: Scenario, steps: int, repeats: int) -> tuple[float, tuple[float, float]]:
@@ -95,13 +115,49 @@ def time_transfer(num_params: int, repeats: int, address: str | None = None) -> 
     return latency * 1e3, bits / max(seconds - latency, 1e-9) / 1e9
 
 
-def calibrate(scenario: Scenario, steps: int = 20, repeats: int = 5, address: str | None = None) -> Calibration:
+def live_costs(log: pd.DataFrame) -> tuple[float, float]:
+    """(seconds per step, job overhead seconds) from a live run's per-job log (``live.csv``): medians over jobs.
+
+    A job's cycle is its real dispatch to the next real dispatch of the same
+    worker; the last job of each worker has no next one and is left out.
+    """
+    done = log[log["fault"] == ""].sort_values(["worker", "real_dispatched"])
+    per_step = (done["compute_s"] / done["steps"]).median()
+    cycle = done.groupby("worker")["real_dispatched"].diff().shift(-1)
+    overhead = (cycle - done["compute_s"]).where(done["worker"].eq(done["worker"].shift(-1))).dropna()
+    return float(per_step), float(max(overhead.median(), 0.0))
+
+
+def time_live(scenario: Scenario, seconds_per_step: float, workers: int, jobs: int, steps: int,
+              address: str | None = None) -> tuple[float, float]:
+    """Run a short un-padded live run of ``workers`` copies of this machine and measure what it really costs."""
+    import tempfile
+    from pathlib import Path
+
+    from sim.live.session import live
+
+    device = {"name": "this-machine", "seconds_per_step": seconds_per_step}
+    probe = scenario.with_overrides({
+        "method": "async_diloco", "workers": {"devices": [device] * workers}, "schedule.H": steps,
+        "schedule.t_max": workers * jobs * steps, "schedule.grace_period": 0.0, "eval.every": workers * jobs * steps})
+    with tempfile.TemporaryDirectory(prefix="asyncsim-calibrate-") as tmp:
+        result = live(probe, 1.0, Path(tmp) / "run", pad=False, address=address)
+    return live_costs(result.log)
+
+
+def calibrate(scenario: Scenario, steps: int = 20, repeats: int = 5, address: str | None = None,
+              workers: int = 1, live_jobs: int = 0) -> Calibration:
     from sim.build import build_trainer
 
     trainer = build_trainer(scenario)  # once: an LM trainer loads its data
     seconds, spread = time_steps(trainer, scenario, steps, repeats)
     latency, gbps = time_transfer(trainer.init_params().numel(), repeats, address)
-    return Calibration(seconds, spread, latency, gbps, scenario.compute.threads, steps, repeats)
+    solo = Calibration(seconds, spread, latency, gbps, scenario.compute.threads, steps, repeats)
+    if live_jobs <= 0:
+        return solo
+    per_step, overhead = time_live(scenario, seconds, workers, live_jobs, steps, address)
+    return dataclasses.replace(solo, live_seconds_per_step=per_step, job_overhead_ms=overhead * 1e3,
+                               live_jobs=live_jobs)
 
 
 def profile_yaml(c: Calibration, scenario: Scenario, workers: int, name: str) -> str:
@@ -114,7 +170,15 @@ def profile_yaml(c: Calibration, scenario: Scenario, workers: int, name: str) ->
                    f"{c.threads} torch thread(s); transfers between two local Ray actors: {c.latency_ms:.3f} ms "
                    f"latency, {c.bandwidth_gbps:.3g} Gbit/s. Give each worker its own cores "
                    f"(no more workers than cores / threads) for these numbers to hold.")
-    devices = [{"name": f"{name}-{w}", "seconds_per_step": float(f"{c.seconds_per_step:.6g}"),
+    live = c.live_seconds_per_step is not None and c.job_overhead_ms is not None
+    if live:
+        description += (f" Measured again in an un-padded live run of {workers} actors, {c.live_jobs} jobs each: "
+                        f"{c.live_seconds_per_step * 1e3:.3f} ms per step while they share the machine with the "
+                        f"server, and {c.job_overhead_ms:.2f} ms per job besides its steps (launch, the server's "
+                        f"handling); the devices carry these.")
+    per_step = c.live_seconds_per_step if live else c.seconds_per_step
+    devices = [{"name": f"{name}-{w}", "seconds_per_step": float(f"{per_step:.6g}"),
+                **({"job_overhead_ms": float(f"{c.job_overhead_ms:.4g}")} if live else {}),
                 "latency_ms": float(f"{c.latency_ms:.4g}"), "bandwidth_gbps": float(f"{c.bandwidth_gbps:.4g}")}
                for w in range(workers)]
     body: dict[str, Any] = {"description": description, "devices": devices}
