@@ -116,7 +116,7 @@ def noise_scale(
 
     from sim.cli_common import console, fail, load
     from sim.errors import UserError
-    from sim.runner import build_trainer
+    from sim.build import build_trainer
 
     scenario = load(file, None, list(set_))
     torch.set_num_threads(scenario.compute.threads)

@@ -323,7 +323,8 @@ def _method_settings(section: Any, source: str) -> dict[str, dict[str, Any]]:
 
 def _preset_of(method: Any) -> str | None:
     """The preset a raw ``method:`` names (a name, or a mapping with ``preset``)."""
-    return method if isinstance(method, str) else method.get("preset") if isinstance(method, dict) else None
+    preset = method.get("preset") if isinstance(method, dict) else method
+    return preset if isinstance(preset, str) else None  # anything else is refused when the method is validated
 
 
 def _blame_override(exc: ScenarioError, source: str, overrides: dict[str, Any]) -> ScenarioError:

@@ -30,6 +30,9 @@ ROOT = HERE.parents[1]
 RUNS = Path(os.environ.get("SIM_TO_REAL_DIR", "/tmp/sim_to_real")) / "runs"
 BEFORE_FIX = RUNS.parent / "runs_before_fix"
 PROFILE = HERE / "this_machine.yaml"  # calibrated on this machine (made by asyncsim calibrate, committed)
+# calibrated again as the live runtime pays it (calibrate --live-jobs: step time under contention, job overhead)
+LIVE_PROFILE = HERE / "this_machine_live.yaml"
+LIVE_JOBS = 20
 os.environ.setdefault("ASYNCSIM_CACHE", "/root/asyncsim-lm/cache")  # the micro LM's cached pretraining
 os.environ.setdefault("RAY_worker_niceness", "0")
 sys.path.insert(0, str(ROOT))
@@ -84,6 +87,13 @@ def plan() -> list[dict]:
         for rep in REPS:
             add("this_machine", "scenarios/very_heterogeneous.yaml", method, 1.0, rep, unpadded_sets(200), pad=False,
                 group="this_machine_nopad_H200")
+    # the same un-padded comparisons on the fleet calibrated with --live-jobs (#24's model of time, measured live)
+    for H in (20, 200):
+        for method in UNPADDED_METHODS:
+            for rep in REPS:
+                add("this_machine_live", "scenarios/very_heterogeneous.yaml", method, 1.0, rep,
+                    unpadded_sets(H, LIVE_PROFILE), pad=False,
+                    group="this_machine_live_nopad" + ("" if H == 20 else "_H200"))
     # the homogeneous fleet's exact ties with a 5 ms window: wider than the ~1 ms per actor that sleep jitter
     # spreads a tie on 2 cores, still far below the fleet's round (20 x 1 s x 0.05 = 1 s real)
     for method in METHODS:
@@ -93,28 +103,29 @@ def plan() -> list[dict]:
     return runs
 
 
-def unpadded_sets(H: int = 20) -> list[str]:
+def unpadded_sets(H: int = 20, profile: Path = PROFILE) -> list[str]:
     """The very_heterogeneous toy on this machine's calibrated fleet (2 workers, no more than the cores)."""
     h = [] if H == 20 else [f"schedule.H={H}"]
-    if not PROFILE.exists():
-        return ["workers.k=2", f"workers.fleet={PROFILE}"] + h  # t_max set once calibrated
+    if not profile.exists():
+        return ["workers.k=2", f"workers.fleet={profile}"] + h  # t_max set once calibrated
     import yaml
 
-    sps = float(yaml.safe_load(PROFILE.read_text())["devices"][0]["seconds_per_step"])
+    sps = float(yaml.safe_load(profile.read_text())["devices"][0]["seconds_per_step"])
     t_max = int(round(2 * UNPADDED_REAL_S / sps / 100.0)) * 100
-    return ["workers.k=2", f"workers.fleet={PROFILE}", f"schedule.t_max={t_max}", f"eval.every={t_max // 5}"] + h
+    return ["workers.k=2", f"workers.fleet={profile}", f"schedule.t_max={t_max}", f"eval.every={t_max // 5}"] + h
 
 
-def calibrate_profile() -> None:
-    if PROFILE.exists():
+def calibrate_profile(profile: Path = PROFILE) -> None:
+    if profile.exists():
         return
-    tmp = Path("/tmp/sim_to_real/this_machine.yaml")
+    tmp = Path("/tmp/sim_to_real") / profile.name
     tmp.parent.mkdir(parents=True, exist_ok=True)
+    live = ["--live-jobs", str(LIVE_JOBS)] if profile == LIVE_PROFILE else []
     cmd = [str(ROOT / ".venv/bin/asyncsim"), "calibrate", "scenarios/very_heterogeneous.yaml", "--out", str(tmp), "-k", "2",
-           "--force"]
+           "--force", *live]
     print("calibrating:", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
-    shutil.copy(tmp, PROFILE)
+    shutil.copy(tmp, profile)
 
 
 def complete(folder: Path) -> bool:
@@ -133,12 +144,13 @@ def run_all(runs: list[dict]) -> None:
         return
     if not ray.is_initialized():
         t = time.time()
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
         print(f"ray started in {time.time() - t:.1f} s", flush=True)
     for i, r in enumerate(todo, 1):
-        if r["fleet"] == "this_machine":
-            calibrate_profile()
-            r["sets"] = unpadded_sets(200 if r["group"].endswith("H200") else 20)
+        if r["fleet"] in ("this_machine", "this_machine_live"):
+            profile = LIVE_PROFILE if r["fleet"] == "this_machine_live" else PROFILE
+            calibrate_profile(profile)
+            r["sets"] = unpadded_sets(200 if r["group"].endswith("H200") else 20, profile)
         folder = RUNS / r["name"]
         if folder.exists():
             shutil.rmtree(folder)  # an incomplete folder from an interrupted run
