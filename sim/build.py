@@ -84,10 +84,14 @@ def make_executor(name: str, scenario: Scenario, trainer: Trainer, jobs: int | N
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The few scalars of the scenario the engine itself reads: its budget, cadence and identity."""
+    """The few facts of the scenario the engine and the run's summary read: its budget, cadence and identity."""
 
     name: str  # the method's preset, for messages ("dn_dylu diverged at ...")
     digest: str  # the scenario's identity, stored in and checked against checkpoints
+    scenario_name: str
+    seed: int
+    simulation: int  # the schedule's simulation version (sim.scenario.SCHEDULE_VERSIONS)
+    code: dict[str, str]  # digests of the user's own source files the run names (empty for built-ins)
     k: int  # workers
     t_max: int  # Algorithm 2's budget of synced local steps
     H: int  # local steps per round (the work weight's unit)
@@ -118,17 +122,27 @@ class Parts:
 def assemble_run(scenario: Scenario, executor: str = "serial", jobs: int | None = None,
                  address: str | None = None) -> Parts:
     """Everything a run of ``scenario`` needs: its trainer, the executor named, and the engine's parts."""
+    settings = run_settings(scenario)
     trainer = build_trainer(scenario)
     pool = make_executor(executor, scenario, trainer, jobs=jobs, address=address)
     try:
-        return assemble(scenario, trainer, pool)
+        return assemble(scenario, trainer, pool, settings)
     except BaseException:
         pool.close()  # a part the scenario cannot make: the pool's processes must not outlive the error
         raise
 
 
-def assemble(scenario: Scenario, trainer: Trainer, executor: Executor) -> Parts:
+def run_settings(scenario: Scenario) -> RunSettings:
+    """What the engine and the summary read of ``scenario`` (its user code hashed once, here)."""
+    return RunSettings(name=scenario.method.preset, digest=scenario.digest(), scenario_name=scenario.name,
+                       seed=scenario.seed, simulation=scenario.simulation_version(), code=scenario.code_digests(),
+                       k=scenario.workers.k, t_max=scenario.schedule.t_max, H=scenario.schedule.H,
+                       eval_every=scenario.eval.every, divergence_factor=scenario.eval.divergence_factor)
+
+
+def assemble(scenario: Scenario, trainer: Trainer, executor: Executor, settings: RunSettings | None = None) -> Parts:
     """The run's parts, each from the scenario's fields and its own RNG stream; the scenario stays here."""
+    settings = run_settings(scenario) if settings is None else settings
     seed, k = scenario.seed, scenario.workers.k
     jitter, shards = seeded_rng(seed, STREAM_JITTER), seeded_rng(seed, STREAM_SHARDS)
     outer = build_outer(scenario)
@@ -146,9 +160,6 @@ def assemble(scenario: Scenario, trainer: Trainer, executor: Executor) -> Parts:
     recorder = Recorder(scenario.method.preset, seed,  # comm / churn columns when they happen
                         comm_columns=planner.communicates or planner.churn, server_column=schedule.local_servers,
                         transfer_columns=schedule.overlaps, diagnostic_columns=diagnostics)
-    settings = RunSettings(name=scenario.method.preset, digest=scenario.digest(), k=k, t_max=scenario.schedule.t_max,
-                           H=scenario.schedule.H, eval_every=scenario.eval.every,
-                           divergence_factor=scenario.eval.divergence_factor)
     return Parts(
         settings=settings, trainer=trainer, outer=outer, executor=executor, schedule=schedule, planner=planner,
         links=links, dispatcher=dispatcher, recorder=recorder, diagnostics=Diagnostics(k) if diagnostics else None,

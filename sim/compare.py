@@ -323,7 +323,7 @@ def stop_running_runs(pool: ProcessPoolExecutor) -> None:
 
 def version_notice(specs: list[RunSpec]) -> str | None:
     """One line when some runs were made with other software versions than this one (their summaries say)."""
-    from sim.runner import made_with_other_versions, software_versions, versions_text
+    from sim.summary import made_with_other_versions, software_versions, versions_text
 
     other = [(spec, why) for spec in specs if (why := made_with_other_versions(read_summary(spec.folder)))]
     if not other:

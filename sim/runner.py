@@ -18,12 +18,12 @@ from sim.engine import Simulation
 from sim.errors import UserError
 from sim.outputs import check_folder, check_run_destination
 from sim.prepare import PretrainProgress, pretrain_once
-from sim.records import is_complete_run, read_summary, run_hash, write_run_folder, write_summary
-from sim.runstate import Checkpoints, Outcome
+from sim.records import is_complete_run, read_summary, write_run_folder, write_summary
+from sim.runstate import Checkpoints
 from sim.scenario import Scenario
 from sim.signals import on_stop_signals
 from sim.store import Notify, computing, reusable, run_problem
-from trainers.kernels import cpu_capability
+from sim.summary import made_with_other_versions, run_summary, software_versions, versions_text
 
 #: where run folders go unless ``$ASYNCSIM_RUNS`` says otherwise (relative to the working directory)
 DEFAULT_RUNS_DIR = Path("reports") / "runs"
@@ -87,8 +87,8 @@ def simulate(
     parts = assemble_run(scenario, executor, jobs=jobs, address=address)
     checkpoints = None if checkpointing is None else Checkpoints(checkpointing.save, checkpointing.every)
     try:
-        sim = Simulation(parts, progress=progress, checkpoints=checkpoints)
         state = None if checkpointing is None else checkpointing.load(parts.settings.digest, notify)
+        sim = Simulation(parts, progress=progress, checkpoints=checkpoints)
         if checkpointing is not None and state is not None:
             try:
                 sim.load_state_dict(state)
@@ -100,33 +100,9 @@ def simulate(
     finally:
         parts.executor.close()
     metrics, events = outcome.recorder.metrics_frame(), outcome.recorder.events_frame()
-    summary = run_summary(scenario, outcome, metrics, events)
+    summary = run_summary(parts.settings, outcome, metrics, events)
     return RunResult(scenario, metrics, events, summary["run_hash"], summary, params=outcome.theta,
                      resumed_from=outcome.resumed_from)
-
-
-def run_summary(scenario: Scenario, outcome: Outcome, metrics: pd.DataFrame, events: pd.DataFrame) -> dict[str, Any]:
-    """A run folder's ``summary.json``: what made the run, its hash, status and final metrics (simulated or live)."""
-    digest = run_hash(metrics, events)
-    final = metrics.iloc[-1].to_dict()
-    code = scenario.code_digests()  # hashes the user's source files: once
-    return {
-        "name": scenario.name,
-        "method": scenario.method.preset,
-        "seed": scenario.seed,
-        "scenario_digest": scenario.digest(),
-        "simulation": scenario.simulation_version(),
-        "run_hash": digest,
-        "status": outcome.status,
-        "diverged": outcome.diverged,
-        **({"stalled": outcome.stalled} if outcome.stalled else {}),
-        "final": {k: (v.item() if hasattr(v, "item") else v) for k, v in final.items()},
-        "simulated_seconds": outcome.simulated_seconds,
-        "jobs": int((events["event"] == "dispatch").sum()),
-        "num_params": int(outcome.theta.numel()),  # for the bytes on the wire (sim/traffic.py)
-        "versions": software_versions(),
-        **({"code": code} if code else {}),
-    }
 
 
 def partial_folder(folder: Path) -> Path:
@@ -171,37 +147,6 @@ def _adopt(old: Path, folder: Path, summary: dict[str, Any], version: int) -> No
     write_summary(old, {**summary, "simulation": version,
                         "adopted": {"from_simulation": summary.get("simulation", 1), "schedule_checked": True}})
     old.rename(folder)
-
-
-def software_versions() -> dict[str, str]:
-    """Versions that can change a run's bits; recorded in every run's summary."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    import numpy
-    import torch
-
-    try:
-        asyncsim = version("asyncsim")
-    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        asyncsim = "unknown"
-    return {"asyncsim": asyncsim, "torch": torch.__version__, "numpy": numpy.__version__, "cpu": cpu_capability()}
-
-
-def made_with_other_versions(summary: dict[str, Any]) -> str | None:
-    """``made with torch 2.1, ...`` when a run's recorded versions differ from this software's, else None.
-
-    Only what the run recorded is compared: runs made before the CPU kernels
-    were recorded (trainers/kernels.py) say nothing of theirs.
-    """
-    made = summary.get("versions")
-    now = software_versions()
-    if made and all(now.get(key) == value for key, value in made.items()):
-        return None
-    return f"made with {versions_text(made)}" if made else "made by an asyncsim that did not record versions"
-
-
-def versions_text(versions: dict[str, str]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
 
 
 def run(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.runner import made_with_other_versions, software_versions
+from sim.summary import made_with_other_versions, software_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 X86 = platform.machine().lower() in ("x86_64", "amd64")

@@ -92,7 +92,7 @@ def live(scenario: Scenario, scale: float, out: Path | None = None, *, tie_windo
     from sim.live.fleet import LiveFleet
     from sim.outputs import check_run_destination
     from sim.records import write_run_folder
-    from sim.runner import run_summary
+    from sim.summary import run_summary
 
     say = notify or (lambda _line: None)
     try:
@@ -110,13 +110,14 @@ def live(scenario: Scenario, scale: float, out: Path | None = None, *, tie_windo
         f"time scale {scale:g}")
     fleet = LiveFleet(scenario, kills=kills, address=address)
     with on_stop_signals(_interrupt), closing(fleet):
-        sim = LiveSimulation(assemble(scenario, trainer, fleet), fleet, clock, tie_window, progress, say, pad)
+        parts = assemble(scenario, trainer, fleet)
+        sim = LiveSimulation(parts, fleet, clock, tie_window, progress, say, pad)
         started = time.time()
         outcome = sim.run()
         real_seconds = time.time() - started
     metrics, events = outcome.recorder.metrics_frame(), outcome.recorder.events_frame()
     log = pd.DataFrame(sim.log)
-    summary = run_summary(scenario, outcome, metrics, events)
+    summary = run_summary(parts.settings, outcome, metrics, events)
     final = summary["final"]
     summary.update({
         "live": {"time_scale": scale, "padded": pad, "tie_window_s": tie_window, "real_seconds": real_seconds,
