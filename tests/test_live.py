@@ -255,3 +255,20 @@ def test_a_tie_whose_second_result_reaches_the_server_late_is_still_one_arrival_
     assert c["first_divergence"] is None and c["in_order_share"] == 1.0, c
     assert c["identical_model"] is True
     assert sim.ties["batches"] >= 4 and sim.ties["reordered"] >= 4  # every round: worker 1's stamp came first
+
+
+def test_the_order_diverges_where_the_servers_record_does_even_with_the_same_arrivals_and_versions():
+    """HALoS's region servers sync without moving the central version: two arrivals the live server took as a
+    tie send worker 1 off after worker 2's sync there, before it in the simulation, with the same versions on
+    record. The comparison must call that a divergence (else "order matched" would not mean "same inputs")."""
+    def events(rows):
+        return pd.DataFrame(rows, columns=["event", "worker", "job", "server", "dispatch_version", "tau"])
+
+    sim = events([("complete", 1, 13, 0, 0, 48.0), ("sync", 1, 13, 0, 0, 48.0), ("dispatch", 1, 17, 0, 0, 48.0),
+                  ("complete", 2, 14, 0, 0, 48.3), ("sync", 2, 14, 0, 0, 48.3), ("dispatch", 2, 18, 0, 0, 48.3)])
+    tied = events([("complete", 1, 13, 0, 0, 48.4), ("sync", 1, 13, 0, 0, 48.4), ("complete", 2, 14, 0, 0, 48.4),
+                   ("sync", 2, 14, 0, 0, 48.4), ("dispatch", 1, 17, 0, 0, 48.4), ("dispatch", 2, 18, 0, 0, 48.4)])
+    c = compare(sim, tied, {}, {}, 1.0, 1.0)
+    assert c["in_order_share"] == 1.0  # the arrivals alone look in order
+    assert c["first_divergence"] == 1  # the second arrival met another server state
+    assert compare(sim, sim.copy(), {}, {}, 1.0, 1.0)["first_divergence"] is None

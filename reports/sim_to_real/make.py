@@ -52,7 +52,7 @@ METHOD_SETS = {("very_heterogeneous", "diloco"): ["schedule.t_max=400", "eval.ev
 # 20 x 0.04 s = 0.8 s simulated, so geo runs at S = 0.5 (0.4 s real). very is shown at a second, tighter scale.
 SCALE = {"very_heterogeneous": 0.05, "homogeneous": 0.05, "geo_distributed": 0.5}
 SECOND_SCALE = ("very_heterogeneous", 0.02)
-SECOND_SCALE_METHODS = ("dn_dylu", "diloco")
+SECOND_SCALE_METHODS = ("dn_dylu", "diloco", "async_diloco", "halos")
 LM = ("lm_micro_paper", "scenarios/lm_micro_paper.yaml", "dn_dylu", 0.1, ["schedule.t_max=1600", "eval.every=400"])
 UNPADDED_METHODS = ("dn_dylu", "diloco")
 UNPADDED_REAL_S = 10.0  # the un-padded runs' budget is set from the calibrated step time to last about this long
@@ -253,6 +253,35 @@ def verdicts(g) -> dict[str, str]:
             "identical when order matched": ident}
 
 
+def recompare(runs: list[dict]) -> None:
+    """Simulate each complete run's scenario again and recompute its against.json with today's sim.live.against."""
+    import pandas as pd
+    import torch
+    import yaml
+
+    from sim.live.against import compare
+    from sim.runner import simulate
+    from sim.scenario import scenario_from_dict
+
+    for r in runs:
+        for runs_dir in (RUNS, BEFORE_FIX):
+            folder = runs_dir / r["name"]
+            if not complete(folder):
+                continue
+            old = json.loads((folder / "against.json").read_text())
+            summary = json.loads((folder / "summary.json").read_text())
+            simulated = simulate(scenario_from_dict(yaml.safe_load((folder / "scenario.yaml").read_text())))
+            live_theta = torch.load(folder / "params.pt", weights_only=True) if (folder / "params.pt").exists() else None
+            new = compare(simulated.events, pd.read_parquet(folder / "events.parquet"), simulated.summary["final"],
+                          summary["final"], simulated.summary["simulated_seconds"], summary["simulated_seconds"])
+            if live_theta is None and "identical_model" in old:  # the final model is not kept: its verdict is
+                new["identical_model"] = old["identical_model"]
+            new["sim_run_hash"] = simulated.run_hash
+            if new["first_divergence"] != old["first_divergence"]:
+                print(f"{folder.name}: first divergence {old['first_divergence']} -> {new['first_divergence']}")
+            (folder / "against.json").write_text(json.dumps(new, indent=2) + "\n")
+
+
 def write_reports(runs: list[dict]) -> None:
     import pandas as pd
 
@@ -381,6 +410,8 @@ def profile_seconds_per_step() -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--report", action="store_true", help="only aggregate the run folders that exist")
+    p.add_argument("--recompare", action="store_true",
+                   help="with --report: simulate every run again and recompute its comparison first")
     p.add_argument("--only", default="", help="comma-separated run-name prefixes to run (default: all)")
     args = p.parse_args()
     os.chdir(ROOT)
@@ -392,6 +423,8 @@ def main() -> None:
         finally:
             write_reports(runs)
     else:
+        if args.recompare:
+            recompare(runs)
         write_reports(runs)
 
 

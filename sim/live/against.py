@@ -4,11 +4,18 @@ Pure functions over two runs' event and metric tables:
 
 - **order**: the share of arrivals (``complete`` events) that came from the
   same worker, back from a job that started from the same server version,
-  at the same position as in the simulation, and the first position where
-  they differ (two arrivals that the live server took as a tie but the
-  simulation did not differ in the version the next job starts from). Up to there both runs dispatched the same jobs
-  from the same inputs (job ids are given in dispatch order), so the models
-  are the same; after it they are different runs.
+  at the same position as in the simulation; and the first divergence: the
+  first arrival at which either that differs or the server's record so far
+  does (the sequence of what it did, event by event: arrivals, syncs,
+  drops, dispatches, a region server's pushes and merges). The record
+  catches what the version cannot: HALoS's region servers apply arrivals
+  without moving the central version, so two arrivals that the live server
+  took as a tie but the simulation did not could send a worker off from its
+  region's model after another worker's sync in one run and before it in
+  the other, with the same versions on record. Up to the first divergence
+  both runs dispatched the same jobs from the same inputs (job ids are
+  given in dispatch order), so the models are the same; after it they are
+  different runs.
 - **time**: for the jobs before the first divergence, the error of each
   dispatch and arrival time (simulated seconds, live minus simulated);
   the error in the time to finish the budget.
@@ -34,6 +41,22 @@ def arrival_order(events: pd.DataFrame) -> pd.DataFrame:
     return done[["job", "worker", "dispatch_version", "tau"]].reset_index(drop=True)
 
 
+def record(events: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """What the server did, in order, without the times: (event, worker, job, server) per row."""
+    cols = [c for c in ("event", "worker", "job", "server") if c in events.columns]
+    return list(events[cols].itertuples(index=False, name=None))
+
+
+def record_divergence(sim_events: pd.DataFrame, live_events: pd.DataFrame) -> int | None:
+    """The arrival (its index among ``complete`` events) at or before which the two records first differ."""
+    s, l = record(sim_events), record(live_events)
+    at = next((i for i, (a, b) in enumerate(zip(s, l)) if a != b), None)
+    if at is None and len(s) == len(l):
+        return None
+    at = min(len(s), len(l)) if at is None else at
+    return sum(1 for row in s[:at] if row[0] == "complete")
+
+
 def compare(sim_events: pd.DataFrame, live_events: pd.DataFrame, sim_final: dict[str, Any],
             live_final: dict[str, Any], sim_seconds: float, live_seconds: float,
             sim_theta: torch.Tensor | None = None, live_theta: torch.Tensor | None = None) -> dict[str, Any]:
@@ -43,6 +66,9 @@ def compare(sim_events: pd.DataFrame, live_events: pd.DataFrame, sim_final: dict
     key = ["worker", "dispatch_version"]  # the same worker, back from a job that started from the same model
     same = (s[key].to_numpy()[:n] == l[key].to_numpy()[:n]).all(axis=1)
     first = next((i for i, ok in enumerate(same) if not ok), None)
+    diverged = record_divergence(sim_events, live_events)
+    if diverged is not None and (first is None or diverged < first):
+        first = diverged
     matched = n if first is None else first
     out: dict[str, Any] = {
         "arrivals_sim": len(s), "arrivals_live": len(l),
