@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from sim.churn import timelines
@@ -34,11 +33,6 @@ from trainers.base import Executor, ReportsLayers, Trainer, new_trainer, seeded_
 
 #: purposes of the scenario's independent RNG streams (numpy SeedSequence keys)
 STREAM_TRAINER, STREAM_SHARDS, STREAM_JITTER, STREAM_CHURN = 0, 1, 2, 3
-
-
-def stream(seed: int, purpose: int) -> np.random.Generator:
-    """The scenario's RNG stream for one purpose (``STREAM_*``)."""
-    return seeded_rng(seed, purpose)
 
 
 def trainer_seed(seed: int) -> int:
@@ -133,7 +127,7 @@ def assemble_run(scenario: Scenario, executor: str = "serial", jobs: int | None 
 
 
 def run_settings(scenario: Scenario) -> RunSettings:
-    """What the engine and the summary read of ``scenario`` (its user code hashed once, here)."""
+    """What the engine and the summary read of ``scenario`` (the user's code hashed here, as the run is assembled)."""
     return RunSettings(name=scenario.method.preset, digest=scenario.digest(), scenario_name=scenario.name,
                        seed=scenario.seed, simulation=scenario.simulation_version(), code=scenario.code_digests(),
                        k=scenario.workers.k, t_max=scenario.schedule.t_max, H=scenario.schedule.H,
