@@ -48,7 +48,6 @@ class Diagnostics:
             out.append((norm, float(delta.flatten() @ mean.flatten()) / denominator if denominator > 0 else float("nan")))
         return out
 
-
     def columns(self, deltas: list[torch.Tensor], before: torch.Tensor, after: torch.Tensor) -> list[dict[str, float]]:
         """The diagnostic columns of pseudo-gradients synced together by one outer step from ``before`` to ``after``."""
         moved = step_norm(before, after)

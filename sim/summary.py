@@ -8,6 +8,7 @@ made by other software or on other CPU kernels.
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from sim.records import run_hash
@@ -43,7 +44,13 @@ def run_summary(settings: RunSettings, outcome: Outcome, metrics: pd.DataFrame, 
 
 
 def software_versions() -> dict[str, str]:
-    """Versions that can change a run's bits; recorded in every run's summary."""
+    """Versions that can change a run's bits; recorded in every run's summary (a fresh copy each call)."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    """Looked up once per process: compare asks for every reused run, and nothing here changes while it runs."""
     from importlib.metadata import PackageNotFoundError, version
 
     import numpy
@@ -63,7 +70,7 @@ def made_with_other_versions(summary: dict[str, Any]) -> str | None:
     were recorded (trainers/kernels.py) say nothing of theirs.
     """
     made = summary.get("versions")
-    now = software_versions()
+    now = _versions()
     if made and all(now.get(key) == value for key, value in made.items()):
         return None
     return f"made with {versions_text(made)}" if made else "made by an asyncsim that did not record versions"
