@@ -1,5 +1,5 @@
 """Commands that read what is there and compute nothing: ``diff`` (sim/scenario_diff.py) and ``report``
-(sim/report_folder.py).
+(sim/report_folder.py; a reproduce report's findings judged again from its CSVs: sim/rescore.py).
 
 ``sim/cli.py`` calls :func:`register` on its app.
 """
@@ -53,7 +53,8 @@ def diff(
 
 def report(
     folder: Path = typer.Argument(..., metavar="FOLDER", show_default=False,
-                                  help="a comparison report folder (made by compare, or one of reproduce's experiments)"),
+                                  help="a comparison report folder (made by compare, or one of reproduce's "
+                                       "experiments), or a reproduce report whose run folders are gone"),
     runs: Optional[Path] = RUNS_OPT,
 ) -> None:
     """Draw a comparison report's plots and tables again from its runs, computing nothing.
@@ -62,12 +63,22 @@ def report(
     prove themselves, else from the CSVs the report folder kept (committed
     reports: run folders are git-ignored); what those cannot draw is said in
     one line and left as it was. Only the report's own files are rewritten.
+
+    A reproduce report whose run folders are gone has its findings judged
+    again by today's rules from its experiments' runs.csv; a finding that
+    needs the runs' curves is kept as written, and a note in report.md says
+    which are which. Only its report.md is rewritten. Where its run folders
+    are all at hand, its recorded command draws it again instead.
     """
     from sim.compare_report import not_drawn
     from sim.report_folder import redraw
+    from sim.rescore import is_reproduce_report
     from sim.runner import runs_dir
 
     use_runs_dir(runs)
+    if is_reproduce_report(folder):
+        _rescore(folder, runs_dir())
+        return
     try:
         done = redraw(folder, runs_dir())
     except UserError as exc:
@@ -82,6 +93,25 @@ def report(
     if missing:
         kept = "; the files there are kept" if any((folder / name).exists() for name in missing) else ""
         say(f"not drawn: {not_drawn(missing)}{kept}")
+
+
+def _rescore(folder: Path, store: Path) -> None:
+    """Re-score a reproduce report's findings from its runs.csv files and say what moved."""
+    from sim.rescore import rescore
+
+    try:
+        done = rescore(folder, store)
+    except UserError as exc:
+        fail_with(exc)
+    kept = sum(len(labels) for labels in done.kept.values())
+    say(f"re-scored {folder / 'report.md'} from its runs.csv files ({done.why_not_runs}): "
+        f"{_count(len(done.rescored), 'finding')} judged again, {kept} kept as written")
+    for why, labels in done.kept.items():
+        say(f"kept ({why}): {'; '.join(labels)}")
+    say("verdicts changed: " + "; ".join(f"{name}: {old} -> {new}" for name, old, new in done.changed)
+        if done.changed else "no verdict changed (the sections are in today's wording)")
+    if done.unknown_budget:
+        say(f"budget unknown for {', '.join(dict.fromkeys(done.unknown_budget))}: {done.why_no_budget}")
 
 
 def say(message: str) -> None:

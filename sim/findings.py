@@ -17,8 +17,8 @@ import pandas as pd
 
 from sim import compare as cmp
 from sim.confidence import (Basis, PairedDiff, Stat, apart, match_words, overlap, paired_diff, planned_budget, relation,
-                            signed, tie_reason)
-from sim.report import aggregate_curves, primary_metric
+                            signed, tie_reason, verdict_line)
+from sim.report import PRIMARY_METRICS, aggregate_curves, primary_metric
 
 LEVELS = ("no", "slight", "moderate", "very")
 
@@ -39,6 +39,35 @@ def verdict(better: Stat, worse: Stat, paired: PairedDiff | None = None) -> str:
     return "yes" if rel == "lower" else "no (the opposite)"
 
 
+def section_lines(f: Finding, basis: Basis) -> list[str]:
+    """A finding's section of the reproduce report: heading, verdict line, evidence bullets, a blank line.
+
+    One function for ``reproduce`` and for re-scoring a committed report
+    (:mod:`sim.rescore`), so a re-scored section reads as reproduce writes it.
+    """
+    return [f"### {f.claim}", "", verdict_line(f.verdict, basis), ""] + [f"- {e}" for e in f.evidence] + [""]
+
+
+class NotRecorded(LookupError):
+    """What a finding asks for is not in the tables at hand: results rebuilt from committed CSVs lack the curves."""
+
+
+class Unrecorded(dict):
+    """A mapping of experiments with nothing in it: looking one up raises :class:`NotRecorded` naming ``what``.
+
+    Why: a committed reproduce report keeps each run's final metrics
+    (runs.csv) but not its curves, so a finding that reads curves must say
+    so rather than be judged on something else.
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
+    def __missing__(self, exp: str) -> pd.DataFrame:
+        raise NotRecorded(self.what)
+
+
 def beside(paired: PairedDiff | None, what: str) -> str:
     """The paired difference for an evidence line ("; diloco - async_diloco: paired diff ..."), or nothing."""
     return f"; {what}: {paired}" if paired is not None else ""
@@ -47,12 +76,33 @@ def beside(paired: PairedDiff | None, what: str) -> str:
 class Results:
     """Final metrics and curves of every run, indexed by (experiment, method, sweep)."""
 
-    def __init__(self, steps_per_round: int = 4 * 50) -> None:
+    def __init__(self, steps_per_round: int | None = 4 * 50) -> None:
         self.runs: dict[str, pd.DataFrame] = {}
         self.metrics: dict[str, pd.DataFrame] = {}
         self.metric = "loss"
-        self.steps_per_round = steps_per_round  # all workers' local steps in one round: k x H (sim.reproduce)
+        self.steps_per_round = steps_per_round  # all workers' local steps in a round: k x H (sim.reproduce), or unknown
         self.budgets: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {}  # t_max values, rounds per worker
+
+    @classmethod
+    def from_runs(cls, runs: dict[str, pd.DataFrame], budgets: dict[str, tuple[tuple[int, ...], tuple[float, ...]]],
+                  steps_per_round: int | None) -> Results:
+        """Results from each experiment's table of runs alone (a committed report's runs.csv; the run folders are gone).
+
+        Final metrics, seeds and simulated seconds are all there; the curves
+        are not, so a finding that reads :attr:`metrics` raises
+        :class:`NotRecorded`, as does one that needs k x H where it is not
+        known (``steps_per_round`` None). ``budgets`` holds only the
+        experiments whose planned budget is known; the others' verdict lines
+        say "budget unknown".
+        """
+        res = cls(steps_per_round)
+        res.runs = Unrecorded("they need an experiment the report does not list")
+        res.runs.update(runs)
+        res.metrics = Unrecorded("they need the runs' curves, which runs.csv does not hold")
+        res.budgets = dict(budgets)
+        columns = set().union(*(r.columns for r in runs.values())) if runs else set()
+        res.metric = next((m for m in PRIMARY_METRICS if f"final_{m}" in columns), res.metric)
+        return res
 
     def add(self, name: str, specs: list[cmp.RunSpec]) -> None:
         metrics, _events, runs = cmp.load_results(specs)
@@ -115,6 +165,8 @@ class Results:
 
     def rounds_per_worker(self, budget: int) -> int:
         """Rounds of H local steps each worker gets from a total budget (the fastest worker's H)."""
+        if self.steps_per_round is None:
+            raise NotRecorded("they need k x H of the base scenario, which is not known")
         return round(budget / self.steps_per_round)
 
     def early_bump(self, exp: str, method: str, sweep: str = "") -> float:

@@ -117,9 +117,20 @@ _ALIASES = {"--methods": "--method", "-m": "--method", "--seeds": "--seed", "-s"
 def command_key(command: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     """What a report command produces: its arguments and options, order and parallelism aside."""
     try:
-        tokens = shlex.split(command)
+        args, options = command_options(command)
     except ValueError:
         return (command,), ()
+    return args, tuple(sorted(options))
+
+
+def command_options(command: str) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
+    """A recorded command's arguments and its options in the order given (aliases as one spelling, how it ran aside).
+
+    Order is kept for a command planned again (:mod:`sim.rescore`): a
+    ``--set`` given twice takes its last value. A ``ValueError`` if it does
+    not split as a shell line.
+    """
+    tokens = shlex.split(command)
     args, options, i = [], [], 0
     while i < len(tokens):
         token = tokens[i]
@@ -134,7 +145,7 @@ def command_key(command: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], .
         else:
             args.append(token)
             i += 1
-    return tuple(args), tuple(sorted(options))
+    return tuple(args), options
 
 
 def check_report_destination(folder: Path, command: str, force: bool, what: str = "--out") -> None:

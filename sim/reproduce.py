@@ -19,8 +19,8 @@ import pandas as pd
 
 from sim import compare as cmp
 from sim.cluster import Cluster
-from sim.confidence import MIN_SEEDS, verdict_line
-from sim.findings import FINDINGS, LEVELS, Results, budget_gap_finding, gap_against_budget
+from sim.confidence import MIN_SEEDS
+from sim.findings import FINDINGS, LEVELS, Results, budget_gap_finding, gap_against_budget, section_lines
 from sim.outputs import staged_folder
 from sim.scenario import Scenario, load_scenario, parse_override
 
@@ -169,7 +169,7 @@ def reproduce(
     ]
     findings = [check(res) for check in FINDINGS] + ([budget_gap_finding(res)] if budget_rounds else [])
     for f in findings:
-        lines += [f"### {f.claim}", "", verdict_line(f.verdict, res.basis(f.experiment)), ""] + [f"- {e}" for e in f.evidence] + [""]
+        lines += section_lines(f, res.basis(f.experiment))
     tail = ["## Experiments", ""] + sections + [""] + (["## Notes", "", notes.strip(), ""] if notes else [])
     with staged_folder(out_dir) as staged:  # the whole report or nothing: a failed write keeps the earlier one
         for exp, specs, axis in planned:

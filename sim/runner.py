@@ -110,6 +110,11 @@ def partial_folder(folder: Path) -> Path:
     return folder.parent / f".{folder.name}.partial"
 
 
+def run_folder_name(scenario: Scenario) -> str:
+    """``NAME-METHOD-sSEED-DIGEST12``: a report's runs.csv records it, so a plan can be checked against it."""
+    return f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-{scenario.digest()[:12]}"
+
+
 def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
     """Run folders are keyed by the resolved scenario's digest: same scenario, same folder.
 
@@ -123,7 +128,7 @@ def default_run_folder(scenario: Scenario, root: Path | None = None) -> Path:
     simulation is adopted only when this engine replays its schedule exactly (:mod:`sim.adopt`).
     """
     root = runs_dir() if root is None else root
-    folder = root / f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-{scenario.digest()[:12]}"
+    folder = root / run_folder_name(scenario)
     if is_complete_run(folder) or not root.exists():
         return folder
     for old in sorted(root.glob(f"{scenario.name}-{scenario.method.preset}-s{scenario.seed}-*")):

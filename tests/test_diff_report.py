@@ -161,8 +161,10 @@ def test_report_refuses_a_folder_it_did_not_make(copy):
         r = invoke("report", str(folder))
         assert r.exit_code == 2 and named in r.output and r.output.count("\n") == 1, r.output
         assert contents(mine) == before
-    top = copy / "paper"  # a reproduce report: its experiments are comparisons
+    top = copy / "paper"  # titled as a reproduce report, but no reproduce command made it (tests/test_findings_rescore.py)
     shutil.copytree(copy / "rep", top / "headline")
     (top / "report.md").write_text("# Reproducing the paper's findings: x.yaml\n", encoding="utf-8")
+    before = contents(top)
     r = invoke("report", str(top))
-    assert r.exit_code == 2 and "asyncsim report" in r.output and "headline" in r.output, r.output
+    assert r.exit_code == 2 and "not a reproduce report made by asyncsim" in r.output, r.output
+    assert contents(top) == before
