@@ -19,7 +19,7 @@ from sim.churn import timelines
 from sim.compression import Links
 from sim.diagnostics import Diagnostics
 from sim.dispatch import Dispatcher
-from sim.errors import UserError
+from sim.errors import FieldError, UserError
 from sim.executors import EXECUTORS, ProcessExecutor, RayExecutor, SerialExecutor, StackedExecutor
 from sim.inner_state import InnerStates
 from sim.outer.base import OuterUpdate
@@ -29,7 +29,7 @@ from sim.records import Recorder
 from sim.scenario import Scenario, resolve_trainer_class
 from sim.schedules import schedule_class
 from sim.schedules.base import Schedule
-from trainers.base import Executor, ReportsLayers, Trainer, new_trainer, seeded_int, seeded_rng
+from trainers.base import Compiles, Executor, ReportsLayers, Trainer, new_trainer, seeded_int, seeded_rng
 
 #: purposes of the scenario's independent RNG streams (numpy SeedSequence keys)
 STREAM_TRAINER, STREAM_SHARDS, STREAM_JITTER, STREAM_CHURN = 0, 1, 2, 3
@@ -43,7 +43,13 @@ def trainer_seed(seed: int) -> int:
 def build_trainer(scenario: Scenario) -> Trainer:
     """The scenario's trainer, one data shard per worker."""
     cls = resolve_trainer_class(scenario.trainer.name)
-    return new_trainer(cls, scenario.trainer.config, seed=trainer_seed(scenario.seed), num_shards=scenario.workers.k)
+    trainer = new_trainer(cls, scenario.trainer.config, seed=trainer_seed(scenario.seed), num_shards=scenario.workers.k)
+    if scenario.compute.compile:
+        if not isinstance(trainer, Compiles):
+            raise FieldError("compute.compile", f"trainer '{scenario.trainer.name}' has no compiled mode "
+                             "(no compile_model method); set compute.compile: false")
+        trainer.compile_model()
+    return trainer
 
 
 def build_outer(scenario: Scenario) -> OuterUpdate | None:

@@ -143,6 +143,8 @@ class ComputeSpec(_Strict):
     threads: int = Field(1, gt=0, le=256, description="torch threads per job; part of the run's identity")
     stack: int = Field(1, ge=1, le=1024, description="jobs in flight trained together as one stacked pass (1: one by "
                        "one, as before); agrees with 1 to float rounding, so part of the run's identity")
+    compile: bool = Field(False, description="train with the trainer's model compiled by torch.compile (Inductor): "
+                          "faster steps that agree with eager to float rounding, so part of the run's identity")
 
 
 class Scenario(_Strict):
@@ -177,6 +179,8 @@ class Scenario(_Strict):
             del method["inner_state"]  # Streaming DiLoCo records it in its own block, as it always did
         if raw["compute"]["stack"] == 1:  # added later: left out when off, so older digests hold
             del raw["compute"]["stack"]
+        if not raw["compute"]["compile"]:  # added later: left out when off, so older digests hold
+            del raw["compute"]["compile"]
         if raw["network"] is None:
             del raw["network"]
         elif raw["network"]["block_size"] is None:  # added later: left out, so older digests hold

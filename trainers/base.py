@@ -114,6 +114,15 @@ class ReportsLayers(Protocol):
         ...
 
 
+@runtime_checkable
+class Compiles(Protocol):
+    """Optional: a trainer that can train with its model compiled (``compute.compile``)."""
+
+    def compile_model(self) -> None:
+        """Train every later job through the compiled model; pretraining and evaluation stay eager."""
+        ...
+
+
 class TrainerClass(Protocol):
     """What a scenario's ``trainer.name`` names: a class built as ``cls(config, *, seed=..., num_shards=...)``.
 

@@ -347,6 +347,24 @@ class LMTrainer:
             raise FieldError("trainer.config.data.validation_fraction", f"the validation text is shorter than one sequence of {L + 1} tokens; raise it")
         self._eval = gather_windows(self.corpus.validation, np.arange(n_eval), L)
         self._model = Transformer(self.arch).to(self.device)
+        #: what local training calls for the loss: the model, or its compiled twin (compute.compile)
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = self._model
+        self._stacked_losses: StackedLoss | None = None
+
+    def compile_model(self) -> None:
+        """Train later jobs through ``torch.compile`` (Inductor) of the model: the Local-SGD phase only.
+
+        Why: at the micro size a step is mostly per-op overhead; fused kernels take
+        about a quarter off it on one CPU core (benchmarks/RESULTS.md). Compiled
+        kernels round differently from eager ones, so ``compute.compile`` is
+        part of the run's identity. Pretraining and evaluation stay eager, so
+        the cached pretrained checkpoint is shared by both modes. Shapes are
+        static (a round's batch never changes size); a stack of another height
+        compiles once more, hence the raised recompile limit.
+        """
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        self._forward = torch.compile(self._model, dynamic=False)
+        self._stacked_losses = torch.compile(stacked_lm_losses(self._model), dynamic=False)
 
     # -- helpers ------------------------------------------------------------------
     def _shard_windows(self, shard: int, offset: int, count: int) -> np.ndarray:
@@ -373,8 +391,10 @@ class LMTrainer:
             self._model.parameters(), lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=True
         )
 
-    def _step(self, opt: torch.optim.Optimizer | Optimizers, windows: torch.Tensor, lr: float) -> float:
-        """One AdamW step on ``windows`` (accumulated over micro-batches); returns the mean loss."""
+    def _step(self, opt: torch.optim.Optimizer | Optimizers, windows: torch.Tensor, lr: float,
+              forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+        """One AdamW step on ``windows`` (accumulated over micro-batches) through ``forward``; returns the mean loss."""
+        forward = self._model if forward is None else forward
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -383,7 +403,7 @@ class LMTrainer:
         total = 0.0
         for start in range(0, n, chunk):
             part = windows[start : start + chunk].to(self.device, non_blocking=True)
-            loss = lm_loss(self._model, part)
+            loss = lm_loss(forward, part)
             if chunk < n:  # accumulate: each chunk's mean weighted by its share of the batch
                 (loss * (part.shape[0] / n)).backward()
             else:
@@ -494,7 +514,7 @@ class LMTrainer:
         total = 0.0
         for step, lr in enumerate(job.lrs):
             windows = gather_windows(self.corpus.train, order[step * batch : (step + 1) * batch], self.arch.seq_len)
-            total += self._step(opt, windows, lr)
+            total += self._step(opt, windows, lr, self._forward)
         delta = theta - flatten_params(self._model).cpu()
         state = opt.state_dict() if job.keep_optimizer_state else None
         return JobResult(delta=delta, train_loss=total / job.steps, optimizer_state=state)
@@ -524,41 +544,12 @@ class LMTrainer:
         adamw = AdamW(betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
         # micro_batch_size caps the sequences of one forward pass, the whole stack's: each job's share of it
         chunk = None if cfg.micro_batch_size is None else max(1, cfg.micro_batch_size // len(jobs))
-        return train_stacked(self._model, jobs, batch_of, stacked_lm_losses(self._model), adamw, chunk=chunk)
+        losses = stacked_lm_losses(self._model) if self._stacked_losses is None else self._stacked_losses
+        return train_stacked(self._model, jobs, batch_of, losses, adamw, chunk=chunk)
 
     def gradient_noise_scale(self, theta: torch.Tensor, small: int = 4, groups: int = 8, per_group: int = 32) -> dict[str, float]:
-        """The simple gradient noise scale B = tr(Sigma) / |G|^2 at ``theta`` (McCandlish et al. 2018, App. A).
-
-        B is the batch size (in sequences) around which doubling the batch
-        stops halving the steps needed: far below it, a k x larger batch is
-        almost k x the progress per step, which is what the 1-worker k x batch
-        baseline gets and Local-SGD workers do not. Estimated from gradients
-        of ``per_group`` batches of ``small`` training sequences each (their
-        mean is the big batch), in ``groups`` independent groups drawn with a
-        fixed stream, so the estimate is reproducible.
-        """
-        load_flat_params(self._model, theta)
-        self._model.train()
-        rng = seeded_rng(self.seed, _STREAM_NOISE)
-        big = small * per_group
-        g_small_sq, g_big_sq = [], []
-        for _ in range(groups):
-            windows = rng.choice(self._n_train, size=big, replace=False)
-            grads = []
-            for start in range(0, big, small):
-                self._model.zero_grad(set_to_none=True)
-                lm_loss(self._model, gather_windows(self.corpus.train, windows[start:start + small], self.arch.seq_len)
-                        .to(self.device)).backward()
-                grads.append(torch.cat([p.grad.reshape(-1) for p in self._model.parameters()]).double().cpu())
-            stacked = torch.stack(grads)
-            g_small_sq.append(float((stacked ** 2).sum(dim=1).mean()))
-            g_big_sq.append(float((stacked.mean(dim=0) ** 2).sum()))
-        self._model.zero_grad(set_to_none=True)
-        small_sq, big_sq = float(np.mean(g_small_sq)), float(np.mean(g_big_sq))
-        true_sq = (big * big_sq - small * small_sq) / (big - small)
-        trace = (small_sq - big_sq) / (1 / small - 1 / big)
-        return {"noise_scale_sequences": trace / true_sq, "noise_scale_tokens": trace / true_sq * self.arch.seq_len,
-                "grad_norm_sq": true_sq, "trace_sigma": trace}
+        """The simple gradient noise scale at ``theta``: :func:`gradient_noise_scale`."""
+        return gradient_noise_scale(self, theta, small, groups, per_group)
 
     @torch.no_grad()
     def evaluate(self, theta: torch.Tensor) -> dict[str, float]:
@@ -572,3 +563,39 @@ class LMTrainer:
             tokens += part[:, 1:].numel()
         loss = total / tokens
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}
+
+
+def gradient_noise_scale(trainer: LMTrainer, theta: torch.Tensor, small: int = 4, groups: int = 8,
+                         per_group: int = 32) -> dict[str, float]:
+    """The simple gradient noise scale B = tr(Sigma) / |G|^2 at ``theta`` (McCandlish et al. 2018, App. A).
+
+    B is the batch size (in sequences) around which doubling the batch
+    stops halving the steps needed: far below it, a k x larger batch is
+    almost k x the progress per step, which is what the 1-worker k x batch
+    baseline gets and Local-SGD workers do not. Estimated from gradients
+    of ``per_group`` batches of ``small`` training sequences each (their
+    mean is the big batch), in ``groups`` independent groups drawn with a
+    fixed stream, so the estimate is reproducible.
+    """
+    load_flat_params(trainer._model, theta)
+    trainer._model.train()
+    rng = seeded_rng(trainer.seed, _STREAM_NOISE)
+    big = small * per_group
+    g_small_sq, g_big_sq = [], []
+    for _ in range(groups):
+        windows = rng.choice(trainer._n_train, size=big, replace=False)
+        grads = []
+        for start in range(0, big, small):
+            trainer._model.zero_grad(set_to_none=True)
+            lm_loss(trainer._model, gather_windows(trainer.corpus.train, windows[start:start + small], trainer.arch.seq_len)
+                    .to(trainer.device)).backward()
+            grads.append(torch.cat([p.grad.reshape(-1) for p in trainer._model.parameters()]).double().cpu())
+        stacked = torch.stack(grads)
+        g_small_sq.append(float((stacked ** 2).sum(dim=1).mean()))
+        g_big_sq.append(float((stacked.mean(dim=0) ** 2).sum()))
+    trainer._model.zero_grad(set_to_none=True)
+    small_sq, big_sq = float(np.mean(g_small_sq)), float(np.mean(g_big_sq))
+    true_sq = (big * big_sq - small * small_sq) / (big - small)
+    trace = (small_sq - big_sq) / (1 / small - 1 / big)
+    return {"noise_scale_sequences": trace / true_sq, "noise_scale_tokens": trace / true_sq * trainer.arch.seq_len,
+            "grad_norm_sq": true_sq, "trace_sigma": trace}
