@@ -25,7 +25,8 @@ demo: venv
 	$(BIN)/asyncsim run scenarios/very_heterogeneous.yaml
 
 test: venv $(VENV)/.ray-installed
-	RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest
+	# two test processes: the suite is mostly single-threaded runs (CI has 2 cores)
+	RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest -n 2
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
