@@ -65,13 +65,11 @@ def make_executor(name: str, scenario: Scenario, trainer: Trainer, jobs: int | N
                   address: str | None = None) -> Executor:
     """serial (this process), process (a local pool) or ray; pools build their own trainers with :func:`build_trainer`."""
     if scenario.compute.stack > 1:
-        if name == "ray":
-            raise UserError(f"compute.stack {scenario.compute.stack} trains jobs together in this process or a "
-                            "local pool; it does not combine with --executor ray yet (use serial or process)")
         if not hasattr(trainer, "local_train_stacked"):
             raise UserError(f"compute.stack: trainer '{scenario.trainer.name}' cannot train jobs together "
                             "(it has no local_train_stacked); set compute.stack: 1")
-        pool = ProcessExecutor(scenario, build_trainer, jobs) if name == "process" else None
+        pool = {"process": lambda: ProcessExecutor(scenario, build_trainer, jobs),
+                "ray": lambda: RayExecutor(scenario, build_trainer, jobs, address)}.get(name, lambda: None)()
         return StackedExecutor(trainer, scenario.compute.stack, pool)
     if name == "serial":
         return SerialExecutor(trainer)

@@ -130,8 +130,9 @@ class StackedExecutor:
     (trainers/stacked.py, the trainer's ``local_train_stacked``). Results wait
     on their futures until their arrival. Jobs cancelled at the end of the
     budget after they were trained are counted in :attr:`discarded_steps`.
-    With a process ``pool`` (``--executor process``), the stacks of one call
-    train side by side, one per process: the same stacks, so the same bits.
+    With a ``pool`` (``--executor process`` or ``ray``), the stacks of one call
+    train side by side, one per process or Ray task: the same stacks, so the
+    same bits.
 
     A job's bits may depend on its place in a stack (trainers/stacked.py), so
     a stack is a function of the waiting jobs alone: in worker order (then
@@ -141,9 +142,9 @@ class StackedExecutor:
     bytes.
     """
 
-    def __init__(self, trainer: Trainer, stack: int, pool: "ProcessExecutor | None" = None):
+    def __init__(self, trainer: Trainer, stack: int, pool: "ProcessExecutor | RayExecutor | None" = None):
         self.trainer, self.stack, self.pool = trainer, stack, pool
-        self.name = "serial" if pool is None else "process"
+        self.name = "serial" if pool is None else pool.name
         self._waiting: list[StackedFuture] = []
         self.trained_steps = 0  # local steps trained in stacks
         self.discarded_steps = 0  # of those, the steps of jobs the run then cancelled
@@ -167,7 +168,7 @@ class StackedExecutor:
                 self.trained_steps += sum(job.spec.steps for job in jobs)
                 self.passes += 1
                 if self.pool is not None:  # the stacks train side by side, one per process
-                    stack = self.pool.pool.submit(_run_stack_in_process, jobs)
+                    stack = self.pool.submit_stack(jobs)
                     for place, future in enumerate(part):
                         future.wait_on(stack, place)
                     continue
@@ -258,6 +259,10 @@ class ProcessExecutor:
         self._order = itertools.count()
         self._running = 0
 
+    def submit_stack(self, jobs: list[StackedJob]) -> Future:
+        """One stacked pass of ``jobs`` in a pool process (:class:`StackedExecutor`); its result lists theirs."""
+        return self.pool.submit(_run_stack_in_process, jobs)
+
     def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None, priority: float = 0.0) -> Future:
         future: Future = Future()
         with self._lock:
@@ -321,6 +326,17 @@ def _ray_job(make_trainer: TrainerFactory, scenario: dict[str, Any], digest: str
     return _RAY_TRAINERS[digest].local_train(theta, spec, state)
 
 
+def _ray_stack(make_trainer: TrainerFactory, scenario: dict[str, Any], digest: str,
+               jobs: list[StackedJob]) -> list[JobResult]:
+    """One stacked pass inside a Ray worker process (:class:`StackedExecutor` over :class:`RayExecutor`)."""
+    if digest not in _RAY_TRAINERS:
+        from sim.scenario import scenario_from_dict
+
+        _RAY_TRAINERS[digest] = make_trainer(scenario_from_dict(scenario, "<ray>"))
+    torch.set_num_threads(jobs[0].spec.threads)
+    return _RAY_TRAINERS[digest].local_train_stacked(jobs)  # type: ignore[attr-defined]
+
+
 def start_ray(needed_by: str, address: str | None = None, **init: Any) -> tuple[Any, bool]:
     """Ray, and whether it was started here (then the caller shuts it down); one line when it is not installed.
 
@@ -373,12 +389,17 @@ class RayExecutor:
         self.digest = scenario.digest()
         self.make_trainer = make_trainer
         self.task = ray.remote(num_cpus=scenario.compute.threads)(_ray_job)
+        self.stack_task = ray.remote(num_cpus=scenario.compute.threads)(_ray_stack)
         self.scenario_ref = ray.put(self.scenario)
         self.snapshot = SharedSnapshot(ray)
 
     def submit(self, theta: torch.Tensor, spec: JobSpec, state: Any = None, priority: float = 0.0) -> _RayFuture:
         ref = self.task.remote(self.make_trainer, self.scenario_ref, self.digest, self.snapshot.ref(theta), spec, state)
         return _RayFuture(ref, self.ray)
+
+    def submit_stack(self, jobs: list[StackedJob]) -> _RayFuture:
+        """One stacked pass of ``jobs`` as a Ray task (:class:`StackedExecutor`); its result lists theirs."""
+        return _RayFuture(self.stack_task.remote(self.make_trainer, self.scenario_ref, self.digest, jobs), self.ray)
 
     def close(self) -> None:
         self.snapshot.clear()

@@ -7,12 +7,13 @@ the same bytes), and every serial run keeps its digest.
 """
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
 from sim.build import assemble, build_trainer, make_executor
 from sim.engine import Simulation
-from sim.errors import UserError
 from sim.executors import StackedExecutor
 from sim.records import run_hash
 from sim.runner import simulate
@@ -152,12 +153,17 @@ def test_stacks_trained_in_a_process_pool_give_the_serial_stacked_hash():
     assert simulate(sc, executor="process", jobs=2).run_hash == simulate(sc).run_hash
 
 
-def test_stacking_on_ray_is_one_clear_error():
-    sc = scenario(VERY, preset="diloco", trainer="toy", trainer_config=TINY_TOY)
-    sc = sc.model_copy(update={"compute": sc.compute.model_copy(update={"stack": 4})})
-    with pytest.raises(UserError, match="^compute.stack 4 trains jobs together in this process or a local pool; "
-                                        "it does not combine with --executor ray yet"):
-        make_executor("ray", sc, build_trainer(sc))
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install 'asyncsim[ray]')")
+def test_stacks_trained_as_ray_tasks_give_the_serial_stacked_hash():
+    sc = scenario(VERY, preset="dn_dylu", trainer="toy", trainer_config={**TINY_TOY, "dim": 13, "hidden": 7},
+                  t_max=160, grace=0.5)
+    sc = sc.model_copy(update={"compute": sc.compute.model_copy(update={"stack": 2})})
+    executor = make_executor("ray", sc, build_trainer(sc), jobs=2)
+    try:
+        assert isinstance(executor, StackedExecutor) and executor.name == "ray"
+    finally:
+        executor.close()
+    assert simulate(sc, executor="ray", jobs=2).run_hash == simulate(sc).run_hash
 
 
 def test_the_generic_vmapped_losses_match_the_toys_own_stacked_forward():
