@@ -28,10 +28,6 @@ sys.path.insert(0, str(REPORTS.parent))
 from sim.confidence import Stat, paired_diff, relation, tie_reason  # noqa: E402
 
 
-#: DiLoCo with M = 1's outer lr, the lowest of its sweep (lm_micro_m1_lr, in SWEEPS)
-M1_LR = "0.3"
-
-
 @dataclass(frozen=True)
 class Row:
     """One setting of the micro LM at the full protocol (24K pretraining + 64K local steps, k = 4 "very" workers)."""
@@ -69,8 +65,10 @@ ROWS = (
         note="earlier machine"),
     Row("finetune_b4", "finetune (1 worker, batch 4)", "lm_micro_m1", "finetune_1w", inner="keep", steps="-",
         note="64K steps at M = 1's batch"),
-    Row("m1", "DiLoCo, M = 1 worker", "lm_micro_m1", "diloco", inner="keep", outer_lr=M1_LR,
-        note="batch 4, AdamW kept as Charles et al. run it"),
+    Row("m1", "DiLoCo, M = 1 worker", "lm_micro_m1_lr", "diloco", sweep="0.1", inner="keep", outer_lr="0.1",
+        note="AdamW kept as Charles et al. run it; seed 0 only, the lr grid's lowest and its edge"),
+    Row("m1_03", "DiLoCo, M = 1 worker", "lm_micro_m1", "diloco", inner="keep", outer_lr="0.3",
+        note="AdamW kept; the grid's second value"),
     Row("muon", "DiLoCo, Muon inner", "lm_micro_muon", "diloco", outer_lr="0.3", note="Muon on the blocks' matrices"),
 )
 
@@ -121,7 +119,8 @@ COMPARISONS = (
     ("dn_dylu_keep", "diloco", "With AdamW kept, does DN + DyLU beat DiLoCo as the paper ran it?"),
     ("diloco_keep", "dn_dylu_keep", "With AdamW kept by both, is DiLoCo still ahead of DN + DyLU?"),
     ("async_keep", "async_diloco", "Does keeping AdamW lift async DiLoCo?"),
-    ("m1", "finetune_b4", "M = 1: does DiLoCo with one worker beat finetune at the same batch?"),
+    ("m1", "finetune_b4", "M = 1 (outer lr 0.1): does DiLoCo with one worker beat finetune at the same batch?"),
+    ("m1_03", "finetune_b4", "M = 1 (outer lr 0.3): does DiLoCo with one worker beat finetune at the same batch?"),
     ("m1", "diloco_keep", "Is DiLoCo with one worker ahead of DiLoCo with four, both keeping AdamW (same steps)?"),
     ("muon", "diloco", "Is Muon a better inner optimizer than AdamW for DiLoCo at k = 4?"),
 )
@@ -196,6 +195,8 @@ def answer(a: str, b: str) -> tuple[str, str] | None:
     paired = paired_diff(va, vb)
     rel = relation(sa, sb, paired)
     words = {"lower": "yes", "higher": "no (the opposite)"}.get(rel, f"tie ({tie_reason(sa, sb)})")
+    if min(sa.n, sb.n) < 3:
+        words += f"; indicative (n = {min(sa.n, sb.n)})"
     return words, f"{spread(sa)} vs {spread(sb)}; {paired}"
 
 
