@@ -68,8 +68,11 @@ def make_executor(name: str, scenario: Scenario, trainer: Trainer, jobs: int | N
         if not hasattr(trainer, "local_train_stacked"):
             raise UserError(f"compute.stack: trainer '{scenario.trainer.name}' cannot train jobs together "
                             "(it has no local_train_stacked); set compute.stack: 1")
-        pool = {"process": lambda: ProcessExecutor(scenario, build_trainer, jobs),
-                "ray": lambda: RayExecutor(scenario, build_trainer, jobs, address)}.get(name, lambda: None)()
+        pool: ProcessExecutor | RayExecutor | None = None  # serial: the stacks train in this process
+        if name == "process":
+            pool = ProcessExecutor(scenario, build_trainer, jobs)
+        elif name == "ray":
+            pool = RayExecutor(scenario, build_trainer, jobs, address)
         return StackedExecutor(trainer, scenario.compute.stack, pool)
     if name == "serial":
         return SerialExecutor(trainer)

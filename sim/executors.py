@@ -318,23 +318,24 @@ _RAY_TRAINERS: dict[str, Trainer] = {}
 def _ray_job(make_trainer: TrainerFactory, scenario: dict[str, Any], digest: str, theta: torch.Tensor, spec: JobSpec,
              state: Any) -> JobResult:
     """Runs inside a Ray worker process; the trainer is built once per process."""
+    torch.set_num_threads(spec.threads)
+    return _ray_trainer(make_trainer, scenario, digest).local_train(theta, spec, state)
+
+
+def _ray_trainer(make_trainer: TrainerFactory, scenario: dict[str, Any], digest: str) -> Trainer:
+    """This Ray worker process's trainer for the scenario ``digest``, built on first use."""
     if digest not in _RAY_TRAINERS:
         from sim.scenario import scenario_from_dict
 
         _RAY_TRAINERS[digest] = make_trainer(scenario_from_dict(scenario, "<ray>"))
-    torch.set_num_threads(spec.threads)
-    return _RAY_TRAINERS[digest].local_train(theta, spec, state)
+    return _RAY_TRAINERS[digest]
 
 
 def _ray_stack(make_trainer: TrainerFactory, scenario: dict[str, Any], digest: str,
                jobs: list[StackedJob]) -> list[JobResult]:
     """One stacked pass inside a Ray worker process (:class:`StackedExecutor` over :class:`RayExecutor`)."""
-    if digest not in _RAY_TRAINERS:
-        from sim.scenario import scenario_from_dict
-
-        _RAY_TRAINERS[digest] = make_trainer(scenario_from_dict(scenario, "<ray>"))
     torch.set_num_threads(jobs[0].spec.threads)
-    return _RAY_TRAINERS[digest].local_train_stacked(jobs)  # type: ignore[attr-defined]
+    return _ray_trainer(make_trainer, scenario, digest).local_train_stacked(jobs)  # type: ignore[attr-defined]
 
 
 def start_ray(needed_by: str, address: str | None = None, **init: Any) -> tuple[Any, bool]:
