@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -110,27 +111,47 @@ def pretrain(
 def noise_scale(
     file: Path = typer.Argument(..., help="scenario YAML file with trainer: lm", show_default=False),
     set_: list[str] = typer.Option([], "--set", "-s", help="override a field: KEY=VALUE (repeatable)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the estimate as a one-row CSV (for a report to read)"),
+    force: bool = typer.Option(False, "--force", help="replace an --out file asyncsim did not write"),
 ) -> None:
     """Gradient noise scale at the scenario's starting model: is the batch in the regime where Local-SGD pays?"""
     import torch
 
-    from sim.cli_common import console, fail, load
+    from sim.cli_common import console, fail, fail_with, load
     from sim.errors import UserError
     from sim.build import build_trainer
+    from sim.outputs import atomic_output, check_output_file
 
     scenario = load(file, None, list(set_))
     torch.set_num_threads(scenario.compute.threads)
     try:
+        if out is not None:
+            check_output_file(out, "--out", force)
         trainer = build_trainer(scenario)
         if not callable(getattr(trainer, "gradient_noise_scale", None)):
             fail(f"{file}: trainer {scenario.trainer.name!r} cannot estimate a gradient noise scale (use trainer: lm)")
         est = trainer.gradient_noise_scale(trainer.init_params())
+        batch, k, seq = trainer.batch_size(), scenario.workers.k, trainer.arch.seq_len
+        if out is not None:
+            with atomic_output(out) as tmp:
+                tmp.write_text(noise_scale_csv(est, batch, k, seq, scenario.digest()), encoding="utf-8")
     except UserError as exc:
-        fail(str(exc), exc.exit_code)
-    batch, k, seq = trainer.batch_size(), scenario.workers.k, trainer.arch.seq_len
+        fail_with(exc)
     b = est["noise_scale_sequences"]
     console.print(f"gradient noise scale B_simple = {b:.1f} sequences = {b * seq:,.0f} tokens (McCandlish et al. 2018)")
     console.print(f"per-worker batch {batch} sequences ({batch / b:.2g} x B); the 1-worker baseline's k x batch "
                   f"{k * batch} ({k * batch / b:.2g} x B)")
     console.print("well below B, a k x larger batch makes nearly k x the progress per step, so the 1-worker k x batch "
                   "baseline is hard to beat per update; near or above B, extra batch buys little and Local-SGD can win")
+    if out is not None:
+        console.print(f"estimate: {out}")
+
+
+#: the header of ``noise-scale --out``; :data:`sim.outputs.SIGNATURES` knows the file by it
+NOISE_SCALE_HEADER = "noise_scale_sequences,noise_scale_tokens,grad_norm_sq,trace_sigma,batch_sequences,workers,seq_len,scenario_digest"
+
+
+def noise_scale_csv(est: dict[str, float], batch: int, k: int, seq_len: int, digest: str) -> str:
+    """One estimate as a header line and one row, floats written exactly (``repr``) so a report recomputes nothing."""
+    row = [repr(float(est[key])) for key in ("noise_scale_sequences", "noise_scale_tokens", "grad_norm_sq", "trace_sigma")]
+    return NOISE_SCALE_HEADER + "\n" + ",".join(row + [str(batch), str(k), str(seq_len), digest]) + "\n"

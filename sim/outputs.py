@@ -169,6 +169,7 @@ SIGNATURES = (
     b"scenario,sweep,method,seed,status,simulated_seconds,run_hash,folder,",  # a table of runs: sweep --out, runs.csv
     b'{"otherData": {"made_by": "asyncsim',  # a trace: sim.trace.write_trace puts this mark first
     b"# made by asyncsim calibrate",  # a device profile: sim.live.calibrate.CALIBRATED_MARK
+    b"noise_scale_sequences,noise_scale_tokens,",  # an estimate: sim.cli_lm.NOISE_SCALE_HEADER
 )
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 
+import pandas as pd
 import pytest
 import torch
 
@@ -249,6 +250,19 @@ def test_noise_scale_command_reports_the_batch_against_it(tmp_path):
     assert "B_simple =" in out.output and "per-worker batch 4 sequences" in out.output
     toy = CliRunner().invoke(app, ["noise-scale", "scenarios/very_heterogeneous.yaml"])
     assert toy.exit_code == 2 and "cannot estimate" in toy.output
+
+    # --out: one CSV row a report reads, the same estimate twice; a file asyncsim did not write is refused
+    csv = tmp_path / "noise.csv"
+    for _ in range(2):
+        wrote = CliRunner().invoke(app, ["noise-scale", DEMO, *sets, "--out", str(csv)])
+        assert wrote.exit_code == 0, wrote.output
+    row = pd.read_csv(csv).iloc[0]
+    assert row["batch_sequences"] == 4 and row["seq_len"] == MICRO["seq_len"]
+    assert f"B_simple = {row['noise_scale_sequences']:.1f} sequences" in wrote.output
+    mine = tmp_path / "mine.csv"
+    mine.write_text("my,data\n")
+    refused = CliRunner().invoke(app, ["noise-scale", DEMO, *sets, "--out", str(mine)])
+    assert refused.exit_code == 2 and "not made by asyncsim" in refused.output and mine.read_text() == "my,data\n"
 
 
 def test_runs_that_differ_only_in_their_inner_batch_share_the_pretrained_checkpoint(tmp_path, monkeypatch):
