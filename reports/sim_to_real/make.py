@@ -303,16 +303,38 @@ def recompare(runs: list[dict]) -> None:
             (folder / "against.json").write_text(json.dumps(new, indent=2) + "\n")
 
 
+#: what names one live run in results.csv: its group (the "fleet" column), method, time scale, padding and repetition
+ROW_KEY = ["fleet", "method", "time_scale", "padded", "rep"]
+
+
+def committed_rows(fresh):
+    """``fresh`` rows (from run folders here) and, for every run whose folder is gone, its row in the committed
+    results.csv: run folders live in /tmp and do not outlast a machine, so rerunning one group must not drop the
+    others' measurements. A fresh row replaces the committed row with its key."""
+    import pandas as pd
+
+    path = HERE / "results.csv"
+    if not path.exists():
+        return fresh
+    old = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    if fresh.empty:
+        return old
+    fresh_keys = set(map(tuple, fresh[ROW_KEY].astype(str).values))
+    kept = old[[tuple(k) not in fresh_keys for k in old[ROW_KEY].astype(str).values]]
+    print(f"{len(fresh)} runs from their folders, {len(kept)} kept from the committed results.csv", flush=True)
+    return pd.concat([fresh, kept], ignore_index=True)
+
+
 def write_reports(runs: list[dict]) -> None:
     import pandas as pd
 
     rows = [row_of(r) for r in runs if complete(RUNS / r["name"])]
     # the homogeneous runs made before the tie fix in sim/live/engine.py (kept to show what it changed)
     rows += [row_of(r, BEFORE_FIX, " (before fix)") for r in runs if complete(BEFORE_FIX / r["name"])]
-    if not rows:
+    df = committed_rows(pd.DataFrame(rows))
+    if df.empty:
         print("no complete runs yet")
         return
-    df = pd.DataFrame(rows)
     df.to_csv(HERE / "results.csv", index=False, float_format="%.6g", lineterminator="\n")
     keys = ["fleet", "time_scale", "method"]
     order = {m: i for i, m in enumerate(METHODS)}
