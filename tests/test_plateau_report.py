@@ -14,7 +14,11 @@ def test_committed_report_is_what_its_csvs_give():
     assert done.returncode == 0, done.stderr
 
 
-def test_readme_quotes_the_plateau_table():
+def test_readme_quotes_the_plateau_table_and_its_findings():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     table = (REPORT / "findings.md").read_text(encoding="utf-8").strip()
     assert table.startswith("| micro LM, full protocol")
-    assert table in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert table in readme
+    bullets = (REPORT / "summary.md").read_text(encoding="utf-8").strip()  # every number in them computed by make.py
+    assert bullets.startswith("- **The inner optimizer state")
+    assert bullets in readme

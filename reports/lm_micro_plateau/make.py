@@ -1,6 +1,7 @@
 """Why DN + DyLU stalls on the micro LM, and what lifts it: every number computed from committed CSVs (issue 23).
 
     .venv/bin/python reports/lm_micro_plateau/make.py          # writes README.md, results.csv, plateau.png, ...
+                                                               # and the top-level README's micro-LM findings block
     .venv/bin/python reports/lm_micro_plateau/make.py --check  # exit 1 if a written file would change
 
 The ablations are separate comparison reports (``asyncsim compare``, each with
@@ -14,6 +15,7 @@ difference's 95% bootstrap interval holds 0).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,12 @@ class Row:
     steps: str = "50"    # local steps per round: 50 for all, or DyLU's 50 / 38 / 19 / 8
     outer_lr: str = ""
     note: str = ""
+    more: tuple[tuple[str, str], ...] = ()  # (report, sweep) of further seeds of the same setting, run later
+
+
+def sources(row: Row) -> list[tuple[str, str]]:
+    """Every (report, sweep) holding seeds of ``row``."""
+    return [(row.report, row.sweep), *row.more]
 
 
 ROWS = (
@@ -64,21 +72,21 @@ ROWS = (
     Row("finetune", "finetune (1 worker, 4 x batch)", "paper_lm_micro/headline", "finetune_1w", inner="keep", steps="-",
         note="earlier machine"),
     Row("finetune_b4", "finetune (1 worker, batch 4)", "lm_micro_m1", "finetune_1w", inner="keep", steps="-",
-        note="64K steps at M = 1's batch"),
+        note="64K steps at M = 1's batch", more=(("lm_micro_m1_finetune_s2", ""),)),
     Row("m1", "DiLoCo, M = 1 worker", "lm_micro_m1_lr", "diloco", sweep="0.1", inner="keep", outer_lr="0.1",
-        note="AdamW kept as Charles et al. run it; seed 0 only, the lr grid's lowest and its edge"),
+        note="AdamW kept as Charles et al. run it; the lr grid's optimum", more=(("lm_micro_m1_best", ""),)),
     Row("m1_03", "DiLoCo, M = 1 worker", "lm_micro_m1", "diloco", inner="keep", outer_lr="0.3",
         note="AdamW kept; the grid's second value"),
     Row("muon", "DiLoCo, Muon inner", "lm_micro_muon", "diloco", outer_lr="0.3", note="Muon on the blocks' matrices"),
 )
 
-#: the paper's batch regime, indicative: 64 sequences per worker (0.66 of the noise scale), 40 rounds per worker,
+#: the paper's batch regime, indicative: 64 sequences per worker (README: its share of the noise scale), 40 rounds per worker,
 #: one seed, the outer lrs tuned at batch 4 (reports/lm_micro_batch_regime; earlier machine)
 BATCH64 = (
     Row("b64_finetune", "finetune (1 worker, 4 x batch)", "lm_micro_batch_regime", "finetune_1w", sweep="64",
         inner="keep", steps="-", note="earlier machine"),
     Row("b64_diloco", "DiLoCo", "lm_micro_batch_regime", "diloco", sweep="64", outer_lr="0.3", note="earlier machine"),
-    Row("b64_dn_dylu", "DN + DyLU", "lm_micro_batch_regime", "dn_dylu", sweep="64", steps="DyLU", outer_lr="0.01",
+    Row("b64_dn_dylu", "DN + DyLU", "lm_micro_batch_regime", "dn_dylu", sweep="64", steps="DyLU", outer_lr="0.03",
         note="earlier machine"),
 )
 
@@ -125,13 +133,14 @@ COMPARISONS = (
     ("muon", "diloco", "Is Muon a better inner optimizer than AdamW for DiLoCo at k = 4?"),
 )
 
-#: sweeps that chose a hyperparameter for a row: (report, method, what it chose)
+#: sweeps that chose a hyperparameter for a row: (report or reports, method, what it chose); a grid extended past
+#: its edge later is a second report, read together with the first
 SWEEPS = (
     ("lm_micro_dn_dylu_full_budget_lr", "dn_dylu", "DN + DyLU (reset), full budget: no outer lr lifts the floor"),
     ("lm_micro_dn_dylu_work_lr", "dn_dylu", "DN + DyLU, work-weighted (reset): the outer lr"),
     ("lm_micro_dn_dylu_keep_lr", "dn_dylu", "DN + DyLU (keep): the outer lr"),
     ("lm_micro_async_keep_lr", "async_diloco", "async DiLoCo (keep): the outer lr"),
-    ("lm_micro_m1_lr", "diloco", "DiLoCo with M = 1 worker: the outer lr"),
+    (("lm_micro_m1_lr", "lm_micro_m1_lr_low"), "diloco", "DiLoCo with M = 1 worker: the outer lr"),
 )
 
 DIAGNOSTICS = (  # (report, sweep value or "", label)
@@ -150,15 +159,29 @@ def runs_of(report: str) -> pd.DataFrame | None:
     return runs[runs["status"] == "finished"]
 
 
+def row_runs(row: Row) -> pd.DataFrame | None:
+    """A row's finished runs from each report holding its seeds (None if its first report is not committed)."""
+    frames = []
+    for report, sweep in sources(row):
+        runs = runs_of(report)
+        if runs is None:
+            if report == row.report:
+                return None
+            continue
+        sel = runs[(runs["method"] == row.method) & (runs["sweep"] == sweep)]
+        if sel.empty:
+            raise SystemExit(f"reports/{report}/runs.csv: no finished run of {row.method!r} (sweep {sweep!r})")
+        frames.append(sel)
+    runs = pd.concat(frames, ignore_index=True)
+    if runs["seed"].duplicated().any():
+        raise SystemExit(f"row {row.key!r}: a seed appears in two of its reports")
+    return runs
+
+
 def per_seed(row: Row) -> pd.Series | None:
     """Final eval perplexity of each seed of a row's runs (None if its report is not committed)."""
-    runs = runs_of(row.report)
-    if runs is None:
-        return None
-    sel = runs[(runs["method"] == row.method) & (runs["sweep"] == row.sweep)]
-    if sel.empty:
-        raise SystemExit(f"reports/{row.report}/runs.csv: no finished run of {row.method!r} (sweep {row.sweep!r})")
-    return sel.set_index("seed")["final_perplexity"].astype(float).sort_index()
+    runs = row_runs(row)
+    return None if runs is None else runs.set_index("seed")["final_perplexity"].astype(float).sort_index()
 
 
 def stat(values: pd.Series) -> Stat:
@@ -177,12 +200,11 @@ def results(which: tuple[Row, ...] = ROWS) -> pd.DataFrame:
         if values is None:
             continue
         s = stat(values)
-        sim_s = runs_of(row.report)
-        sim_s = sim_s[(sim_s["method"] == row.method) & (sim_s["sweep"] == row.sweep)]["simulated_seconds"].mean()
+        sim_s = row_runs(row)["simulated_seconds"].mean()
         rows.append(dict(key=row.key, label=row.label, inner_state=row.inner, steps_per_round=row.steps,
                          outer_lr=row.outer_lr, n=s.n, mean=s.mean, std=s.std, low=s.low, high=s.high,
                          simulated_seconds=float(sim_s), seeds=" ".join(f"{v:.4f}" for v in values),
-                         report=f"reports/{row.report}", note=row.note))
+                         report=" ".join(f"reports/{r}" for r, _ in sources(row)), note=row.note))
     return pd.DataFrame(rows)
 
 
@@ -202,17 +224,20 @@ def answer(a: str, b: str) -> tuple[str, str] | None:
 
 def sweep_table() -> list[str]:
     lines = ["| sweep | outer lr: final perplexity (seed 0) | lowest |", "|---|---|---|"]
-    for report, method, what in SWEEPS:
-        runs = runs_of(report)
-        if runs is None:
+    for reports, method, what in SWEEPS:
+        reports = (reports,) if isinstance(reports, str) else reports
+        found = [r for r in (runs_of(report) for report in reports) if r is not None]
+        if not found:
             continue
+        runs, report = pd.concat(found, ignore_index=True), reports[0]
         sel = runs[runs["method"] == method].copy()
         sel["lr"] = sel["sweep"].astype(float)
         sel = sel.sort_values("lr")
         cells = ", ".join(f"{r.sweep}: {r.final_perplexity:.2f}" for r in sel.itertuples())
         best = sel.loc[sel["final_perplexity"].idxmin()]
         edge = " (at the grid's edge)" if best["lr"] in (sel["lr"].min(), sel["lr"].max()) else ""
-        lines.append(f"| [{what}](../{report}/report.md) | {cells} | {best['sweep']}{edge} |")
+        more = "".join(f" ([extended](../{r}/report.md))" for r in reports[1:] if runs_of(r) is not None)
+        lines.append(f"| [{what}](../{report}/report.md){more} | {cells} | {best['sweep']}{edge} |")
     return lines
 
 
@@ -231,6 +256,39 @@ def regime() -> pd.DataFrame:
     table = runs.pivot_table(index="sweep", columns="method", values="final_perplexity")
     table.index = table.index.astype(int)
     return table.sort_index()
+
+
+#: the issue's batch-regime study: finetune, and DiLoCo, async DiLoCo and DN + DyLU each reset and kept (7
+#: settings), 3 seeds, at least 160 rounds per worker; its budget was "about 12 core-hours"
+STUDY_SETTINGS, STUDY_SEEDS, STUDY_ROUNDS, STUDY_BUDGET_HOURS = 7, 3, 160, 12
+
+
+def timed_batches(B: float) -> tuple[int, int, int]:
+    """Per-worker batches timed by ``asyncsim calibrate`` (step_b<batch>.yaml): the paper's 4, the smallest at least
+    half the noise scale ``B`` (the issue's regime), and the batch-regime report's largest."""
+    return 4, math.ceil(B / 2), 64
+
+
+def noise_scale() -> float:
+    """B_simple in sequences at the pretrained checkpoint (``asyncsim noise-scale ... --out noise_scale.csv``)."""
+    return float(pd.read_csv(HERE / "noise_scale.csv")["noise_scale_sequences"].iloc[0])
+
+
+def step_seconds(batch: int) -> float:
+    """One local step's seconds at ``batch`` sequences on one core (``asyncsim calibrate -k 1``'s device profile)."""
+    import yaml
+
+    profile = yaml.safe_load((HERE / f"step_b{batch}.yaml").read_text())
+    return float(profile["devices"][0]["seconds_per_step"])
+
+
+def study_core_hours(batch: int) -> float:
+    """The issue's batch-regime study at ``batch``, before any retuning: every worker's every local step, one core."""
+    from sim import load_scenario
+
+    sc = load_scenario(REPORTS.parent / "scenarios" / "lm_micro_paper.yaml")
+    steps = STUDY_SETTINGS * STUDY_SEEDS * sc.workers.k * STUDY_ROUNDS * sc.schedule.H
+    return steps * step_seconds(batch) / 3600
 
 
 def plot_finals(res: pd.DataFrame, path: Path) -> None:
@@ -302,6 +360,113 @@ def findings_md() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _row(key: str) -> Row:
+    return {r.key: r for r in ROWS + BATCH64}[key]
+
+
+def links(key: str) -> str:
+    """Links to the reports holding a row's seeds."""
+    return ", ".join(f"[{'report' if i == 0 else 'more seeds'}](reports/{r}/report.md)"
+                     for i, (r, _) in enumerate(sources(_row(key))) if (REPORTS / r).is_dir())
+
+
+def measured(key: str) -> str:
+    """A row's final perplexity as the README quotes it: mean ± std over its seeds (or "one seed")."""
+    values = per_seed(_row(key))
+    return "not run" if values is None else spread(stat(values))
+
+
+def verdict(a: str, b: str, lower: str = "ahead", higher: str = "behind") -> str:
+    """How row ``a`` stands against row ``b`` by the tie rule, in words; "indicative" below 3 seeds."""
+    va, vb = per_seed(_row(a)), per_seed(_row(b))
+    if va is None or vb is None:
+        return "not run"
+    sa, sb = stat(va), stat(vb)
+    rel = relation(sa, sb, paired_diff(va, vb))
+    words = {"lower": lower, "higher": higher}.get(rel, f"a tie ({tie_reason(sa, sb)})")
+    n = min(sa.n, sb.n)
+    return words + (f" (indicative, n = {n})" if n < 3 else "")
+
+
+def sweep_cells(reports: tuple[str, ...], method: str) -> tuple[str, str, bool]:
+    """A sweep's "lr: perplexity" cells over its reports, the best lr, and whether the best sits at the grid's edge."""
+    runs = pd.concat([r for r in (runs_of(x) for x in reports) if r is not None], ignore_index=True)
+    sel = runs[runs["method"] == method].assign(lr=lambda d: d["sweep"].astype(float)).sort_values("lr")
+    best = sel.loc[sel["final_perplexity"].idxmin()]
+    cells = " / ".join(sel["sweep"]) + ": " + " / ".join(f"{v:.2f}" for v in sel["final_perplexity"])
+    return cells, best["sweep"], best["lr"] in (sel["lr"].min(), sel["lr"].max())
+
+
+def budget_words(hours: float) -> str:
+    """Where the study's cost stands against the issue's budget and a working session's machine (2 cores, 3 hours,
+    its run folders gone by the next session)."""
+    against = "above" if hours > STUDY_BUDGET_HOURS else "within"
+    return (f"{against} the issue's budget of about {STUDY_BUDGET_HOURS} core-hours, and more than the 6 core-hours a "
+            "working session's machine gives here (2 cores for 3 hours, whose run folders do not carry over to the "
+            "next)" if hours > 6 else f"{against} the issue's budget of about {STUDY_BUDGET_HOURS} core-hours")
+
+
+def summary_md(B: float) -> str:
+    """The README's bullets under the findings table: every number computed here (tests/test_plateau_report.py)."""
+    gap = {key: stat(per_seed(_row(key))).mean for key in ("dn_dylu", "diloco", "dn_dylu_keep", "diloco_keep")}
+    beats_finetune = [name for name, key in (("DiLoCo", "diloco"), ("DiLoCo kept", "diloco_keep"),
+                                             ("async DiLoCo", "async_diloco"), ("async DiLoCo kept", "async_keep"),
+                                             ("DN + DyLU", "dn_dylu"), ("DN + DyLU kept", "dn_dylu_keep"))
+                      if verdict(key, "finetune").startswith("ahead")]
+    fig7 = [verdict("diloco", "async_diloco"), verdict("diloco_keep", "async_keep")]
+    m1_cells, m1_best, m1_edge = sweep_cells(("lm_micro_m1_lr", "lm_micro_m1_lr_low"), "diloco")
+    m1 = _row("m1")
+    small, half, large = timed_batches(B)
+    reg = regime()
+    leads = ", ".join(f"{r.diloco - r.finetune_1w:.2f}" for r in reg.itertuples())
+    bullets = [
+        f"""- **The inner optimizer state decides more than the method.** Keeping each worker's AdamW lifts every
+  method: DiLoCo {measured('diloco')} -> {measured('diloco_keep')}, async DiLoCo {measured('async_diloco')} ->
+  {measured('async_keep')} (at its own outer lr {_row('async_keep').outer_lr}; at DN + DyLU's
+  {_row('async_keep_03').outer_lr} it is unstable early and ends at {measured('async_keep_03')},
+  [sweep](reports/lm_micro_async_keep_lr/report.md)), DN + DyLU {measured('dn_dylu')} -> {measured('dn_dylu_keep')}.
+  DiLoCo against async DiLoCo (Fig. 7): {fig7[0]} reset, {fig7[1]} kept. "DN + DyLU matches DiLoCo": it is
+  {verdict('dn_dylu', 'diloco')} reset ({gap['dn_dylu'] - gap['diloco']:+.2f} perplexity) and
+  {verdict('dn_dylu_keep', 'diloco_keep')} kept ({gap['dn_dylu_keep'] - gap['diloco_keep']:+.2f}).
+  {'No Local-SGD method beats finetune in either setting' if not beats_finetune else 'Ahead of finetune: ' + ', '.join(beats_finetune)}.
+  Weighting DN + DyLU's pseudo-gradients by work instead lifts it less: {measured('dn_dylu_work_03')} at the
+  grid's lr {_row('dn_dylu_work_03').outer_lr}, against {measured('dn_dylu_work')} at {_row('dn_dylu_work').outer_lr}:
+  {verdict('dn_dylu_work_03', 'dn_dylu_work')}.""",
+        f"""- **M = 1 (Charles et al. 2025, arXiv 2503.09799):** with one worker keeping its AdamW, DiLoCo at outer lr
+  {m1.outer_lr} ends at {measured('m1')} against {measured('finetune_b4')} for plain AdamW at the same batch and
+  steps: {verdict('m1', 'finetune_b4')} ({links('m1')}; finetune: {links('finetune_b4')}). Its outer lr grid (seed 0,
+  [sweep](reports/lm_micro_m1_lr/report.md)) gives {m1_cells}: best at {m1_best}{' (the grid edge)' if m1_edge else ''}.""",
+        f"""- **Muon as the inner optimizer (MuLoCo, arXiv 2505.23725):** DiLoCo at k = 4 with Muon stepping the
+  blocks' matrices (AdamW for the rest, the inner lrs and the outer lr {_row('muon').outer_lr} not retuned for it)
+  ends at {measured('muon')} against {measured('diloco')} with AdamW: {verdict('muon', 'diloco')} ({links('muon')}).""",
+        f"""- **The paper's batch regime is not run at the issue's size.** The smallest per-worker batch at least half the
+  gradient noise scale (B = {B:.0f} sequences) is {half}; a local step costs {step_seconds(small) * 1e3:.1f} ms at {small},
+  {step_seconds(half) * 1e3:.1f} ms at {half} and {step_seconds(large) * 1e3:.1f} ms at {large} on one core, so the
+  headline at that batch (4 methods, reset and kept, {STUDY_SEEDS} seeds, {STUDY_ROUNDS} rounds per worker) is
+  {study_core_hours(half):.1f} core-hours at {half} before retuning any outer lr: {budget_words(study_core_hours(half))}.
+  It waits for a GPU ([numbers](reports/lm_micro_plateau/README.md#the-batch-regime)). One seed at 40 rounds per
+  worker ([`reports/lm_micro_batch_regime/`](reports/lm_micro_batch_regime/report.md)) shows finetune's lead
+  shrinking with the batch ({leads} at {', '.join(str(b) for b in reg.index)} sequences): indicative only.""",
+    ]
+    return "\n".join(bullets) + "\n"
+
+
+ROOT_README = REPORTS.parent / "README.md"
+#: the top-level README's block this script writes: its findings table and bullets, between these two lines
+README_BLOCK = ("<!-- written by reports/lm_micro_plateau/make.py: findings.md, then summary.md -->",
+                "<!-- end of make.py's block -->")
+
+
+def readme_with_block(body: str) -> str:
+    """The top-level README with its micro-LM findings block replaced by ``body`` (the rest untouched)."""
+    text = ROOT_README.read_text()
+    head, found, rest = text.partition(README_BLOCK[0] + "\n")
+    _, found_end, tail = rest.partition(README_BLOCK[1])
+    if not (found and found_end):
+        raise SystemExit(f"{ROOT_README}: the lines {README_BLOCK[0]!r} ... {README_BLOCK[1]!r} are missing")
+    return head + README_BLOCK[0] + "\n" + body + README_BLOCK[1] + tail
+
+
 def write(check: bool) -> int:
     res, res64 = results(), results(BATCH64)
     diag = diagnostics()
@@ -310,6 +475,7 @@ def write(check: bool) -> int:
     files["results.csv"] = pd.concat([res.assign(batch=4), res64.assign(batch=64)]).to_csv(index=False,
                                                                                          float_format="%.6g")
     files["findings.md"] = findings_md()
+    files["summary.md"] = summary_md(noise_scale())
 
     ans = []
     for a, b, question in COMPARISONS:
@@ -322,7 +488,8 @@ def write(check: bool) -> int:
         s = Stat(r.mean, r.std, r.low, r.high, r.n)
         label = f"{r.label} ({r.note})" if r.note else r.label
         table.append(f"| {label} | {r.inner_state} | {r.steps_per_round} | {r.outer_lr or '-'} | {r.n} | "
-                     f"{spread(s)} | {r.simulated_seconds:,.0f} | [{r.report[8:]}](../{r.report[8:]}/report.md) |")
+                     f"{spread(s)} | {r.simulated_seconds:,.0f} | "
+                     + ", ".join(f"[{x[8:]}](../{x[8:]}/report.md)" for x in r.report.split()) + " |")
     dtab = ["| run | steps in round | syncs | norm per step | cosine |", "|---|---|---|---|---|"]
     dtab += [f"| {d.run} | {d.steps} | {d.syncs} | {d.norm_per_step:.4f} | {d.cosine:.3f} |"
              for d in diag.itertuples()]
@@ -340,6 +507,10 @@ def write(check: bool) -> int:
     keep_gains = "; ".join(f"{name} {by.at[a, 'mean']:.2f} -> {by.at[b, 'mean']:.2f}" for name, a, b in pairs
                            if a in by.index and b in by.index)
     lift = (floor["mean"] - by.at["dn_dylu_keep", "mean"]) if "dn_dylu_keep" in by.index else float("nan")
+    B = noise_scale()
+    small, half, large = timed_batches(B)
+    timing = ", ".join(f"{step_seconds(b) * 1e3:.1f} ms at batch {b}" for b in (small, half, large))
+    budget = budget_words(study_core_hours(half))
     readme = f"""# Why DN + DyLU stalls on the micro LM, and what lifts it (issue 23)
 
 Written by `make.py` from the committed `runs.csv` and `diagnostics.csv` of the reports it links:
@@ -400,24 +571,29 @@ tuned at batch 4; `reports/lm_micro_batch_regime/`):
 
 {chr(10).join(rtab)}
 
-At 4 sequences per worker the batch is 0.04 of the gradient noise scale (B = 97 sequences), where
-a 4x larger batch is almost 4x the progress and finetune's lead is largest; at 64 (0.66 of it) it
-is small. The rows the findings table below judges at batch 64 (one seed; indicative):
+At 4 sequences per worker the batch is {4 / B:.2f} of the gradient noise scale (B = {B:.0f} sequences,
+[`noise_scale.csv`](noise_scale.csv), `asyncsim noise-scale` at the pretrained checkpoint), where a 4x
+larger batch is almost 4x the progress and finetune's lead is largest; at 64 ({64 / B:.2f} of it) it is
+small. The rows the findings table below judges at batch 64 (one seed; indicative):
 
 {chr(10).join(b64)}
 
-The issue's batch-regime study (the headline's methods reset and kept, each outer lr retuned at
-that batch, 3 seeds, 160 rounds per worker) is not run: at 84 ms per local step on one core
-(against 6 ms at batch 4) it is about 16 core-hours before the retuning, more than a working
-session's machine gives, and its runs do not carry over to the next session (issue 23's notes).
+The issue's batch-regime study (the headline's methods reset and kept, each outer lr retuned at that
+batch, {STUDY_SEEDS} seeds, {STUDY_ROUNDS} rounds per worker) is not run. One local step costs
+{timing} on one core of this session's machine (`asyncsim calibrate -k 1`, the `step_b*.yaml` files
+here), so the study's {STUDY_SETTINGS * STUDY_SEEDS} runs cost {study_core_hours(half):.1f} core-hours at batch {half} (the
+smallest at least half of B) and {study_core_hours(large):.1f} at {large}, before the retuning: {budget}. It waits for a GPU.
 
 ## The findings table's micro-LM rows by setting
 
 {files['findings.md']}"""
     files["README.md"] = readme
+    paths = {name: HERE / name for name in files}
+    files[README_BLOCK[0]] = readme_with_block(files["findings.md"] + "\n" + files["summary.md"])
+    paths[README_BLOCK[0]] = ROOT_README
     changed = []
     for name, text in files.items():
-        path = HERE / name
+        path = paths[name]
         if not path.exists() or path.read_text() != text:
             changed.append(name)
             if not check:
