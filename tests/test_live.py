@@ -198,8 +198,8 @@ class _SlowReportFleet:
 
     name = "slow-report"
 
-    def __init__(self, trainer, late: float):
-        self.trainer, self.late, self.pending = trainer, late, []
+    def __init__(self, trainer, late: float, overshoot: float = 0.001):
+        self.trainer, self.late, self.overshoot, self.pending = trainer, late, overshoot, []
 
     def submit(self, theta, spec, state=None, priority=0.0):
         from sim.live.fleet import LiveFuture
@@ -211,7 +211,7 @@ class _SlowReportFleet:
 
         started = time.time()
         future.value = self.trainer.local_train(future.theta, future.spec, future.state)
-        sent = max(deadline, time.time()) + (0.001 if worker == 0 else 0.0)
+        sent = max(deadline, time.time()) + (self.overshoot if worker == 0 else 0.0)
         future.ref = object()
         future.timing.update(launched=started, started=started, computed=time.time(), deadline=deadline, sent=sent)
         future.theta = future.state = None
@@ -255,6 +255,32 @@ def test_a_tie_whose_second_result_reaches_the_server_late_is_still_one_arrival_
     assert c["first_divergence"] is None and c["in_order_share"] == 1.0, c
     assert c["identical_model"] is True
     assert sim.ties["batches"] >= 4 and sim.ties["reordered"] >= 4  # every round: worker 1's stamp came first
+
+
+def test_results_due_at_the_same_deadline_are_one_tie_however_far_apart_their_stamps():
+    """Worker 0's actor overslept its deadline by 8 ms, four times the 2 ms window (a loaded VM's sleep): the two
+    results were due at the same real instant, an exact tie of the simulation, so the server still applies them
+    as one arrival in worker order, and the live run stays the simulation's, bit for bit."""
+    from sim.build import assemble, build_trainer
+    from sim.live.against import compare
+    from sim.live.clock import RealClock
+    from sim.live.engine import LiveSimulation
+    from sim.runner import simulate
+
+    scenario = scenario_from_dict({**TWO_WORKERS, "workers": {"devices": [
+        {"name": "a", "seconds_per_step": 1.0}, {"name": "b", "seconds_per_step": 1.0}]}, "schedule": {
+        "H": 4, "t_max": 32, "grace_period": 0.0}})
+    torch.set_num_threads(scenario.compute.threads)
+    trainer = build_trainer(scenario)
+    fleet = _SlowReportFleet(trainer, late=0.0, overshoot=0.008)
+    sim = LiveSimulation(assemble(scenario, trainer, fleet), fleet, RealClock(0.02), tie_window=0.002)
+    outcome = sim.run()
+    simulated = simulate(scenario)
+    c = compare(simulated.events, outcome.recorder.events_frame(), simulated.summary["final"], {},
+                simulated.summary["simulated_seconds"], outcome.simulated_seconds, simulated.params, outcome.theta)
+    assert c["first_divergence"] is None and c["in_order_share"] == 1.0, c
+    assert c["identical_model"] is True
+    assert sim.ties["reordered"] >= 4  # every round: worker 1's stamp came 8 ms before worker 0's
 
 
 def test_the_order_diverges_where_the_servers_record_does_even_with_the_same_arrivals_and_versions():

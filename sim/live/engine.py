@@ -9,7 +9,9 @@ arrival time at dispatch; a real server does not. So here:
 - results stamped within ``tie_window`` real seconds of the first of a
   batch are one arrival time and are applied in worker order, the
   simulation's rule for exact ties (DyLU ends rounds together on purpose);
-  the run counts how often that reordered what the stamps said;
+  so are padded results due at the same deadline (an exact simulated tie)
+  that were computed in time, however far sleep overshoot spread their
+  stamps; the run counts how often that reordered what the stamps said;
 - timed occurrences (a device going down or back up, the grace window's
   close, HALoS's transfers between servers) are acted on once the real
   clock has passed them by ``tie_window`` with no earlier arrival in;
@@ -188,16 +190,21 @@ class LiveSimulation(Simulation):
         later in the window, or was still on its way) joins that tie while its
         arrivals wait to be applied.
         """
-        first = min(f.timing["sent"] for f in ready)
+        lead = min(ready, key=lambda f: f.timing["sent"])
+        first = lead.timing["sent"]
         pause = first + self.tie_window - time.time()
         if pause > 0:  # results sent within the tie window of the first may still be on their way
             time.sleep(pause)
         ready += self.fleet.wait(0)
-        waiting = [j.future.tie_at for j in self.jobs.arrived if 0 <= first - j.future.tie_at <= self.tie_window]
-        first = min(waiting, default=first)
+        waiting = [j.future for j in self.jobs.arrived
+                   if 0 <= first - j.future.tie_at <= self.tie_window or self._same_deadline(j.future, lead)]
+        if waiting:  # this batch joins a tie that has landed but is not applied yet
+            lead = min(waiting, key=lambda f: f.tie_at)
+            first = lead.tie_at
         jobs = {id(j.future): j for j in self.jobs.by_worker()}
         batch = sorted(((f.timing["sent"], jobs[id(f)]) for f in ready), key=lambda p: (p[0], p[1].worker))
-        tied = [job for sent, job in batch if sent - first <= self.tie_window and job.future.error is None]
+        tied = [job for sent, job in batch
+                if (sent - first <= self.tie_window or self._same_deadline(job.future, lead)) and job.future.error is None]
         if tied:
             joined = [j for j in self.jobs.arrived if j.future.tie_at == first]
             group = sorted(joined + tied, key=lambda j: j.future.timing["sent"])
@@ -213,6 +220,20 @@ class LiveSimulation(Simulation):
             job.future.tie_at = at
             job.completes_at = later(self.state.now, Time.of(self.clock.sim_of(at)))
             self.jobs.land(job)
+
+    def _same_deadline(self, a: LiveFuture, b: LiveFuture) -> bool:
+        """Padded results due at the same real instant, each sent on time: the simulation's exact tie.
+
+        Their devices end together in simulated time (equal devices, or DyLU's
+        step counts), so the emulator knows they tie, whatever the actors' sleep
+        overshoot spread their send stamps by (milliseconds on a loaded VM, past
+        any fixed window). An overrun is not on time: it arrives when it comes.
+        """
+        if not self.pad or a is b:
+            return False
+        da, db = a.timing.get("deadline"), b.timing.get("deadline")
+        return da is not None and da == db and all(
+            f.timing.get("computed", float("inf")) <= f.timing["deadline"] for f in (a, b))
 
     def _collect(self, job: Job) -> JobResult:
         timing = job.future.timing
