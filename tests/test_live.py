@@ -231,10 +231,9 @@ class _SlowReportFleet:
         return []
 
 
-def test_a_tie_whose_second_result_reaches_the_server_late_is_still_one_arrival_time_in_worker_order():
-    """Two identical devices end every round together. Worker 0's result leaves 1 ms after worker 1's (inside the
-    5 ms window) but reaches the server 30 ms later: the server waits for it (its deadline has passed) and applies
-    the tie in worker order, as the simulation does, instead of applying worker 1's result alone first."""
+def _tied_pair_live_run(late: float, overshoot: float, tie_window: float):
+    """Two identical devices that end every round together, live through :class:`_SlowReportFleet`: the live
+    engine's tie counts and its comparison with the simulation."""
     from sim.build import assemble, build_trainer
     from sim.live.against import compare
     from sim.live.clock import RealClock
@@ -246,41 +245,33 @@ def test_a_tie_whose_second_result_reaches_the_server_late_is_still_one_arrival_
         "H": 4, "t_max": 32, "grace_period": 0.0}})
     torch.set_num_threads(scenario.compute.threads)
     trainer = build_trainer(scenario)
-    sim = LiveSimulation(assemble(scenario, trainer, fleet := _SlowReportFleet(trainer, 0.03)), fleet, RealClock(0.02),
-                         tie_window=0.005)
+    fleet = _SlowReportFleet(trainer, late=late, overshoot=overshoot)
+    sim = LiveSimulation(assemble(scenario, trainer, fleet), fleet, RealClock(0.02), tie_window=tie_window)
     outcome = sim.run()
     simulated = simulate(scenario)
     c = compare(simulated.events, outcome.recorder.events_frame(), simulated.summary["final"], {},
                 simulated.summary["simulated_seconds"], outcome.simulated_seconds, simulated.params, outcome.theta)
+    return sim.ties, c
+
+
+def test_a_tie_whose_second_result_reaches_the_server_late_is_still_one_arrival_time_in_worker_order():
+    """Two identical devices end every round together. Worker 0's result leaves 1 ms after worker 1's (inside the
+    5 ms window) but reaches the server 30 ms later: the server waits for it (its deadline has passed) and applies
+    the tie in worker order, as the simulation does, instead of applying worker 1's result alone first."""
+    ties, c = _tied_pair_live_run(late=0.03, overshoot=0.001, tie_window=0.005)
     assert c["first_divergence"] is None and c["in_order_share"] == 1.0, c
     assert c["identical_model"] is True
-    assert sim.ties["batches"] >= 4 and sim.ties["reordered"] >= 4  # every round: worker 1's stamp came first
+    assert ties["batches"] >= 4 and ties["reordered"] >= 4  # every round: worker 1's stamp came first
 
 
 def test_results_due_at_the_same_deadline_are_one_tie_however_far_apart_their_stamps():
     """Worker 0's actor overslept its deadline by 8 ms, four times the 2 ms window (a loaded VM's sleep): the two
     results were due at the same real instant, an exact tie of the simulation, so the server still applies them
     as one arrival in worker order, and the live run stays the simulation's, bit for bit."""
-    from sim.build import assemble, build_trainer
-    from sim.live.against import compare
-    from sim.live.clock import RealClock
-    from sim.live.engine import LiveSimulation
-    from sim.runner import simulate
-
-    scenario = scenario_from_dict({**TWO_WORKERS, "workers": {"devices": [
-        {"name": "a", "seconds_per_step": 1.0}, {"name": "b", "seconds_per_step": 1.0}]}, "schedule": {
-        "H": 4, "t_max": 32, "grace_period": 0.0}})
-    torch.set_num_threads(scenario.compute.threads)
-    trainer = build_trainer(scenario)
-    fleet = _SlowReportFleet(trainer, late=0.0, overshoot=0.008)
-    sim = LiveSimulation(assemble(scenario, trainer, fleet), fleet, RealClock(0.02), tie_window=0.002)
-    outcome = sim.run()
-    simulated = simulate(scenario)
-    c = compare(simulated.events, outcome.recorder.events_frame(), simulated.summary["final"], {},
-                simulated.summary["simulated_seconds"], outcome.simulated_seconds, simulated.params, outcome.theta)
+    ties, c = _tied_pair_live_run(late=0.0, overshoot=0.008, tie_window=0.002)
     assert c["first_divergence"] is None and c["in_order_share"] == 1.0, c
     assert c["identical_model"] is True
-    assert sim.ties["reordered"] >= 4  # every round: worker 1's stamp came 8 ms before worker 0's
+    assert ties["reordered"] >= 4  # every round: worker 1's stamp came 8 ms before worker 0's
 
 
 def test_the_order_diverges_where_the_servers_record_does_even_with_the_same_arrivals_and_versions():
