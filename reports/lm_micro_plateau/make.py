@@ -204,7 +204,8 @@ def results(which: tuple[Row, ...] = ROWS) -> pd.DataFrame:
         rows.append(dict(key=row.key, label=row.label, inner_state=row.inner, steps_per_round=row.steps,
                          outer_lr=row.outer_lr, n=s.n, mean=s.mean, std=s.std, low=s.low, high=s.high,
                          simulated_seconds=float(sim_s), seeds=" ".join(f"{v:.4f}" for v in values),
-                         report=" ".join(f"reports/{r}" for r, _ in sources(row)), note=row.note))
+                         report=" ".join(f"reports/{r}" for r, _ in sources(row) if (REPORTS / r).is_dir()),
+                         note=row.note))
     return pd.DataFrame(rows)
 
 
