@@ -90,6 +90,9 @@ BATCH64 = (
         note="earlier machine"),
 )
 
+#: every row by its key
+ROW_BY_KEY = {r.key: r for r in ROWS + BATCH64}
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -209,36 +212,68 @@ def results(which: tuple[Row, ...] = ROWS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def answer(a: str, b: str) -> tuple[str, str] | None:
-    rows = {r.key: r for r in ROWS + BATCH64}
-    va, vb = per_seed(rows[a]), per_seed(rows[b])
+@dataclass(frozen=True)
+class Pair:
+    """Rows a and b compared by the tie rule: their stats, the paired difference and the relation of a to b."""
+
+    a: Stat
+    b: Stat
+    paired: object
+    relation: str  # "lower", "higher" or "tie"
+
+    @property
+    def n(self) -> int:
+        return min(self.a.n, self.b.n)
+
+
+def compare_rows(a: str, b: str) -> Pair | None:
+    """Rows ``a`` and ``b`` compared (None if either is not run): the one place the tie rule is applied here."""
+    va, vb = per_seed(ROW_BY_KEY[a]), per_seed(ROW_BY_KEY[b])
     if va is None or vb is None:
         return None
-    sa, sb = stat(va), stat(vb)
-    paired = paired_diff(va, vb)
-    rel = relation(sa, sb, paired)
-    words = {"lower": "yes", "higher": "no (the opposite)"}.get(rel, f"tie ({tie_reason(sa, sb)})")
-    if min(sa.n, sb.n) < 3:
-        words += f"; indicative (n = {min(sa.n, sb.n)})"
-    return words, f"{spread(sa)} vs {spread(sb)}; {paired}"
+    sa, sb, paired = stat(va), stat(vb), paired_diff(va, vb)
+    return Pair(sa, sb, paired, relation(sa, sb, paired))
+
+
+def answer(a: str, b: str) -> tuple[str, str] | None:
+    pair = compare_rows(a, b)
+    if pair is None:
+        return None
+    words = {"lower": "yes", "higher": "no (the opposite)"}.get(pair.relation, f"tie ({tie_reason(pair.a, pair.b)})")
+    if pair.n < 3:
+        words += f"; indicative (n = {pair.n})"
+    return words, f"{spread(pair.a)} vs {spread(pair.b)}; {pair.paired}"
+
+
+def sweep_runs(reports: str | tuple[str, ...], method: str) -> tuple[tuple[str, ...], pd.DataFrame] | None:
+    """A sweep's runs of ``method`` over its committed reports, by lr (None if none is committed)."""
+    reports = (reports,) if isinstance(reports, str) else reports
+    found = [r for r in (runs_of(report) for report in reports) if r is not None]
+    if not found:
+        return None
+    runs = pd.concat(found, ignore_index=True)
+    sel = runs[runs["method"] == method].assign(lr=lambda d: d["sweep"].astype(float)).sort_values("lr")
+    return tuple(r for r in reports if runs_of(r) is not None), sel
+
+
+def best_of(sel: pd.DataFrame) -> tuple[str, bool]:
+    """The sweep's lowest final perplexity's lr, and whether it sits at the grid's edge."""
+    best = sel.loc[sel["final_perplexity"].idxmin()]
+    return best["sweep"], best["lr"] in (sel["lr"].min(), sel["lr"].max())
 
 
 def sweep_table() -> list[str]:
     lines = ["| sweep | outer lr: final perplexity (seed 0) | lowest |", "|---|---|---|"]
     for reports, method, what in SWEEPS:
-        reports = (reports,) if isinstance(reports, str) else reports
-        found = [r for r in (runs_of(report) for report in reports) if r is not None]
-        if not found:
+        got = sweep_runs(reports, method)
+        if got is None:
             continue
-        runs, report = pd.concat(found, ignore_index=True), reports[0]
-        sel = runs[runs["method"] == method].copy()
-        sel["lr"] = sel["sweep"].astype(float)
-        sel = sel.sort_values("lr")
+        (report, *extended), sel = got
         cells = ", ".join(f"{r.sweep}: {r.final_perplexity:.2f}" for r in sel.itertuples())
-        best = sel.loc[sel["final_perplexity"].idxmin()]
-        edge = " (at the grid's edge)" if best["lr"] in (sel["lr"].min(), sel["lr"].max()) else ""
-        more = "".join(f" ([extended](../{r}/report.md))" for r in reports[1:] if runs_of(r) is not None)
-        lines.append(f"| [{what}](../{report}/report.md){more} | {cells} | {best['sweep']}{edge} |")
+        best, edge = best_of(sel)
+        more = "".join(f" ([extended](../{r}/report.md))" for r in extended)
+        at_edge = " (at the grid's edge)" if edge else ""
+        lines.append(f"| [{what}](../{report}/report.md){more} | {cells} | {best}{at_edge} |")
     return lines
 
 
@@ -338,17 +373,13 @@ def plot_diagnostics(diag: pd.DataFrame, path: Path) -> None:
 
 def judge(claim: Claim, a: str, b: str) -> str:
     """One cell: the claim's verdict in one setting, by the tie rule, with the two means."""
-    got = answer(a, b)
-    if got is None:
+    pair = compare_rows(a, b)
+    if pair is None:
         return "not run"
-    rows = {r.key: r for r in ROWS + BATCH64}
-    sa, sb = stat(per_seed(rows[a])), stat(per_seed(rows[b]))
-    rel = relation(sa, sb, paired_diff(per_seed(rows[a]), per_seed(rows[b])))
-    holds = rel == "tie" if claim.kind == "matches" else rel == "lower"
-    how = "tie" if rel == "tie" else ("better" if rel == "lower" else "worse")
-    n = min(sa.n, sb.n)
-    seeds = "" if n >= 3 else f"; indicative, n = {n}"
-    return f"{'yes' if holds else 'no'}: {sa.mean:.2f} vs {sb.mean:.2f} ({how}{seeds})"
+    holds = pair.relation == "tie" if claim.kind == "matches" else pair.relation == "lower"
+    how = {"tie": "tie", "lower": "better"}.get(pair.relation, "worse")
+    seeds = "" if pair.n >= 3 else f"; indicative, n = {pair.n}"
+    return f"{'yes' if holds else 'no'}: {pair.a.mean:.2f} vs {pair.b.mean:.2f} ({how}{seeds})"
 
 
 def findings_md() -> str:
@@ -361,41 +392,32 @@ def findings_md() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _row(key: str) -> Row:
-    return {r.key: r for r in ROWS + BATCH64}[key]
-
-
 def links(key: str) -> str:
     """Links to the reports holding a row's seeds."""
     return ", ".join(f"[{'report' if i == 0 else 'more seeds'}](reports/{r}/report.md)"
-                     for i, (r, _) in enumerate(sources(_row(key))) if (REPORTS / r).is_dir())
+                     for i, (r, _) in enumerate(sources(ROW_BY_KEY[key])) if (REPORTS / r).is_dir())
 
 
 def measured(key: str) -> str:
     """A row's final perplexity as the README quotes it: mean ± std over its seeds (or "one seed")."""
-    values = per_seed(_row(key))
+    values = per_seed(ROW_BY_KEY[key])
     return "not run" if values is None else spread(stat(values))
 
 
 def verdict(a: str, b: str, lower: str = "ahead", higher: str = "behind") -> str:
     """How row ``a`` stands against row ``b`` by the tie rule, in words; "indicative" below 3 seeds."""
-    va, vb = per_seed(_row(a)), per_seed(_row(b))
-    if va is None or vb is None:
+    pair = compare_rows(a, b)
+    if pair is None:
         return "not run"
-    sa, sb = stat(va), stat(vb)
-    rel = relation(sa, sb, paired_diff(va, vb))
-    words = {"lower": lower, "higher": higher}.get(rel, f"a tie ({tie_reason(sa, sb)})")
-    n = min(sa.n, sb.n)
-    return words + (f" (indicative, n = {n})" if n < 3 else "")
+    words = {"lower": lower, "higher": higher}.get(pair.relation, f"a tie ({tie_reason(pair.a, pair.b)})")
+    return words + (f" (indicative, n = {pair.n})" if pair.n < 3 else "")
 
 
 def sweep_cells(reports: tuple[str, ...], method: str) -> tuple[str, str, bool]:
-    """A sweep's "lr: perplexity" cells over its reports, the best lr, and whether the best sits at the grid's edge."""
-    runs = pd.concat([r for r in (runs_of(x) for x in reports) if r is not None], ignore_index=True)
-    sel = runs[runs["method"] == method].assign(lr=lambda d: d["sweep"].astype(float)).sort_values("lr")
-    best = sel.loc[sel["final_perplexity"].idxmin()]
+    """A sweep's "lr / ...: perplexity / ..." cells over its reports, the best lr, and whether it is at the grid's edge."""
+    _, sel = sweep_runs(reports, method)
     cells = " / ".join(sel["sweep"]) + ": " + " / ".join(f"{v:.2f}" for v in sel["final_perplexity"])
-    return cells, best["sweep"], best["lr"] in (sel["lr"].min(), sel["lr"].max())
+    return (cells, *best_of(sel))
 
 
 def budget_words(hours: float) -> str:
@@ -409,36 +431,36 @@ def budget_words(hours: float) -> str:
 
 def summary_md(B: float) -> str:
     """The README's bullets under the findings table: every number computed here (tests/test_plateau_report.py)."""
-    gap = {key: stat(per_seed(_row(key))).mean for key in ("dn_dylu", "diloco", "dn_dylu_keep", "diloco_keep")}
+    gap = {key: stat(per_seed(ROW_BY_KEY[key])).mean for key in ("dn_dylu", "diloco", "dn_dylu_keep", "diloco_keep")}
     beats_finetune = [name for name, key in (("DiLoCo", "diloco"), ("DiLoCo kept", "diloco_keep"),
                                              ("async DiLoCo", "async_diloco"), ("async DiLoCo kept", "async_keep"),
                                              ("DN + DyLU", "dn_dylu"), ("DN + DyLU kept", "dn_dylu_keep"))
                       if verdict(key, "finetune").startswith("ahead")]
     fig7 = [verdict("diloco", "async_diloco"), verdict("diloco_keep", "async_keep")]
     m1_cells, m1_best, m1_edge = sweep_cells(("lm_micro_m1_lr", "lm_micro_m1_lr_low"), "diloco")
-    m1 = _row("m1")
+    m1 = ROW_BY_KEY["m1"]
     small, half, large = timed_batches(B)
     reg = regime()
     leads = ", ".join(f"{r.diloco - r.finetune_1w:.2f}" for r in reg.itertuples())
     bullets = [
         f"""- **The inner optimizer state decides more than the method.** Keeping each worker's AdamW lifts every
   method: DiLoCo {measured('diloco')} -> {measured('diloco_keep')}, async DiLoCo {measured('async_diloco')} ->
-  {measured('async_keep')} (at its own outer lr {_row('async_keep').outer_lr}; at DN + DyLU's
-  {_row('async_keep_03').outer_lr} it is unstable early and ends at {measured('async_keep_03')},
+  {measured('async_keep')} (at its own outer lr {ROW_BY_KEY['async_keep'].outer_lr}; at DN + DyLU's
+  {ROW_BY_KEY['async_keep_03'].outer_lr} it is unstable early and ends at {measured('async_keep_03')},
   [sweep](reports/lm_micro_async_keep_lr/report.md)), DN + DyLU {measured('dn_dylu')} -> {measured('dn_dylu_keep')}.
   DiLoCo against async DiLoCo (Fig. 7): {fig7[0]} reset, {fig7[1]} kept. "DN + DyLU matches DiLoCo": it is
   {verdict('dn_dylu', 'diloco')} reset ({gap['dn_dylu'] - gap['diloco']:+.2f} perplexity) and
   {verdict('dn_dylu_keep', 'diloco_keep')} kept ({gap['dn_dylu_keep'] - gap['diloco_keep']:+.2f}).
   {'No Local-SGD method beats finetune in either setting' if not beats_finetune else 'Ahead of finetune: ' + ', '.join(beats_finetune)}.
   Weighting DN + DyLU's pseudo-gradients by work instead lifts it less: {measured('dn_dylu_work_03')} at the
-  grid's lr {_row('dn_dylu_work_03').outer_lr}, against {measured('dn_dylu_work')} at {_row('dn_dylu_work').outer_lr}:
+  grid's lr {ROW_BY_KEY['dn_dylu_work_03'].outer_lr}, against {measured('dn_dylu_work')} at {ROW_BY_KEY['dn_dylu_work'].outer_lr}:
   {verdict('dn_dylu_work_03', 'dn_dylu_work')}.""",
         f"""- **M = 1 (Charles et al. 2025, arXiv 2503.09799):** with one worker keeping its AdamW, DiLoCo at outer lr
   {m1.outer_lr} ends at {measured('m1')} against {measured('finetune_b4')} for plain AdamW at the same batch and
   steps: {verdict('m1', 'finetune_b4')} ({links('m1')}; finetune: {links('finetune_b4')}). Its outer lr grid (seed 0,
   [sweep](reports/lm_micro_m1_lr/report.md)) gives {m1_cells}: best at {m1_best}{' (the grid edge)' if m1_edge else ''}.""",
         f"""- **Muon as the inner optimizer (MuLoCo, arXiv 2505.23725):** DiLoCo at k = 4 with Muon stepping the
-  blocks' matrices (AdamW for the rest, the inner lrs and the outer lr {_row('muon').outer_lr} not retuned for it)
+  blocks' matrices (AdamW for the rest, the inner lrs and the outer lr {ROW_BY_KEY['muon'].outer_lr} not retuned for it)
   ends at {measured('muon')} against {measured('diloco')} with AdamW: {verdict('muon', 'diloco')} ({links('muon')}).""",
         f"""- **The paper's batch regime is not run at the issue's size.** The smallest per-worker batch at least half the
   gradient noise scale (B = {B:.0f} sequences) is {half}; a local step costs {step_seconds(small) * 1e3:.1f} ms at {small},
