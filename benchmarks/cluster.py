@@ -88,7 +88,7 @@ def makespan(durations: list[float], slots: int) -> float:
 
 
 def projection(per_run_overhead: float) -> None:
-    from sim.build import build_trainer
+    from sim.trainer_factory import build_trainer
     from sim.reproduce import experiments
     import yaml
 

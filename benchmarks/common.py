@@ -166,7 +166,7 @@ def lm_unavailable() -> str | None:
         return f"{LM_SCENARIO.relative_to(ROOT)} does not exist yet"
     try:
         from sim import load_scenario
-        from sim.build import build_trainer
+        from sim.trainer_factory import build_trainer
 
         sc = load_scenario(LM_SCENARIO)
         with torch_threads(sc.compute.threads):  # the checkpoint's cache key includes the thread count

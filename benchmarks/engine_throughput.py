@@ -24,15 +24,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import simpy
 from common import emit, header, profile_top, timed
 
-import simpy
-
 from sim import scenario_from_dict, simulate
-from sim.build import assemble, build_trainer, make_executor
+from sim.build import assemble
 from sim.engine import Simulation
+from sim.executors import make_executor
 from sim.profiles import fleet_path, load_fleet_raw
 from sim.scenario import Scenario
+from sim.trainer_factory import build_trainer
 
 #: seconds per step of the paper's "very" fleet, read from its device profile
 VERY_HETEROGENEOUS = tuple(d["seconds_per_step"] for d in load_fleet_raw(fleet_path("very_heterogeneous"))["devices"])

@@ -26,13 +26,12 @@ from __future__ import annotations
 import argparse
 import time
 
+import torch
 from common import ROOT, emit, header
 
-import torch
-
 from sim import load_scenario, simulate
-from sim.build import build_trainer
 from sim.scenario import Scenario
+from sim.trainer_factory import build_trainer
 from trainers.base import JobSpec
 from trainers.stacked import StackedJob
 

@@ -35,8 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from sim import load_scenario, simulate
-from sim.build import build_trainer
-from sim.scenario import Scenario, resolve_trainer_class
+from sim.trainer_factory import build_trainer
+from sim.scenario import Scenario
+from sim.trainer_names import resolve_trainer_class
 from trainers.base import JobSpec, flatten_params, load_flat_params
 
 TARGETS = {"toy": 1.25, "lm": 1.05}

@@ -25,14 +25,15 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+import torch
 from common import ROOT, cpu_timed, emit, header, torch_threads
 
-import torch
-
 from sim import load_scenario
-from sim.build import assemble, build_trainer, make_executor
+from sim.build import assemble
 from sim.engine import Simulation
+from sim.executors import make_executor
 from sim.scenario import Scenario
+from sim.trainer_factory import build_trainer
 from trainers.base import JobSpec
 
 

@@ -22,9 +22,11 @@ from typing import Any
 
 import pandas as pd
 
-from sim.build import assemble, build_trainer, make_executor
+from sim.build import assemble
 from sim.engine import Simulation
+from sim.executors import make_executor
 from sim.scenario import Scenario
+from sim.trainer_factory import build_trainer
 from trainers.base import JobResult, JobSpec, Trainer
 
 #: event columns that are the schedule (everything but what jobs computed)

@@ -1,13 +1,14 @@
-"""Build what a scenario names: its RNG streams, trainer, outer update, executor, and the engine's parts.
+"""Build a run's parts from its scenario: the one place the engine's parts are made.
 
-A leaf below the engine: the engine, the runner, the executors' worker
-processes and the CLI all build the same pieces the same way, from here.
-:func:`assemble` is the one place a run's parts are made from the scenario;
-the engine (sim/engine.py) is handed them and never reads the scenario.
+The runner builds the trainer (:mod:`sim.trainer_factory`) and the executor
+(:func:`sim.executors.make_executor`); :func:`assemble` makes everything
+else from the scenario's fields, and the engine (sim/engine.py) is handed
+the result and never reads the scenario. The live engine, the replay of old
+folders (sim/adopt.py) and the benchmarks assemble the same way.
 
-Every stream is one purpose of the scenario seed (``SeedSequence([seed,
-purpose])``, :func:`trainers.base.seeded_rng`), so the shard draws (Eq. 2),
-the device jitter and the churn timelines never shift one another.
+Every part that draws randomness gets its own stream of the scenario seed
+(:mod:`sim.streams`), so the shard draws (Eq. 2), the device jitter and the
+churn timelines never shift one another.
 """
 from __future__ import annotations
 
@@ -19,68 +20,16 @@ from sim.churn import timelines
 from sim.compression import Links
 from sim.diagnostics import Diagnostics
 from sim.dispatch import Dispatcher
-from sim.errors import FieldError, UserError
-from sim.executors import EXECUTORS, ProcessExecutor, RayExecutor, SerialExecutor, StackedExecutor
 from sim.inner_state import InnerStates
 from sim.outer.base import OuterUpdate
-from sim.outer.registry import construct
+from sim.outer.registry import build_outer
 from sim.planner import Planner, step_times
 from sim.records import Recorder
-from sim.scenario import Scenario, resolve_trainer_class
+from sim.scenario import Scenario
 from sim.schedules import schedule_class
 from sim.schedules.base import Schedule
-from trainers.base import Compiles, Executor, ReportsLayers, Trainer, new_trainer, seeded_int, seeded_rng
-
-#: purposes of the scenario's independent RNG streams (numpy SeedSequence keys)
-STREAM_TRAINER, STREAM_SHARDS, STREAM_JITTER, STREAM_CHURN = 0, 1, 2, 3
-
-
-def trainer_seed(seed: int) -> int:
-    """The integer seed a trainer derives its own streams from (model init, data order)."""
-    return seeded_int(seed, STREAM_TRAINER)
-
-
-def build_trainer(scenario: Scenario) -> Trainer:
-    """The scenario's trainer, one data shard per worker."""
-    cls = resolve_trainer_class(scenario.trainer.name)
-    trainer = new_trainer(cls, scenario.trainer.config, seed=trainer_seed(scenario.seed), num_shards=scenario.workers.k)
-    if scenario.compute.compile:
-        if not isinstance(trainer, Compiles):
-            raise FieldError("compute.compile", f"trainer '{scenario.trainer.name}' has no compiled mode "
-                             "(no compile_model method); set compute.compile: false")
-        trainer.compile_model()
-    return trainer
-
-
-def build_outer(scenario: Scenario) -> OuterUpdate | None:
-    """The outer update, wrapped in the staleness fix if the method has one (None for the 1-worker baseline)."""
-    method, k = scenario.method, scenario.workers.k
-    if method.outer is None:
-        return None
-    outer = construct(method.outer, k)
-    return outer if method.fix is None else construct(method.fix, k, base=outer)
-
-
-def make_executor(name: str, scenario: Scenario, trainer: Trainer, jobs: int | None = None,
-                  address: str | None = None) -> Executor:
-    """serial (this process), process (a local pool) or ray; pools build their own trainers with :func:`build_trainer`."""
-    if scenario.compute.stack > 1:
-        if not hasattr(trainer, "local_train_stacked"):
-            raise UserError(f"compute.stack: trainer '{scenario.trainer.name}' cannot train jobs together "
-                            "(it has no local_train_stacked); set compute.stack: 1")
-        pool: ProcessExecutor | RayExecutor | None = None  # serial: the stacks train in this process
-        if name == "process":
-            pool = ProcessExecutor(scenario, build_trainer, jobs)
-        elif name == "ray":
-            pool = RayExecutor(scenario, build_trainer, jobs, address)
-        return StackedExecutor(trainer, scenario.compute.stack, pool)
-    if name == "serial":
-        return SerialExecutor(trainer)
-    if name == "process":
-        return ProcessExecutor(scenario, build_trainer, jobs)
-    if name == "ray":
-        return RayExecutor(scenario, build_trainer, jobs, address)
-    raise ValueError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")
+from sim.streams import STREAM_CHURN, STREAM_JITTER, STREAM_SHARDS
+from trainers.base import Executor, ReportsLayers, Trainer, seeded_rng
 
 
 @dataclass(frozen=True)
@@ -120,19 +69,6 @@ class Parts:
     layer_sizes: list[int] | None
 
 
-def assemble_run(scenario: Scenario, executor: str = "serial", jobs: int | None = None,
-                 address: str | None = None) -> Parts:
-    """Everything a run of ``scenario`` needs: its trainer, the executor named, and the engine's parts."""
-    settings = run_settings(scenario)
-    trainer = build_trainer(scenario)
-    pool = make_executor(executor, scenario, trainer, jobs=jobs, address=address)
-    try:
-        return assemble(scenario, trainer, pool, settings)
-    except BaseException:
-        pool.close()  # a part the scenario cannot make: the pool's processes must not outlive the error
-        raise
-
-
 def run_settings(scenario: Scenario) -> RunSettings:
     """What the engine and the summary read of ``scenario`` (the user's code hashed here, as the run is assembled)."""
     return RunSettings(name=scenario.method.preset, digest=scenario.digest(), scenario_name=scenario.name,
@@ -141,17 +77,18 @@ def run_settings(scenario: Scenario) -> RunSettings:
                        eval_every=scenario.eval.every, divergence_factor=scenario.eval.divergence_factor)
 
 
-def assemble(scenario: Scenario, trainer: Trainer, executor: Executor, settings: RunSettings | None = None) -> Parts:
+def assemble(scenario: Scenario, trainer: Trainer, executor: Executor) -> Parts:
     """The run's parts, each from the scenario's fields and its own RNG stream; the scenario stays here."""
-    settings = run_settings(scenario) if settings is None else settings
+    settings = run_settings(scenario)
     seed, k = scenario.seed, scenario.workers.k
     jitter, shards = seeded_rng(seed, STREAM_JITTER), seeded_rng(seed, STREAM_SHARDS)
-    outer = build_outer(scenario)
+    churn = [seeded_rng(seed, STREAM_CHURN, w) for w in range(k)]
     schedule = schedule_class(scenario.method.schedule)(scenario)
+    outer = build_outer(scenario.method.outer, scenario.method.fix, k)
     devices = [scenario.workers.device(w) for w in range(k)]
+    availability = timelines([d.availability for d in devices], churn)
     seconds, theta = step_times(devices, trainer), trainer.init_params()
     net = None if schedule.lockstep else scenario.network  # the 1-worker baseline sends nothing
-    availability = timelines([d.availability for d in devices], seed, STREAM_CHURN)
     planner = Planner(devices, seconds, network=net, num_params=theta.numel(), jitter=jitter,
                       lockstep=schedule.lockstep, local_servers=schedule.local_servers, availability=availability)
     links = Links() if net is None else Links(net.dtype, net.model_dtype, net.block)

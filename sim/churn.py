@@ -21,7 +21,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sim.simtime import Time
-from trainers.base import seeded_rng
 
 
 class Availability(BaseModel):
@@ -114,12 +113,9 @@ class Timeline:
         return interval[0] if interval is not None and interval[0] < t1 else None
 
 
-def timelines(availability: list[Availability | None], seed: int, purpose: int) -> list[Timeline | None]:
-    """One timeline per worker; worker ``w`` draws from stream (seed, purpose, w)."""
-    return [
-        None if spec is None else Timeline(spec, seeded_rng(seed, purpose, w))
-        for w, spec in enumerate(availability)
-    ]
+def timelines(availability: list[Availability | None], rngs: list[np.random.Generator]) -> list[Timeline | None]:
+    """One timeline per worker; worker ``w`` draws from ``rngs[w]`` (the run's stream (seed, STREAM_CHURN, w))."""
+    return [None if spec is None else Timeline(spec, rng) for spec, rng in zip(availability, rngs, strict=True)]
 
 
 def resolve_trace(device: dict[str, Any], base: Path | None) -> dict[str, Any]:

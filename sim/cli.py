@@ -466,7 +466,7 @@ def profiles(
 
     flops = None
     if scenario is not None:
-        from sim.build import build_trainer
+        from sim.trainer_factory import build_trainer
 
         trainer = build_trainer(load(scenario, None, set_))
         flops_fn = getattr(trainer, "flops_per_step", None)

@@ -64,9 +64,9 @@ def pretrain(
     from rich.progress import MofNCompleteColumn, Progress, TextColumn
 
     from sim.cli_common import console, err_console, fail
-    from sim.build import build_trainer
     from sim.errors import ScenarioError, UserError
     from sim.scenario import load_scenario, parse_override
+    from sim.trainer_factory import build_trainer
 
     try:
         scenario = load_scenario(file, overrides=dict(parse_override(s) for s in set_))
@@ -119,8 +119,8 @@ def noise_scale(
 
     from sim.cli_common import console, fail, fail_with, load
     from sim.errors import UserError
-    from sim.build import build_trainer
     from sim.outputs import atomic_output, check_output_file
+    from sim.trainer_factory import build_trainer
 
     scenario = load(file, None, list(set_))
     torch.set_num_threads(scenario.compute.threads)

@@ -367,7 +367,7 @@ def load_results(specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
 
 def _num_params(scenario: Scenario) -> int:
     """The model's size, for runs made before summaries recorded it."""
-    from sim.build import build_trainer
+    from sim.trainer_factory import build_trainer
 
     return int(build_trainer(scenario).init_params().numel())
 

@@ -29,10 +29,11 @@ from typing import Any, Callable
 import torch
 
 from sim.errors import UserError
+from sim.trainer_factory import build_trainer
 from trainers.base import JobResult, JobSpec, Trainer
 from trainers.stacked import StackedJob
 
-#: builds a trainer from a scenario, in a pool's own processes (sim.build.build_trainer)
+#: builds a trainer from a scenario, in a pool's own processes (sim.trainer_factory.build_trainer)
 TrainerFactory = Callable[[Any], Trainer]
 EXECUTORS = ("serial", "process", "ray")
 
@@ -407,3 +408,28 @@ class RayExecutor:
         if self.started_here:
             self.ray.shutdown()
 
+
+
+def make_executor(name: str, scenario: Any, trainer: Trainer, jobs: int | None = None,
+                  address: str | None = None) -> Any:
+    """serial (this process), process (a local pool) or ray, stacked when ``compute.stack`` > 1.
+
+    Pools build their own trainers with :func:`sim.trainer_factory.build_trainer`.
+    """
+    if scenario.compute.stack > 1:
+        if not hasattr(trainer, "local_train_stacked"):
+            raise UserError(f"compute.stack: trainer '{scenario.trainer.name}' cannot train jobs together "
+                            "(it has no local_train_stacked); set compute.stack: 1")
+        pool: ProcessExecutor | RayExecutor | None = None  # serial: the stacks train in this process
+        if name == "process":
+            pool = ProcessExecutor(scenario, build_trainer, jobs)
+        elif name == "ray":
+            pool = RayExecutor(scenario, build_trainer, jobs, address)
+        return StackedExecutor(trainer, scenario.compute.stack, pool)
+    if name == "serial":
+        return SerialExecutor(trainer)
+    if name == "process":
+        return ProcessExecutor(scenario, build_trainer, jobs)
+    if name == "ray":
+        return RayExecutor(scenario, build_trainer, jobs, address)
+    raise ValueError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")

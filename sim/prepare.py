@@ -25,7 +25,7 @@ def _setup_key(scenario: Scenario) -> str:
 
 def pretrain_once(scenarios: Iterable[Scenario], progress: PretrainProgress | None = None) -> int:
     """Build each distinct missing pretrained checkpoint once; returns how many were built."""
-    from sim.build import build_trainer
+    from sim.trainer_factory import build_trainer
 
     built, seen = 0, set()
     for scenario in scenarios:

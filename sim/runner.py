@@ -12,10 +12,11 @@ from typing import Any, Iterator
 import pandas as pd
 
 from sim.adopt import same_schedule
-from sim.build import assemble_run
+from sim.build import assemble
 from sim.checkpoint_file import BadCheckpoint, Checkpointing
 from sim.engine import Simulation
 from sim.errors import UserError
+from sim.executors import make_executor
 from sim.outputs import check_folder, check_run_destination
 from sim.prepare import PretrainProgress, pretrain_once
 from sim.records import is_complete_run, read_summary, write_run_folder, write_summary
@@ -24,6 +25,7 @@ from sim.scenario import Scenario
 from sim.signals import on_stop_signals
 from sim.store import Notify, computing, reusable, run_problem
 from sim.summary import made_with_other_versions, run_summary, software_versions, versions_text
+from sim.trainer_factory import build_trainer
 
 #: where run folders go unless ``$ASYNCSIM_RUNS`` says otherwise (relative to the working directory)
 DEFAULT_RUNS_DIR = Path("reports") / "runs"
@@ -84,9 +86,11 @@ def simulate(
     # Evaluation runs in this process: give it the job thread count too,
     # since torch's results depend on the number of threads.
     torch.set_num_threads(scenario.compute.threads)
-    parts = assemble_run(scenario, executor, jobs=jobs, address=address)
+    trainer = build_trainer(scenario)
+    pool = make_executor(executor, scenario, trainer, jobs=jobs, address=address)
     checkpoints = None if checkpointing is None else Checkpoints(checkpointing.save, checkpointing.every)
-    try:
+    try:  # from here on, the pool's processes must not outlive an error
+        parts = assemble(scenario, trainer, pool)
         state = None if checkpointing is None else checkpointing.load(parts.settings.digest, notify)
         sim = Simulation(parts, progress=progress, checkpoints=checkpoints)
         if checkpointing is not None and state is not None:
@@ -98,7 +102,7 @@ def simulate(
         with stop_on_signals(sim) if checkpointing is not None else nullcontext():
             outcome = sim.run()
     finally:
-        parts.executor.close()
+        pool.close()
     metrics, events = outcome.recorder.metrics_frame(), outcome.recorder.events_frame()
     summary = run_summary(parts.settings, outcome, metrics, events)
     return RunResult(scenario, metrics, events, summary["run_hash"], summary, params=outcome.theta,

@@ -22,15 +22,14 @@ from sim.churn import resolve_trace
 from sim.errors import ScenarioError
 from sim.memory import check as check_memory
 from sim.network import NetworkSpec
-from sim.outer.registry import construct, import_object, resolve, source_digest
+from sim.outer.registry import construct, resolve, source_digest
 from sim.presets import PRESETS
 from sim.profiles import (Device, Fleet, available_fleets, fleet_path, load_fleet_raw, scenario_path,
                           shipped_fleet_path)
 from sim.schedules import SCHEDULES
+from sim.trainer_names import trainer_config_class
 from sim.yamlio import load_yaml
 from trainers import BUILTIN_TRAINERS
-from trainers.base import TRAINER_METHODS
-from trainers.configs import BUILTIN_CONFIGS
 
 
 class _Strict(BaseModel):
@@ -573,32 +572,6 @@ def _resolve_workers(raw: Any, source: str, base: Path | None) -> dict[str, Any]
     if "k" not in raw and isinstance(raw["devices"], list):
         raw["k"] = len(raw["devices"])
     return raw
-
-
-def resolve_trainer_class(name: str) -> type:
-    """Trainer class for a built-in name or an import path; checked against the protocol."""
-    target = BUILTIN_TRAINERS.get(name, name)
-    if ":" not in target:
-        raise ValueError(f"unknown trainer {name!r}; expected one of {', '.join(BUILTIN_TRAINERS)} or 'pkg.module:Class'")
-    cls = import_object(target)
-    missing = [m for m in TRAINER_METHODS if not callable(getattr(cls, m, None))]
-    if not isinstance(cls, type) or missing:
-        raise ValueError(f"{name!r} does not implement the Trainer protocol (missing: {', '.join(missing) or 'a class'})")
-    return cls
-
-
-def trainer_config_class(name: str) -> type | None:
-    """The settings model (:class:`trainers.base.TrainerClass`'s ``Config``) a trainer validates its ``config`` with.
-
-    Built-in trainers' models come from :mod:`trainers.configs` without
-    importing the trainers (and torch); a user's trainer is imported and
-    checked against the protocol here, so a broken one fails at validation.
-    """
-    if name in BUILTIN_TRAINERS:
-        import trainers.configs
-
-        return getattr(trainers.configs, BUILTIN_CONFIGS[name])
-    return getattr(resolve_trainer_class(name), "Config", None)
 
 
 def _check_outer(spec: dict[str, Any] | None, field: str, source: str, k: int, wraps: bool) -> dict[str, Any] | None:

@@ -12,16 +12,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim import simulate
-from sim.build import assemble, build_trainer
+from sim.build import assemble
 from sim.churn import Availability, Timeline
+from sim.compression import wire_bytes
 from sim.engine import Simulation
 from sim.executors import SerialExecutor
-from sim.compression import wire_bytes
 from sim.network import fifo_arrivals, transfer_seconds
 from sim.records import run_hash
 from sim.runstate import Checkpoints
 from sim.scenario import OVERLAPPING, ScenarioError
 from sim.simtime import Time
+from sim.trainer_factory import build_trainer
 from tests.helpers import TINY_TOY, scenario
 
 DIM = 250_000  # null trainer parameters: 1 MB in fp32
@@ -112,7 +113,7 @@ def test_the_server_receives_exactly_the_decoded_pseudo_gradient():
     plain = scenario([1.0], preset="async_sgd", trainer_config={"dim": DIM}, H=5, t_max=5, method={"outer": {"name": "sgd", "lr": 1.0}})
     theta0 = simulate(plain).params.clone()  # after one exact update
     lossy = simulate(sc).params
-    from sim.build import build_trainer
+    from sim.trainer_factory import build_trainer
 
     start = build_trainer(plain).init_params()
     delta = start - theta0

@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sim.build import build_trainer
 from sim.errors import FieldError
+from sim.trainer_factory import build_trainer
+from tests.helpers import TINY_TOY, scenario
 from trainers.base import JobSpec
 from trainers.stacked import StackedJob
-from tests.helpers import TINY_TOY, scenario
 
 VERY = [0.58, 0.75, 1.51, 3.33]
 ONE_LAYER_LM = {"size": "tiny", "layers": 1, "d_model": 32, "heads": 2, "seq_len": 16, "batch_size": 4, "device": "cpu"}

@@ -71,7 +71,7 @@ def test_pool_processes_exit_when_their_parent_is_killed(tmp_path):
 def test_process_executor_starts_waiting_jobs_by_priority_and_skips_cancelled_ones():
     """One process: the first job runs at once; of those waiting, the lowest priority starts next."""
     from sim.executors import ProcessExecutor
-    from sim.build import build_trainer
+    from sim.trainer_factory import build_trainer
     from trainers.base import JobSpec
 
     sc = scenario([1.0], preset="async_sgd", trainer_config={"dim": 4})

@@ -140,9 +140,10 @@ def test_eager_with_one_worker_is_diloco():
 
 def _recorded_rounds(preset, speeds, **kw):
     """Run ``preset`` and return each worker's rounds as (model it started from, pseudo-gradient), in order."""
-    from sim.build import assemble, build_trainer
+    from sim.build import assemble
     from sim.engine import Simulation
     from sim.executors import LazyFuture, SerialExecutor
+    from sim.trainer_factory import build_trainer
 
     sc = scenario(speeds, preset=preset, trainer="toy", trainer_config=F64, H=5, t_max=4 * 5 * 8, **kw)
     trainer = build_trainer(sc)

@@ -234,11 +234,12 @@ class _SlowReportFleet:
 def _tied_pair_live_run(late: float, overshoot: float, tie_window: float):
     """Two identical devices that end every round together, live through :class:`_SlowReportFleet`: the live
     engine's tie counts and its comparison with the simulation."""
-    from sim.build import assemble, build_trainer
+    from sim.build import assemble
     from sim.live.against import compare
     from sim.live.clock import RealClock
     from sim.live.engine import LiveSimulation
     from sim.runner import simulate
+    from sim.trainer_factory import build_trainer
 
     scenario = scenario_from_dict({**TWO_WORKERS, "workers": {"devices": [
         {"name": "a", "seconds_per_step": 1.0}, {"name": "b", "seconds_per_step": 1.0}]}, "schedule": {

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.memory import LIMIT_ENV, TrainerNeeds, estimate, scenario_estimate
-from sim.scenario import load_scenario, trainer_config_class
+from sim.scenario import load_scenario
+from sim.trainer_names import trainer_config_class
 from trainers.configs import ToyConfig, toy_params
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,7 +35,7 @@ def test_fragments_stride_over_layers_and_partition_the_model():
 
 
 def test_the_toy_reports_its_layers_in_flat_order():
-    from sim.build import build_trainer
+    from sim.trainer_factory import build_trainer
 
     sc = scenario([1.0], preset="streaming_diloco", trainer="toy", trainer_config={**TINY_TOY, "hidden_layers": 2})
     trainer = build_trainer(sc)

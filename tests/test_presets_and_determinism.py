@@ -48,9 +48,10 @@ def test_same_seed_same_bytes_different_seed_different_bytes():
 
 
 def test_delay_compensation_keeps_dispatch_snapshots_only_when_needed():
+    from sim.build import assemble
     from sim.engine import Simulation
     from sim.executors import SerialExecutor
-    from sim.build import assemble, build_trainer
+    from sim.trainer_factory import build_trainer
 
     for preset, expect in (("async_delaycomp", True), ("async_diloco", False)):
         sc = scenario(VERY, preset=preset, t_max=50)

@@ -21,10 +21,11 @@ from collections import defaultdict
 
 import torch
 
-from sim.build import assemble, build_trainer
+from sim.build import assemble
 from sim.engine import Simulation
 from sim.executors import LazyFuture, SerialExecutor
 from sim.outer.nesterov import Nesterov
+from sim.trainer_factory import build_trainer
 from tests.helpers import TINY_TOY, scenario
 from tests.test_identities import INGRESS, LINKS
 

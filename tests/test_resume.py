@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from sim.build import assemble, build_trainer
+from sim.build import assemble
 from sim.engine import Simulation
 from sim.executors import SerialExecutor
 from sim.runner import simulate
 from sim.runstate import Checkpoints
+from sim.trainer_factory import build_trainer
 from tests.helpers import TINY_TOY, SavedStates, scenario
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sim import simulate
-from sim.build import assemble, build_trainer
+from sim.build import assemble
 from sim.compression import wire_bytes
 from sim.engine import Simulation
 from sim.errors import FieldError, RunInterrupted
@@ -20,6 +20,7 @@ from sim.executors import SerialExecutor
 from sim.outer.base import OuterUpdate, PseudoGradient
 from sim.records import run_hash
 from sim.runstate import Checkpoints
+from sim.trainer_factory import build_trainer
 from tests.helpers import scenario
 
 DIM = 8

@@ -14,11 +14,12 @@ import pytest
 import torch
 
 from sim import simulate
-from sim.build import assemble, build_trainer
+from sim.build import assemble
 from sim.engine import Simulation
 from sim.executors import SerialExecutor
 from sim.records import run_hash
 from sim.runstate import Checkpoints
+from sim.trainer_factory import build_trainer
 from tests.helpers import SavedStates, scenario
 
 SLOW_LINK = {"bandwidth_gbps": 0.0001, "latency_ms": 10.0}  # 100 kbit/s: a 40-byte fragment takes 13.2 ms

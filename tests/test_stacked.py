@@ -12,16 +12,17 @@ import importlib.util
 import pytest
 import torch
 
-from sim.build import assemble, build_trainer, make_executor
+from sim.build import assemble
 from sim.engine import Simulation
-from sim.executors import StackedExecutor
+from sim.executors import StackedExecutor, make_executor
 from sim.records import run_hash
 from sim.runner import simulate
 from sim.runstate import Checkpoints
+from sim.trainer_factory import build_trainer
+from tests.helpers import TINY_TOY, SavedStates, scenario
 from trainers.base import JobSpec
 from trainers.stacked import StackedJob
 from trainers.toy import ToyTrainer
-from tests.helpers import TINY_TOY, SavedStates, scenario
 
 VERY = [0.58, 0.75, 1.51, 3.33]
 F64 = {**TINY_TOY, "dtype": "float64"}

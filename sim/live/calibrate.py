@@ -147,7 +147,7 @@ def time_live(scenario: Scenario, seconds_per_step: float, workers: int, jobs: i
 
 def calibrate(scenario: Scenario, steps: int = 20, repeats: int = 5, address: str | None = None,
               workers: int = 1, live_jobs: int = 0) -> Calibration:
-    from sim.build import build_trainer
+    from sim.trainer_factory import build_trainer
 
     trainer = build_trainer(scenario)  # once: an LM trainer loads its data
     seconds, spread = time_steps(trainer, scenario, steps, repeats)

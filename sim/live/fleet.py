@@ -66,8 +66,8 @@ class WorkerProcess:
     """One worker: its own trainer, built once; trains a job and holds the result to its deadline."""
 
     def __init__(self, scenario: dict[str, Any], worker: int):
-        from sim.build import build_trainer
         from sim.scenario import scenario_from_dict
+        from sim.trainer_factory import build_trainer
 
         sc = scenario_from_dict(scenario, "<live worker>")
         torch.set_num_threads(sc.compute.threads)

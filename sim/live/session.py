@@ -87,12 +87,13 @@ def live(scenario: Scenario, scale: float, out: Path | None = None, *, tie_windo
     """
     import torch
 
-    from sim.build import assemble, build_trainer
+    from sim.build import assemble
     from sim.live.engine import LiveSimulation
     from sim.live.fleet import LiveFleet
     from sim.outputs import check_run_destination
     from sim.records import write_run_folder
     from sim.summary import run_summary
+    from sim.trainer_factory import build_trainer
 
     say = notify or (lambda _line: None)
     try:

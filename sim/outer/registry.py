@@ -1,4 +1,4 @@
-"""Name -> class lookup for outer updates.
+"""Name -> class lookup for outer updates (and the import-path lookup schedules and trainers share).
 
 Built-ins register themselves with :func:`register`; a user's class is
 named by import path (``mypkg.module:MyUpdate``) and resolved the same way,
@@ -70,6 +70,14 @@ def construct(spec: dict[str, Any], k: int, base: Any = None) -> Any:
     """The outer update (or, with ``base``, the staleness fix wrapping it) that ``spec`` names."""
     cls = resolve(str(spec["name"]))
     return cls(**outer_arguments(spec, k)) if base is None else cls(base, **outer_arguments(spec, k))
+
+
+def build_outer(outer: dict[str, Any] | None, fix: dict[str, Any] | None, k: int) -> Any:
+    """A method's outer update, wrapped in its staleness fix if it has one (None: the 1-worker baseline)."""
+    if outer is None:
+        return None
+    update = construct(outer, k)
+    return update if fix is None else construct(fix, k, base=update)
 
 
 def source_digest(path: str) -> str:
