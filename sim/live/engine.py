@@ -4,14 +4,16 @@
 replaced, how the next occurrence is found. The simulation knows every
 arrival time at dispatch; a real server does not. So here:
 
-- an arrival is a job whose actor's result is in; its simulated time is the
-  actor's send stamp on the live clock (:mod:`sim.live.clock`);
-- results stamped within ``tie_window`` real seconds of the first of a
-  batch are one arrival time and are applied in worker order, the
-  simulation's rule for exact ties (DyLU ends rounds together on purpose);
-  so are padded results due at the same deadline (an exact simulated tie)
-  that were computed in time, however far sleep overshoot spread their
-  stamps; the run counts how often that reordered what the stamps said;
+- an arrival is a job whose actor's result is in, placed on the simulated
+  axis (:mod:`sim.live.clock`) by one of the next two rules;
+- a padded result computed by its deadline arrives at its planned time:
+  the actors' sleep overshoot is the emulator's, not the device's, so exact
+  ties stay ties (applied in worker order, as the simulation does; DyLU
+  ends rounds together on purpose) and near-ties keep their order;
+- an overrun, or an un-padded result, arrives at its actor's send stamp;
+  such results stamped within ``tie_window`` real seconds of the first of a
+  batch are one arrival time, applied in worker order; the run counts how
+  often a tie's stamps disagreed with worker order;
 - timed occurrences (a device going down or back up, the grace window's
   close, HALoS's transfers between servers) are acted on once the real
   clock has passed them by ``tie_window`` with no earlier arrival in;
@@ -184,34 +186,58 @@ class LiveSimulation(Simulation):
             self._land(ready)
 
     def _land(self, ready: list[LiveFuture]) -> None:
-        """Land a batch of results: those sent within the tie window of the first are one arrival time.
+        """Land a batch of results: on time, at their planned arrival; otherwise at their send stamps."""
+        on_time = [f for f in ready if self._on_time(f)]
+        if on_time:
+            self._land_on_time(on_time)
+        if len(on_time) < len(ready):
+            self._land_stamped([f for f in ready if not self._on_time(f)])
+
+    def _on_time(self, future: LiveFuture) -> bool:
+        """A padded result computed by its deadline: it arrives when the simulation plans it to.
+
+        Its actor then sleeps to the deadline and sends. How long past it the
+        stamp lands (sleep overshoot, milliseconds on a loaded VM) is the
+        emulator's error, not the emulated device's, so the stamp does not
+        move the arrival: ties stay exact ties, two results the simulation puts
+        a millisecond apart stay in order, and no drift builds up along a
+        worker's chain. An overrun is not on time: it arrives when it comes.
+        """
+        t = future.timing
+        return self.pad and future.error is None and t.get("computed", float("inf")) <= t["deadline"]
+
+    def _land_on_time(self, ready: list[LiveFuture]) -> None:
+        jobs = {id(j.future): j for j in self.jobs.by_worker()}
+        for future in ready:
+            job = jobs[id(future)]
+            future.tie_at = future.timing["deadline"]
+            self._count_tie([j for j in self.jobs.arrived if self._on_time(j.future) and j.future.tie_at == future.tie_at],
+                            [job])
+            job.completes_at = later(self.state.now, job.completes_at)  # as planned, unless the server went past it
+            self.jobs.land(job)
+
+    def _land_stamped(self, ready: list[LiveFuture]) -> None:
+        """Overruns and un-padded results: those sent within the tie window of the first are one arrival time.
 
         A result that reaches the server after its tie's first one (it was sent
         later in the window, or was still on its way) joins that tie while its
         arrivals wait to be applied.
         """
-        lead = min(ready, key=lambda f: f.timing["sent"])
-        first = lead.timing["sent"]
+        first = min(f.timing["sent"] for f in ready)
         pause = first + self.tie_window - time.time()
         if pause > 0:  # results sent within the tie window of the first may still be on their way
             time.sleep(pause)
-        ready += self.fleet.wait(0)
-        waiting = [j.future for j in self.jobs.arrived
-                   if 0 <= first - j.future.tie_at <= self.tie_window or self._same_deadline(j.future, lead)]
-        if waiting:  # this batch joins a tie that has landed but is not applied yet
-            lead = min(waiting, key=lambda f: f.tie_at)
-            first = lead.tie_at
+        more = self.fleet.wait(0)
+        if any(self._on_time(f) for f in more):
+            self._land_on_time([f for f in more if self._on_time(f)])
+        ready = ready + [f for f in more if not self._on_time(f)]
+        stamped = [j for j in self.jobs.arrived if not self._on_time(j.future)]
+        waiting = [j.future.tie_at for j in stamped if 0 <= first - j.future.tie_at <= self.tie_window]
+        first = min(waiting, default=first)  # this batch joins a tie that has landed but is not applied yet
         jobs = {id(j.future): j for j in self.jobs.by_worker()}
         batch = sorted(((f.timing["sent"], jobs[id(f)]) for f in ready), key=lambda p: (p[0], p[1].worker))
-        tied = [job for sent, job in batch
-                if (sent - first <= self.tie_window or self._same_deadline(job.future, lead)) and job.future.error is None]
-        if tied:
-            joined = [j for j in self.jobs.arrived if j.future.tie_at == first]
-            group = sorted(joined + tied, key=lambda j: j.future.timing["sent"])
-            if len(group) > 1 and len(joined) < 2:  # a new tie (one that grew is counted once)
-                self.ties["batches"] += 1
-            was = [j.worker for j in joined] != sorted(j.worker for j in joined)
-            self.ties["reordered"] += ([j.worker for j in group] != sorted(j.worker for j in group)) and not was
+        tied = [job for sent, job in batch if sent - first <= self.tie_window and job.future.error is None]
+        self._count_tie([j for j in stamped if j.future.tie_at == first], tied)
         for sent, job in batch:
             if job.future.error is not None:
                 self.faulted.append(job)
@@ -221,19 +247,18 @@ class LiveSimulation(Simulation):
             job.completes_at = later(self.state.now, Time.of(self.clock.sim_of(at)))
             self.jobs.land(job)
 
-    def _same_deadline(self, a: LiveFuture, b: LiveFuture) -> bool:
-        """Padded results due at the same real instant, each sent on time: the simulation's exact tie.
+    def _count_tie(self, joined: list[Job], new: list[Job]) -> None:
+        """Count a tie that formed (or grew), and whether its send stamps ordered it against worker order."""
+        def stamps_disagree(group: list[Job]) -> bool:
+            by_stamp = sorted(group, key=lambda j: j.future.timing["sent"])
+            return [j.worker for j in by_stamp] != sorted(j.worker for j in group)
 
-        Their devices end together in simulated time (equal devices, or DyLU's
-        step counts), so the emulator knows they tie, whatever the actors' sleep
-        overshoot spread their send stamps by (milliseconds on a loaded VM, past
-        any fixed window). An overrun is not on time: it arrives when it comes.
-        """
-        if not self.pad or a is b:
-            return False
-        da, db = a.timing.get("deadline"), b.timing.get("deadline")
-        return da is not None and da == db and all(
-            f.timing.get("computed", float("inf")) <= f.timing["deadline"] for f in (a, b))
+        group = joined + new
+        if len(group) < 2:
+            return
+        if len(joined) < 2:  # a new tie (one that grew is counted once)
+            self.ties["batches"] += 1
+        self.ties["reordered"] += stamps_disagree(group) and not (len(joined) > 1 and stamps_disagree(joined))
 
     def _collect(self, job: Job) -> JobResult:
         timing = job.future.timing

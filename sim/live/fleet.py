@@ -47,7 +47,7 @@ class LiveFuture:
     error: str | None = None
     timing: dict[str, float] = field(default_factory=dict)  # real instants and seconds, see WorkerProcess.run
     planned_arrival: float = float("nan")  # simulated s, as planned when it was launched
-    tie_at: float = float("nan")  # the real send stamp its arrival time was taken from (its tie's first)
+    tie_at: float = float("nan")  # the real instant its arrival time was taken from: its deadline if on time, else its tie's first stamp
 
     @property
     def launched(self) -> bool:
