@@ -39,10 +39,14 @@ LIVE_PROFILE_200 = HERE / "this_machine_live_200.yaml"
 # log(compute / steps)) in the profile; the committed file is the one that trial wrote, and it made the un-padded
 # error worse (-26% / -38%), so calibrate keeps the median and writes no jitter (README, "Un-padded")
 LIVE_PROFILE_JITTER = HERE / "this_machine_live_jitter.yaml"
-PROFILE_STEPS = {PROFILE: 20, LIVE_PROFILE: 20, LIVE_PROFILE_200: 200, LIVE_PROFILE_JITTER: 20}
+# one worker actor, so that the server has the other core: the issue's "no more workers than free cores" (session 13)
+LIVE_PROFILE_K1 = HERE / "this_machine_live_k1.yaml"
+PROFILE_STEPS = {PROFILE: 20, LIVE_PROFILE: 20, LIVE_PROFILE_200: 200, LIVE_PROFILE_JITTER: 20, LIVE_PROFILE_K1: 20}
+#: workers of each calibrated fleet (2 unless named)
+PROFILE_WORKERS = {LIVE_PROFILE_K1: 1}
 #: the fleet each un-padded run group simulates
 PROFILES = {"this_machine": PROFILE, "this_machine_live": LIVE_PROFILE, "this_machine_live_200": LIVE_PROFILE_200,
-            "this_machine_livej": LIVE_PROFILE_JITTER}
+            "this_machine_livej": LIVE_PROFILE_JITTER, "this_machine_live_k1": LIVE_PROFILE_K1}
 os.environ.setdefault("ASYNCSIM_CACHE", "/root/asyncsim-lm/cache")  # the micro LM's cached pretraining
 os.environ.setdefault("RAY_worker_niceness", "0")
 sys.path.insert(0, str(ROOT))
@@ -82,10 +86,15 @@ def plan() -> list[dict]:
         for method in METHODS:
             for rep in REPS:
                 add(fleet, *TOY[fleet][:1], method, SCALE[fleet], rep, TOY[fleet][1])
-    for method in UNPADDED_METHODS:
-        for rep in REPS:
-            add("this_machine", "scenarios/very_heterogeneous.yaml", method, 1.0, rep, unpadded_sets(), pad=False,
-                group="this_machine_nopad")
+    def unpadded(fleet: str, group: str, profile: Path, lengths: tuple[int, ...] = (20, 200)) -> None:
+        """The very toy un-padded on a calibrated fleet: both methods, 3 repetitions, per job length H."""
+        for H in lengths:
+            for method in UNPADDED_METHODS:
+                for rep in REPS:
+                    add(fleet, "scenarios/very_heterogeneous.yaml", method, 1.0, rep, unpadded_sets(H, profile),
+                        pad=False, group=group + ("" if H == 20 else "_H200"))
+
+    unpadded("this_machine", "this_machine_nopad", PROFILE, (20,))
     name, path, method, scale, sets = LM
     add(name, path, method, scale, 1, sets)
     fleet, scale = SECOND_SCALE
@@ -93,27 +102,13 @@ def plan() -> list[dict]:
         for rep in REPS:
             add(fleet, TOY[fleet][0], method, scale, rep, TOY[fleet][1])
     # the same un-padded comparison with 10x longer jobs (H = 200): a fixed cost per job weighs 10x less
-    for method in UNPADDED_METHODS:
-        for rep in REPS:
-            add("this_machine", "scenarios/very_heterogeneous.yaml", method, 1.0, rep, unpadded_sets(200), pad=False,
-                group="this_machine_nopad_H200")
+    unpadded("this_machine", "this_machine_nopad", PROFILE, (200,))
     # the same un-padded comparisons on the fleet calibrated with --live-jobs (#24's model of time, measured live)
-    for H in (20, 200):
-        for method in UNPADDED_METHODS:
-            for rep in REPS:
-                add("this_machine_live", "scenarios/very_heterogeneous.yaml", method, 1.0, rep,
-                    unpadded_sets(H, LIVE_PROFILE), pad=False,
-                    group="this_machine_live_nopad" + ("" if H == 20 else "_H200"))
-    for method in UNPADDED_METHODS:
-        for rep in REPS:
-            add("this_machine_live_200", "scenarios/very_heterogeneous.yaml", method, 1.0, rep,
-                unpadded_sets(200, LIVE_PROFILE_200), pad=False, group="this_machine_live200_nopad_H200")
-    for H in (20, 200):
-        for method in UNPADDED_METHODS:
-            for rep in REPS:
-                add("this_machine_livej", "scenarios/very_heterogeneous.yaml", method, 1.0, rep,
-                    unpadded_sets(H, LIVE_PROFILE_JITTER), pad=False,
-                    group="this_machine_livej_nopad" + ("" if H == 20 else "_H200"))
+    unpadded("this_machine_live", "this_machine_live_nopad", LIVE_PROFILE)
+    unpadded("this_machine_live_200", "this_machine_live200_nopad", LIVE_PROFILE_200, (200,))
+    unpadded("this_machine_livej", "this_machine_livej_nopad", LIVE_PROFILE_JITTER)
+    # one worker and the server on 2 cores (session 13): the only un-padded fleet here with a core for each process
+    unpadded("this_machine_live_k1", "this_machine_live_k1_nopad", LIVE_PROFILE_K1)
     # (session 10 also ran the homogeneous fleet with a 5 ms tie window, group homogeneous_tie5ms; an on-time padded
     # result no longer goes by its stamp, so the window no longer decides a padded run: its rows are kept as history)
     return runs
@@ -142,15 +137,16 @@ def is_history(fleet: str) -> bool:
 
 
 def unpadded_sets(H: int = 20, profile: Path = PROFILE) -> list[str]:
-    """The very_heterogeneous toy on this machine's calibrated fleet (2 workers, no more than the cores)."""
+    """The very_heterogeneous toy on this machine's calibrated fleet (2 workers, or 1: no more than the cores)."""
     h = [] if H == 20 else [f"schedule.H={H}"]
+    k = PROFILE_WORKERS.get(profile, 2)
     if not profile.exists():
-        return ["workers.k=2", f"workers.fleet={profile}"] + h  # t_max set once calibrated
+        return [f"workers.k={k}", f"workers.fleet={profile}"] + h  # t_max set once calibrated
     import yaml
 
     sps = float(yaml.safe_load(profile.read_text())["devices"][0]["seconds_per_step"])
-    t_max = int(round(2 * UNPADDED_REAL_S / sps / 100.0)) * 100
-    return ["workers.k=2", f"workers.fleet={profile}", f"schedule.t_max={t_max}", f"eval.every={t_max // 5}"] + h
+    t_max = int(round(k * UNPADDED_REAL_S / sps / 100.0)) * 100
+    return [f"workers.k={k}", f"workers.fleet={profile}", f"schedule.t_max={t_max}", f"eval.every={t_max // 5}"] + h
 
 
 def calibrate_profile(profile: Path = PROFILE) -> None:
@@ -159,7 +155,8 @@ def calibrate_profile(profile: Path = PROFILE) -> None:
     tmp = Path("/tmp/sim_to_real") / profile.name
     tmp.parent.mkdir(parents=True, exist_ok=True)
     live = ["--live-jobs", str(LIVE_JOBS)] if profile != PROFILE else []
-    cmd = [str(ROOT / ".venv/bin/asyncsim"), "calibrate", "scenarios/very_heterogeneous.yaml", "--out", str(tmp), "-k", "2",
+    cmd = [str(ROOT / ".venv/bin/asyncsim"), "calibrate", "scenarios/very_heterogeneous.yaml", "--out", str(tmp),
+           "-k", str(PROFILE_WORKERS.get(profile, 2)),
            "--force", "--steps", str(PROFILE_STEPS[profile]), *live]
     print("calibrating:", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
