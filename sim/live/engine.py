@@ -187,11 +187,15 @@ class LiveSimulation(Simulation):
 
     def _land(self, ready: list[LiveFuture]) -> None:
         """Land a batch of results: on time, at their planned arrival; otherwise at their send stamps."""
+        on_time, stamped = self._split(ready)
+        self._land_on_time(on_time)
+        if stamped:
+            self._land_stamped(stamped)
+
+    def _split(self, ready: list[LiveFuture]) -> tuple[list[LiveFuture], list[LiveFuture]]:
+        """``ready`` as (on time, stamped): see :meth:`_on_time`."""
         on_time = [f for f in ready if self._on_time(f)]
-        if on_time:
-            self._land_on_time(on_time)
-        if len(on_time) < len(ready):
-            self._land_stamped([f for f in ready if not self._on_time(f)])
+        return on_time, [f for f in ready if f not in on_time]
 
     def _on_time(self, future: LiveFuture) -> bool:
         """A padded result computed by its deadline: it arrives when the simulation plans it to.
@@ -227,10 +231,9 @@ class LiveSimulation(Simulation):
         pause = first + self.tie_window - time.time()
         if pause > 0:  # results sent within the tie window of the first may still be on their way
             time.sleep(pause)
-        more = self.fleet.wait(0)
-        if any(self._on_time(f) for f in more):
-            self._land_on_time([f for f in more if self._on_time(f)])
-        ready = ready + [f for f in more if not self._on_time(f)]
+        came_on_time, came_stamped = self._split(self.fleet.wait(0))
+        self._land_on_time(came_on_time)
+        ready = ready + came_stamped
         stamped = [j for j in self.jobs.arrived if not self._on_time(j.future)]
         waiting = [j.future.tie_at for j in stamped if 0 <= first - j.future.tie_at <= self.tie_window]
         first = min(waiting, default=first)  # this batch joins a tie that has landed but is not applied yet
