@@ -11,6 +11,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from sim.live.against import compare
@@ -128,7 +129,10 @@ def test_compare_counts_the_first_divergence_and_the_time_errors():
     assert c["final_loss_live"] - c["final_loss_sim"] == pytest.approx(0.5)
 
 
-def test_calibrate_writes_a_profile_a_scenario_can_use(tmp_path):
+def test_calibrate_writes_a_profile_a_scenario_can_use(tmp_path, monkeypatch):
+    import sim.live.calibrate
+
+    monkeypatch.setattr(sim.live.calibrate, "LIVE_PROBES", 1)  # one live probe (3 by default), to keep CI short
     path = tmp_path / "s.yaml"
     path.write_text(json.dumps(TWO_WORKERS))
     profile = tmp_path / "me.yaml"
@@ -136,7 +140,9 @@ def test_calibrate_writes_a_profile_a_scenario_can_use(tmp_path):
              "--live-jobs", "3")
     assert r.exit_code == 0, r.output
     text = profile.read_text()
-    assert text.startswith("# made by asyncsim calibrate") and "un-padded live run of 3 actors" in text
+    description = yaml.safe_load(text)["description"]
+    assert text.startswith("# made by asyncsim calibrate") and "un-padded live runs of 3 actors" in description
+    assert "means over a run's jobs)" in description  # one probe: no median of runs to name
     sc = scenario_from_dict({**TWO_WORKERS, "workers": {"fleet": str(profile)}})
     assert sc.workers.k == 3 and sc.workers.device(0).seconds_per_step > 0
     assert sc.workers.device(0).job_overhead_ms is not None and sc.workers.device(0).job_overhead_ms >= 0
@@ -150,8 +156,9 @@ def test_calibrate_writes_a_profile_a_scenario_can_use(tmp_path):
 
 
 def test_a_live_runs_costs_are_each_jobs_compute_per_step_and_its_cycle_less_compute():
-    """calibrate --live-jobs: per step, the median of compute / steps; per job, the median of (next dispatch of the
-    same worker - this dispatch) - compute, a worker's last job (no next dispatch) and lost jobs left out."""
+    """calibrate --live-jobs: per step, all compute over all steps; per job, the mean of (next dispatch of the same
+    worker - this dispatch) - compute, a worker's last job (no next dispatch) and lost jobs left out. Means, because
+    a run's time to finish is a sum of cycles; a log read back from live.csv (empty fault = missing) gives the same."""
     from sim.live.calibrate import live_costs
 
     log = pd.DataFrame({
@@ -159,8 +166,20 @@ def test_a_live_runs_costs_are_each_jobs_compute_per_step_and_its_cycle_less_com
         "real_dispatched": [0.0, 0.030, 0.061, 0.0, 0.020, 0.041],
         "compute_s": [0.020, 0.020, 0.022, 0.011, 0.010, 0.011], "fault": ["", "", "", "", "", ""]})
     per_step, overhead = live_costs(log)
-    assert per_step == pytest.approx(0.0021)  # median of 2, 2, 2.2, 2.2, 2, 2.2 ms
-    assert overhead == pytest.approx(0.0105)  # cycles less compute: 10, 11 (worker 0), 9, 11 ms (worker 1)
+    assert per_step == pytest.approx(0.094 / 45)  # 94 ms of compute over 45 steps
+    assert overhead == pytest.approx(0.01025)  # cycles less compute: 10, 11 (worker 0), 9, 11 ms (worker 1)
+    log.loc[5, "real_dispatched"] = 0.069  # one slow cycle (49 ms less 10 of compute) counts in full
+    assert live_costs(log)[1] == pytest.approx((10 + 11 + 9 + 39) / 4 * 1e-3)
+    read_back = log.assign(fault=[None] * 6)
+    assert live_costs(read_back) == pytest.approx(live_costs(log))
+
+
+def test_calibrate_keeps_the_probe_with_the_median_step_time_whole():
+    """One slow spell of the host makes one probe slow: the median probe is kept, its two numbers together."""
+    from sim.live.calibrate import median_probe
+
+    assert median_probe([(0.00182, 0.0138), (0.00130, 0.0102), (0.00138, 0.0104)]) == (0.00138, 0.0104)
+    assert median_probe([(0.0013, 0.011)]) == (0.0013, 0.011)
 
 
 def test_an_interrupted_live_run_says_so_in_one_line_and_writes_nothing(tmp_path):

@@ -127,6 +127,10 @@ HISTORY = {
                           "step)",
     "this_machine_live200": "un-padded on session 10's machine, calibrated live on 200-step jobs",
     "this_machine_livej": "un-padded on session 10's machine, a trial calibration with the mean step time and jitter",
+    " (medians)": "un-padded on session 13's machine, one worker, calibrated with the median (not the mean) over 100 "
+                  "live jobs (1.272 ms per step, 9.45 ms per job)",
+    " (one probe)": "un-padded on session 14's machine, one worker, means over one live probe of 100 jobs that met a "
+                    "slow spell of the host (1.823 ms per step, 13.76 ms per job; the runs after it saw 1.25-1.71)",
     " (session 10)": "un-padded on session 10's machine, with the live calibration made there (1.781 ms per step, "
                      "15.98 ms per job)",
 }
@@ -231,6 +235,7 @@ def row_of(r: dict, runs_dir: Path = RUNS, suffix: str = ""):
     real_dur = ok["real_sent"] - ok["real_dispatched"]
     metric = "perplexity" if "final_perplexity_sim" in a else "loss"
     info = s["live"]
+    host = host_speed(r, ok, a) if not r["pad"] else {}
     return {
         "fleet": r["group"] + suffix, "tie_fix": extra.get("tie_fix", False), "method": r["method"], "time_scale": S, "padded": r["pad"], "rep": r["rep"],
         "in_order_share": a["in_order_share"], "same_jobs_share": a.get("same_jobs_share", math.nan),
@@ -259,9 +264,29 @@ def row_of(r: dict, runs_dir: Path = RUNS, suffix: str = ""):
         "job_error_ms": 1e3 * (real_dur - planned_real).mean(),
         "planned_compute_ms": 1e3 * ok["steps"].mean() * profile_seconds_per_step(PROFILES.get(r["fleet"], PROFILE))
         if not r["pad"] else math.nan,
+        "step_vs_profile": host.get("step_vs_profile", math.nan),
+        "finish_error_own_step": host.get("finish_error_own_step", math.nan),
         "load_before": extra.get("load_before", math.nan), "load_after": extra.get("load_after", math.nan),
         "startup_s": extra.get("startup_s", math.nan), "wall_s": extra.get("wall_s", math.nan),
     }
+
+
+def host_speed(r: dict, ok, a: dict) -> dict[str, float]:
+    """An un-padded run's own step time against its calibrated profile, and its finish error at that step time.
+
+    ``step_vs_profile``: the run's compute over its steps / the profile's seconds per step - 1: how much faster or
+    slower the host ran during this run than during the calibration. With one worker the simulated finish is one
+    chain of jobs, sum(steps) x seconds per step + the jobs' overheads (and latencies), so the simulation at the
+    run's own step time finishes sum(steps) x (measured - profiled) later, exactly; ``finish_error_own_step`` is the
+    finish error against that. (With two workers the chains overlap and the shift is not one sum: NaN.)
+    """
+    profiled = profile_seconds_per_step(PROFILES.get(r["fleet"], PROFILE))
+    measured = ok["compute_s"].sum() / ok["steps"].sum()
+    out = {"step_vs_profile": measured / profiled - 1}
+    if ok["worker"].nunique() == 1:
+        finish_sim = a["finish_sim_s"] + ok["steps"].sum() * (measured - profiled) * r["scale"]
+        out["finish_error_own_step"] = a["finish_live_s"] / finish_sim - 1
+    return out
 
 
 def spread(x, fmt: str) -> str:
@@ -285,7 +310,9 @@ def verdicts(g) -> dict[str, str]:
                 "arrivals >= 95% in order": f"{'met' if order == n else 'NOT met'} ({order}/{n})",
                 "identical when order matched": ident}
     fin = (g["finish_error"].abs() <= 0.10).sum()
+    mean = g["finish_error"].mean()
     return {"finish within 10%": f"{'met' if fin == n else 'NOT met'} ({fin}/{n})",
+            "mean of the repetitions within 10%": f"{'met' if abs(mean) <= 0.10 else 'NOT met'} ({100 * mean:+.1f}%)",
             "identical when order matched": ident}
 
 
@@ -396,6 +423,20 @@ def write_reports(runs: list[dict]) -> None:
               f"Overruns: {int(df['overruns'].sum())} jobs in {int((df['overruns'] > 0).sum())} runs. "
               f"Load average (1 min) before the runs: {df['load_before'].min():.2f}..{df['load_before'].max():.2f}, "
               f"after: {df['load_after'].min():.2f}..{df['load_after'].max():.2f}.", ""]
+    own = [(key, g) for key, g in groups if not g["padded"].iloc[0] and g["step_vs_profile"].notna().any()]
+    if own:
+        lines += ["## Un-padded: the host's speed during each run against the calibration", "",
+                  "step vs profile: each run's compute over its steps / the profile's seconds per step - 1 (how much "
+                  "faster or slower the host ran than when it was calibrated); finish error at the run's own step "
+                  "time: against the simulation with that step time (one worker: exact, the run is one chain of jobs; "
+                  "two workers: not computed). Mean (min..max) over the repetitions.", "",
+                  "| fleet | method | finish error | step vs profile | finish error at the run's own step time |",
+                  "|---|---|---|---|---|"]
+        for (fleet, S, method), g in own:
+            lines.append(f"| {fleet} | {method} | {spread(list(100 * g['finish_error']), '{:+.1f}%')} | "
+                         f"{spread(list(100 * g['step_vs_profile']), '{:+.1f}%')} | "
+                         f"{spread(list(100 * g['finish_error_own_step']), '{:+.1f}%')} |")
+        lines.append("")
     (HERE / "errors.md").write_text("\n".join(lines))
 
     t = ["# Where the real time goes", "",
