@@ -135,10 +135,14 @@ def profile_top(fn: Callable[[], Any], top: int = 15, sort: str = "tottime") -> 
     return (text[start:] if start >= 0 else text).rstrip(), value
 
 
-def emit(name: str, measured: float | None, target: float | None, unit: str, *, higher_is_better: bool, note: str = "") -> None:
-    """Print one result row for run_all.py (measured None = skipped, with ``note`` saying why)."""
-    ok = None
-    if measured is not None and target is not None:
+def emit(name: str, measured: float | None, target: float | None, unit: str, *, higher_is_better: bool, note: str = "",
+         ok: bool | None = None) -> None:
+    """Print one result row for run_all.py (measured None = skipped, with ``note`` saying why).
+
+    ``ok``: the verdict when the caller decides it (a tie inside the run-to-run spread meets "no slower");
+    otherwise measured against target.
+    """
+    if ok is None and measured is not None and target is not None:
         ok = measured >= target if higher_is_better else measured <= target
     row = {
         "name": name,

@@ -73,15 +73,21 @@ def main() -> None:
                 for _ in range(args.repeat):
                     for name, tree in trees.items():
                         runs[name].append(timed_run(tree, method, args.t_max))
-                rate = {name: statistics.median(r["steps"] / r["seconds"] for r in rs) for name, rs in runs.items()}
+                rates = {name: [r["steps"] / r["seconds"] for r in rs] for name, rs in runs.items()}
+                rate = {name: statistics.median(rs) for name, rs in rates.items()}
+                # "no slower": faster, or a tie (the two sides' ranges of runs overlap)
+                tie = min(rates["now"]) <= max(rates["then"]) and min(rates["then"]) <= max(rates["now"])
+                verdict = "faster" if rate["now"] >= rate["then"] and not tie else "a tie" if tie else "slower"
                 hashes = {name: {r["hash"] for r in rs} for name, rs in runs.items()}
                 same = hashes["then"] == hashes["now"] and len(hashes["now"]) == 1
                 print(f"{method}: then {rate['then']:.0f} local steps/s, now {rate['now']:.0f} "
                       f"({rate['now'] / rate['then']:.3f}x); spread now "
                       f"{min(r['steps'] / r['seconds'] for r in runs['now']):.0f}.."
-                      f"{max(r['steps'] / r['seconds'] for r in runs['now']):.0f}; same run hash: {same}", flush=True)
+                      f"{max(r['steps'] / r['seconds'] for r in runs['now']):.0f}; same run hash: {same}; {verdict}",
+                      flush=True)
                 emit(f"toy {method} k = 4, serial, now / {args.then}", rate["now"] / rate["then"], 1.0, "x",
-                     higher_is_better=True, note=f"median of {args.repeat} alternating runs each; same hash: {same}")
+                     higher_is_better=True, ok=verdict != "slower",
+                     note=f"median of {args.repeat} alternating runs each; {verdict}; same hash: {same}")
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(then)], cwd=ROOT, capture_output=True)
 
