@@ -127,6 +127,8 @@ HISTORY = {
                           "step)",
     "this_machine_live200": "un-padded on session 10's machine, calibrated live on 200-step jobs",
     "this_machine_livej": "un-padded on session 10's machine, a trial calibration with the mean step time and jitter",
+    " (session 13)": "un-padded on session 13's machine, two workers, calibrated with the median over 100 live jobs "
+                     "(1.830 ms per step, 15.06 ms per job)",
     " (medians)": "un-padded on session 13's machine, one worker, calibrated with the median (not the mean) over 100 "
                   "live jobs (1.272 ms per step, 9.45 ms per job)",
     " (one probe)": "un-padded on session 14's machine, one worker, means over one live probe of 100 jobs that met a "
