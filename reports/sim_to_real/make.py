@@ -114,28 +114,45 @@ def plan() -> list[dict]:
     return runs
 
 
-#: rows kept from earlier rules of the live server, by the label their fleet carries: results.csv keeps them and the
-#: tables show them after the current runs
+#: the calibrated profiles earlier un-padded rows simulated, kept as calibrate wrote them (they were replaced here)
+HISTORY_PROFILES = HERE / "history"
+
+#: rows kept from earlier rules of the live server and earlier calibrations, by the label their fleet carries:
+#: label -> (what they were, the profile they simulated or None); results.csv keeps them and the tables show them
+#: after the current runs
 HISTORY = {
-    " (stamps)": "session 12: an on-time padded result arrived at its actor's send stamp (2 ms tie window; results "
-                 "due at the same deadline one tie)",
-    " (before fix)": "session 10: send stamps and the 2 ms tie window alone",
-    "_tie5ms": "session 10: send stamps and a 5 ms tie window",
-    " (20 live jobs)": "un-padded on session 13's machine, calibrated over 20 live jobs per worker (2.173 ms per "
-                       "step, 20.53 ms per job)",
-    "this_machine_nopad": "un-padded on session 9's machine, on the fleet calibrated without live jobs (1.20 ms per "
-                          "step)",
-    "this_machine_live200": "un-padded on session 10's machine, calibrated live on 200-step jobs",
-    "this_machine_livej": "un-padded on session 10's machine, a trial calibration with the mean step time and jitter",
-    " (session 13)": "un-padded on session 13's machine, two workers, calibrated with the median over 100 live jobs "
-                     "(1.830 ms per step, 15.06 ms per job)",
-    " (medians)": "un-padded on session 13's machine, one worker, calibrated with the median (not the mean) over 100 "
-                  "live jobs (1.272 ms per step, 9.45 ms per job)",
-    " (one probe)": "un-padded on session 14's machine, one worker, means over one live probe of 100 jobs that met a "
-                    "slow spell of the host (1.823 ms per step, 13.76 ms per job; the runs after it saw 1.25-1.71)",
-    " (session 10)": "un-padded on session 10's machine, with the live calibration made there (1.781 ms per step, "
-                     "15.98 ms per job)",
+    " (stamps)": ("session 12: an on-time padded result arrived at its actor's send stamp (2 ms tie window; results "
+                  "due at the same deadline one tie)", None),
+    " (before fix)": ("session 10: send stamps and the 2 ms tie window alone", None),
+    "_tie5ms": ("session 10: send stamps and a 5 ms tie window", None),
+    " (20 live jobs)": ("un-padded on session 13's machine, calibrated over 20 live jobs per worker",
+                        HISTORY_PROFILES / "session13_20_live_jobs.yaml"),
+    "this_machine_nopad": ("un-padded on session 9's machine, on the fleet calibrated without live jobs", PROFILE),
+    "this_machine_live200": ("un-padded on session 10's machine, calibrated live on 200-step jobs", LIVE_PROFILE_200),
+    "this_machine_livej": ("un-padded on session 10's machine, a trial calibration with the mean step time and jitter",
+                           LIVE_PROFILE_JITTER),
+    " (session 13)": ("un-padded on session 13's machine, two workers, calibrated with the median over 100 live jobs",
+                      HISTORY_PROFILES / "session13_two_workers_medians.yaml"),
+    " (medians)": ("un-padded on session 13's machine, one worker, calibrated with the median (not the mean) over 100 "
+                   "live jobs", HISTORY_PROFILES / "session13_one_worker_medians.yaml"),
+    " (one probe)": ("un-padded on session 14's machine, one worker, means over one live probe of 100 jobs that met a "
+                     "slow spell of the host", HISTORY_PROFILES / "session14_one_worker_one_probe.yaml"),
+    " (session 10)": ("un-padded on session 10's machine, with the live calibration made there",
+                      HISTORY_PROFILES / "session10_two_workers.yaml"),
 }
+
+
+def history_text(what: str, profile: Path | None) -> str:
+    """A history label's meaning, with its profile's numbers read from the profile itself."""
+    if profile is None:
+        return what
+    import yaml
+
+    device = yaml.safe_load(profile.read_text())["devices"][0]
+    overhead = device.get("job_overhead_ms")
+    numbers = f"{device['seconds_per_step'] * 1e3:.3f} ms per step" + (
+        f", {overhead:.2f} ms per job" if overhead is not None else "")
+    return f"{what} ({numbers}, {profile.relative_to(HERE)})"
 
 
 def is_history(fleet: str) -> bool:
@@ -318,6 +335,24 @@ def verdicts(g) -> dict[str, str]:
             "identical when order matched": ident}
 
 
+def unpadded_summary(nopad) -> list[str]:
+    """One line per worker count of the current un-padded runs: the target, and the same at each run's own step time."""
+    out = []
+    current = nopad[~nopad["fleet"].map(is_history)]
+    for workers, g in sorted(current.groupby(current["finish_error_own_step"].notna()), key=lambda kv: not kv[0]):
+        within = int((g["finish_error"].abs() <= 0.10).sum())
+        line = (f"{'One worker' if workers else 'Two workers'}: {within} of {len(g)} runs finish within 10% of the "
+                f"calibrated simulation (errors {100 * g['finish_error'].min():+.1f}..{100 * g['finish_error'].max():+.1f}%); "
+                f"each run's own step time was {100 * g['step_vs_profile'].min():+.1f}..{100 * g['step_vs_profile'].max():+.1f}% "
+                "against the calibrated one")
+        if workers:
+            own = g["finish_error_own_step"].abs()
+            line += (f"; at its own step time, {int((own <= 0.05).sum())} of {len(g)} runs are within 5% "
+                     f"(worst {100 * own.max():.1f}%)")
+        out += [line + ".", ""]
+    return out
+
+
 def recompare(runs: list[dict]) -> None:
     """Simulate each complete run's scenario again and recompute its against.json with today's sim.live.against."""
     import pandas as pd
@@ -394,7 +429,8 @@ def write_reports(runs: list[dict]) -> None:
              "jobs the live run also ran from the same inputs, in any order (a sync round does not depend on the order "
              "of its arrivals, so DiLoCo can be out of order and still bit-identical). A padded result computed by "
              "its deadline arrives at its planned time (sim/live/engine.py); the rows after the current ones are "
-             "kept from earlier rules: " + "; ".join(f"'{tag.strip()}': {what}" for tag, what in HISTORY.items())
+             "kept from earlier rules: " + "; ".join(f"'{tag.strip()}': {history_text(*entry)}"
+                                                    for tag, entry in HISTORY.items())
              + ".", "",
              "| fleet | S | method | reps | order | same jobs, any order | first divergence | finish error | "
              "event abs err mean (s) | event abs err max (s) | final diff | identical | overruns | ties (reordered) |",
@@ -438,7 +474,7 @@ def write_reports(runs: list[dict]) -> None:
             lines.append(f"| {fleet} | {method} | {spread(list(100 * g['finish_error']), '{:+.1f}%')} | "
                          f"{spread(list(100 * g['step_vs_profile']), '{:+.1f}%')} | "
                          f"{spread(list(100 * g['finish_error_own_step']), '{:+.1f}%')} |")
-        lines.append("")
+        lines += ["", *unpadded_summary(pd.concat([g for _, g in own]))]
     (HERE / "errors.md").write_text("\n".join(lines))
 
     t = ["# Where the real time goes", "",
