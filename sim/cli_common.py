@@ -208,11 +208,17 @@ NAME_OPT = typer.Option(None, "--name", help="report folder name under reports/ 
 METHOD_SET_OPT = typer.Option([], "--method-set", help="METHOD:KEY=VALUE, a setting for one method only, e.g. a tuned lr (repeatable)")
 
 
-def method_opt(default: Optional[str]) -> Any:
+def method_opt(default: Optional[str], single: bool = False) -> Any:
+    """``--method``; ``single``: a command that runs one method (its help says so, and it has no ``--methods``)."""
+    if single:
+        return typer.Option(default, "--method", "-m", help="method preset (asyncsim methods lists them)")
     return typer.Option(default, "--method", "--methods", "-m", help=METHOD_HELP)
 
 
-def seed_opt(default: Optional[str]) -> Any:
+def seed_opt(default: Optional[str], single: bool = False) -> Any:
+    """``--seed``; ``single``: a command that runs one seed."""
+    if single:
+        return typer.Option(default, "--seed", help="seed")
     return typer.Option(default, "--seed", "--seeds", help=SEED_HELP)
 
 

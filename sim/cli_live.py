@@ -34,9 +34,9 @@ def parse_kills(items: list[str]) -> list[tuple[int, int]]:
 def live(
     file: Path = FILE_ARG,
     time_scale: float = typer.Option(..., "--time-scale", "-t", help="real seconds per simulated second: each job takes S x its planned time (e.g. 0.05: a 10 s round in 0.5 s)"),
-    method: Optional[str] = method_opt(None),
+    method: Optional[str] = method_opt(None, single=True),
     set_: list[str] = SET_OPT,
-    seed: Optional[str] = seed_opt(None),
+    seed: Optional[str] = seed_opt(None, single=True),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default: a new reports/live/NAME-METHOD-sSEED-xSCALE)"),
     against: bool = typer.Option(True, "--against/--no-against", help="simulate the same scenario too and print how far the live run is from it"),
     tie_window_ms: float = typer.Option(2.0, "--tie-window", min=0.0, help="results sent within this many real ms of each other are one arrival time, applied in worker order (the simulation's rule for exact ties)"),
@@ -79,8 +79,9 @@ def live(
     metrics = ", ".join(f"{k} {final[k]:.4f}" for k in ("perplexity", "loss", "accuracy") if k in final)
     console.print(f"{s['status']}: {s['method']} seed {s['seed']}: {metrics} after {final['t_local']} local steps, "
                   f"{s['simulated_seconds']:.1f} simulated s in {info['real_seconds']:.1f} real s")
-    console.print(f"overruns: {info['overruns']} jobs computed past their emulated time; ties applied in worker order: "
-                  f"{info['tie_batches']} ({info['tie_reordered']} reordered); faults: {info['faults']}")
+    overruns = f"overruns: {info['overruns']} jobs computed past their emulated time; " if pad else ""
+    console.print(f"{overruns}ties applied in worker order: {info['tie_batches']} ({info['tie_reordered']} reordered); "
+                  f"faults: {info['faults']}")
     console.print(f"run folder: {result.folder}")
     if result.against is not None:
         for line in describe(result.against):
@@ -124,7 +125,7 @@ def calibrate(
     console.print(f"{c.seconds_per_step * 1e3:.3f} ms per local step ({c.step_spread[0] * 1e3:.3f}-"
                   f"{c.step_spread[1] * 1e3:.3f}), transfers {c.latency_ms:.3f} ms + {c.bandwidth_gbps:.3g} Gbit/s")
     if c.live_seconds_per_step is not None and c.job_overhead_ms is not None:
-        console.print(f"live, {k} workers: {c.live_seconds_per_step * 1e3:.3f} ms per local step, "
+        console.print(f"live, {k} worker{'s' if k != 1 else ''}: {c.live_seconds_per_step * 1e3:.3f} ms per local step, "
                       f"{c.job_overhead_ms:.2f} ms per job besides its steps")
     console.print(f"device profile: {out}")
 

@@ -199,7 +199,7 @@ def profile_yaml(c: Calibration, scenario: Scenario, workers: int, name: str) ->
                    f"(no more workers than cores / threads) for these numbers to hold.")
     live = c.live_seconds_per_step is not None and c.job_overhead_ms is not None
     if live:
-        description += (f" Measured again in un-padded live runs of {workers} actors, {c.live_jobs} jobs each "
+        description += (f" Measured again in un-padded live runs of {workers} actor{'s' if workers != 1 else ''}, {c.live_jobs} jobs each "
                         f"(means over a run's jobs{f', the median of {LIVE_PROBES} runs' if LIVE_PROBES > 1 else ''}): "
                         f"{c.live_seconds_per_step * 1e3:.3f} ms per step while they share the machine with the "
                         f"server, and {c.job_overhead_ms:.2f} ms per job besides its steps (launch, the server's "
