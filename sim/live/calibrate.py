@@ -18,8 +18,8 @@ The result is a device profile YAML (``devices:`` with ``seconds_per_step``,
 the fleet to simulate "this machine, k workers" with.
 
 With ``live_jobs`` > 0 the numbers are then measured again *as the live
-runtime pays them*: a short un-padded live run (async DiLoCo, ``workers``
-actors, ``live_jobs`` jobs each, grace 0) gives
+runtime pays them*: short un-padded live runs (async DiLoCo, ``workers``
+actors, ``live_jobs`` jobs each, grace 0; :data:`LIVE_PROBES` of them) give
 
 - seconds per local step while the k actors and the server share the
   machine (all jobs' compute time over all their steps), which a lone job
@@ -41,6 +41,11 @@ spell must not become the profile.
 
 Async DiLoCo with no grace window is used because its worker cycles do
 not wait on each other: a cycle less its compute is overhead, not a barrier.
+It also keeps every actor computing all the time, the most contention a
+method can have: with more actors than free cores, a sync or buffered
+method, whose actors idle at barriers, steps faster than the profile says
+(#24's two-worker check on 2 cores: its runs' steps were 9-31% faster).
+Give each actor and the server a core and the question does not arise.
 """
 from __future__ import annotations
 
