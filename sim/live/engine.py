@@ -189,13 +189,14 @@ class LiveSimulation(Simulation):
         """Land a batch of results: on time, at their planned arrival; otherwise at their send stamps."""
         on_time, stamped = self._split(ready)
         self._land_on_time(on_time)
-        if stamped:
-            self._land_stamped(stamped)
+        self._land_stamped(stamped)
 
     def _split(self, ready: list[LiveFuture]) -> tuple[list[LiveFuture], list[LiveFuture]]:
-        """``ready`` as (on time, stamped): see :meth:`_on_time`."""
-        on_time = [f for f in ready if self._on_time(f)]
-        return on_time, [f for f in ready if f not in on_time]
+        """``ready`` as (on time, stamped), in one pass: see :meth:`_on_time`."""
+        parts: tuple[list[LiveFuture], list[LiveFuture]] = ([], [])
+        for future in ready:
+            parts[0 if self._on_time(future) else 1].append(future)
+        return parts
 
     def _on_time(self, future: LiveFuture) -> bool:
         """A padded result computed by its deadline: it arrives when the simulation plans it to.
@@ -211,6 +212,8 @@ class LiveSimulation(Simulation):
         return self.pad and future.error is None and t.get("computed", float("inf")) <= t["deadline"]
 
     def _land_on_time(self, ready: list[LiveFuture]) -> None:
+        if not ready:
+            return
         jobs = {id(j.future): j for j in self.jobs.by_worker()}
         for future in ready:
             job = jobs[id(future)]
@@ -227,6 +230,8 @@ class LiveSimulation(Simulation):
         later in the window, or was still on its way) joins that tie while its
         arrivals wait to be applied.
         """
+        if not ready:
+            return
         first = min(f.timing["sent"] for f in ready)
         pause = first + self.tie_window - time.time()
         if pause > 0:  # results sent within the tie window of the first may still be on their way
