@@ -124,7 +124,7 @@ def calibrate(
         fail_with(exc)
     console.print(f"{c.seconds_per_step * 1e3:.3f} ms per local step ({c.step_spread[0] * 1e3:.3f}-"
                   f"{c.step_spread[1] * 1e3:.3f}), transfers {c.latency_ms:.3f} ms + {c.bandwidth_gbps:.3g} Gbit/s")
-    if c.live_seconds_per_step is not None and c.job_overhead_ms is not None:
+    if c.measured_live:
         console.print(f"live, {k} worker{'s' if k != 1 else ''}: {c.live_seconds_per_step * 1e3:.3f} ms per local step, "
                       f"{c.job_overhead_ms:.2f} ms per job besides its steps")
     console.print(f"device profile: {out}")

@@ -254,7 +254,8 @@ def row_of(r: dict, runs_dir: Path = RUNS, suffix: str = ""):
     real_dur = ok["real_sent"] - ok["real_dispatched"]
     metric = "perplexity" if "final_perplexity_sim" in a else "loss"
     info = s["live"]
-    host = host_speed(r, ok, a) if not r["pad"] else {}
+    profiled = math.nan if r["pad"] else profile_seconds_per_step(PROFILES.get(r["fleet"], PROFILE))
+    host = {} if r["pad"] else host_speed(RUNS / r["name"], ok, a, profiled)
     return {
         "fleet": r["group"] + suffix, "tie_fix": extra.get("tie_fix", False), "method": r["method"], "time_scale": S, "padded": r["pad"], "rep": r["rep"],
         "in_order_share": a["in_order_share"], "same_jobs_share": a.get("same_jobs_share", math.nan),
@@ -281,8 +282,7 @@ def row_of(r: dict, runs_dir: Path = RUNS, suffix: str = ""):
         "slack_min_ms": 1e3 * (S * ok["planned_arrival"] - ok["real_computed"]).min() if r["pad"] else math.nan,
         "planned_job_ms": 1e3 * planned_real.mean(), "real_job_ms": 1e3 * real_dur.mean(),
         "job_error_ms": 1e3 * (real_dur - planned_real).mean(),
-        "planned_compute_ms": 1e3 * ok["steps"].mean() * profile_seconds_per_step(PROFILES.get(r["fleet"], PROFILE))
-        if not r["pad"] else math.nan,
+        "planned_compute_ms": 1e3 * ok["steps"].mean() * profiled,
         "workers": int(log["worker"].nunique()),
         "step_vs_profile": host.get("step_vs_profile", math.nan),
         "finish_error_own_step": host.get("finish_error_own_step", math.nan),
@@ -291,7 +291,7 @@ def row_of(r: dict, runs_dir: Path = RUNS, suffix: str = ""):
     }
 
 
-def host_speed(r: dict, ok, a: dict) -> dict[str, float]:
+def host_speed(folder: Path, ok, a: dict, profiled: float) -> dict[str, float]:
     """An un-padded run's own step time against its calibrated profile, and its finish error at that step time.
 
     ``step_vs_profile``: the run's compute over its steps / the profile's seconds per step - 1: how much faster or
@@ -299,10 +299,10 @@ def host_speed(r: dict, ok, a: dict) -> dict[str, float]:
     against the same scenario simulated again with each worker's device at the step time that worker really had
     (its compute over its steps), everything else as calibrated (:func:`finish_at_own_steps`).
     """
-    profiled = profile_seconds_per_step(PROFILES.get(r["fleet"], PROFILE))
-    measured = ok["compute_s"].sum() / ok["steps"].sum()
-    own = finish_at_own_steps(RUNS / r["name"], ok, a["finish_sim_s"])
-    return {"step_vs_profile": measured / profiled - 1, "finish_error_own_step": a["finish_live_s"] / own - 1}
+    from sim.live.calibrate import step_time
+
+    own = finish_at_own_steps(folder, ok, a["finish_sim_s"])
+    return {"step_vs_profile": step_time(ok) / profiled - 1, "finish_error_own_step": a["finish_live_s"] / own - 1}
 
 
 def finish_at_own_steps(folder: Path, ok, finish_sim_s: float) -> float:
@@ -315,24 +315,23 @@ def finish_at_own_steps(folder: Path, ok, finish_sim_s: float) -> float:
     cache = folder / "own_step.json"
     if cache.exists():
         return json.loads(cache.read_text())["finish_sim_s"]
-    import yaml
-
     from sim import load_scenario, simulate
+    from sim.live.calibrate import step_time
     from sim.trainer_factory import build_trainer
 
     path = folder / "scenario.yaml"
-    workers = yaml.safe_load(path.read_text())["workers"]
-    null = {"name": "null", "config": {"dim": build_trainer(load_scenario(path)).init_params().numel(),
-                                       "dtype": "float32"}}
-    check = simulate(load_scenario(path, overrides={"trainer": null})).summary["simulated_seconds"]
+    scenario = load_scenario(path)
+    null = scenario.with_overrides({"trainer": {"name": "null", "config": {
+        "dim": build_trainer(scenario).init_params().numel(), "dtype": "float32"}}})
+    check = simulate(null).summary["simulated_seconds"]
     if abs(check - finish_sim_s) > 1e-9 * finish_sim_s:
         raise SystemExit(f"{folder}: the null trainer's schedule finishes at {check} s, the simulation at "
                          f"{finish_sim_s} s; the re-simulation at measured step times would not be comparable")
-    per_worker = (ok.groupby("worker")["compute_s"].sum() / ok.groupby("worker")["steps"].sum()).to_dict()
-    devices = [{**d, "seconds_per_step": float(per_worker.get(w, d["seconds_per_step"])), "steps_per_second": None}
+    per_worker = {int(w): step_time(jobs) for w, jobs in ok.groupby("worker")}
+    workers = scenario.resolved()["workers"]  # the devices in full, to change one field of each
+    devices = [{**d, "seconds_per_step": per_worker.get(w, d["seconds_per_step"]), "steps_per_second": None}
                for w, d in enumerate(workers["devices"])]
-    own = simulate(load_scenario(path, overrides={"trainer": null, "workers": {**workers, "devices": devices}}))
-    seconds = own.summary["simulated_seconds"]
+    seconds = simulate(null.with_overrides({"workers": {**workers, "devices": devices}})).summary["simulated_seconds"]
     cache.write_text(json.dumps({"finish_sim_s": seconds, "seconds_per_step": per_worker}) + "\n")
     return seconds
 

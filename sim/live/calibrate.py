@@ -31,20 +31,20 @@ actors, ``live_jobs`` jobs each, grace 0; :data:`LIVE_PROBES` of them) give
 
 Both are means over a probe's jobs, not medians, because a run's time
 to finish is a *sum* of job cycles: the occasional slow job (a
-collection, the OS scheduling another process) counts in full. Medians
-made the model 3-4.5 ms short of each 35 ms job's real cycle in #24's
-un-padded check (20-step jobs 4-19% late). The probe runs
+collection, the OS scheduling another process) counts in full: with
+medians every 20-step job of #24's un-padded check came in late (the
+"(medians)" rows of reports/sim_to_real). The probe runs
 :data:`LIVE_PROBES` times and the median probe is kept: a shared host has
-slow spells of seconds (one probe here measured 1.82 ms per step where
-the runs after it and two probes minutes later saw 1.25-1.46), and one
-spell must not become the profile.
+slow spells of seconds, and one spell must not become the profile (the
+"(one probe)" rows: a single probe met one, and every run on it finished
+early).
 
 Async DiLoCo with no grace window is used because its worker cycles do
 not wait on each other: a cycle less its compute is overhead, not a barrier.
 It also keeps every actor computing all the time, the most contention a
 method can have: with more actors than free cores, a sync or buffered
 method, whose actors idle at barriers, steps faster than the profile says
-(#24's two-worker check on 2 cores: its runs' steps were 9-31% faster).
+(the two-worker rows of reports/sim_to_real, "step vs profile").
 Give each actor and the server a core and the question does not arise.
 """
 from __future__ import annotations
@@ -81,6 +81,11 @@ class Calibration:
     live_seconds_per_step: float | None = None  # under the live runtime's contention (live_jobs > 0)
     job_overhead_ms: float | None = None  # each job's real cycle less its compute, in a live run
     live_jobs: int = 0
+
+    @property
+    def measured_live(self) -> bool:
+        """Whether the live runtime's own costs were measured (``live_jobs`` > 0)."""
+        return self.live_seconds_per_step is not None and self.job_overhead_ms is not None
 
 
 def time_steps(trainer: Trainer, scenario: Scenario, steps: int, repeats: int) -> tuple[float, tuple[float, float]]:
@@ -133,6 +138,14 @@ def time_transfer(num_params: int, repeats: int, address: str | None = None) -> 
     return latency * 1e3, bits / max(seconds - latency, 1e-9) / 1e9
 
 
+def step_time(log: pd.DataFrame) -> float:
+    """Seconds per local step of a live run's jobs (rows of ``live.csv``): their compute over their steps.
+
+    A sum over a sum, not a mean of ratios: a run's compute time is the sum.
+    """
+    return float(log["compute_s"].sum() / log["steps"].sum())
+
+
 def live_costs(log: pd.DataFrame) -> tuple[float, float]:
     """(seconds per step, job overhead seconds) from a live run's per-job log (``live.csv``): means over jobs.
 
@@ -142,10 +155,9 @@ def live_costs(log: pd.DataFrame) -> tuple[float, float]:
     back from ``live.csv`` has an empty ``fault`` as a missing value.
     """
     done = log[log["fault"].fillna("") == ""].sort_values(["worker", "real_dispatched"])
-    per_step = done["compute_s"].sum() / done["steps"].sum()
     cycle = done.groupby("worker")["real_dispatched"].diff().shift(-1)
     overhead = (cycle - done["compute_s"]).where(done["worker"].eq(done["worker"].shift(-1))).dropna()
-    return float(per_step), float(max(overhead.mean(), 0.0))
+    return step_time(done), float(max(overhead.mean(), 0.0))
 
 
 def time_live(scenario: Scenario, seconds_per_step: float, workers: int, jobs: int, steps: int,
@@ -202,9 +214,10 @@ def profile_yaml(c: Calibration, scenario: Scenario, workers: int, name: str) ->
                    f"{c.threads} torch thread(s); transfers between two local Ray actors: {c.latency_ms:.3f} ms "
                    f"latency, {c.bandwidth_gbps:.3g} Gbit/s. Give each worker its own cores "
                    f"(no more workers than cores / threads) for these numbers to hold.")
-    live = c.live_seconds_per_step is not None and c.job_overhead_ms is not None
+    live = c.measured_live
     if live:
-        description += (f" Measured again in un-padded live runs of {workers} actor{'s' if workers != 1 else ''}, {c.live_jobs} jobs each "
+        actors = f"{workers} actor{'s' if workers != 1 else ''}"
+        description += (f" Measured again in un-padded live runs of {actors}, {c.live_jobs} jobs each "
                         f"(means over a run's jobs{f', the median of {LIVE_PROBES} runs' if LIVE_PROBES > 1 else ''}): "
                         f"{c.live_seconds_per_step * 1e3:.3f} ms per step while they share the machine with the "
                         f"server, and {c.job_overhead_ms:.2f} ms per job besides its steps (launch, the server's "
