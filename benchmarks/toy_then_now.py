@@ -77,13 +77,12 @@ def main() -> None:
                 rate = {name: statistics.median(rs) for name, rs in rates.items()}
                 # "no slower": faster, or a tie (the two sides' ranges of runs overlap)
                 tie = min(rates["now"]) <= max(rates["then"]) and min(rates["then"]) <= max(rates["now"])
-                verdict = "faster" if rate["now"] >= rate["then"] and not tie else "a tie" if tie else "slower"
+                verdict = "a tie" if tie else "faster" if rate["now"] > rate["then"] else "slower"
                 hashes = {name: {r["hash"] for r in rs} for name, rs in runs.items()}
                 same = hashes["then"] == hashes["now"] and len(hashes["now"]) == 1
                 print(f"{method}: then {rate['then']:.0f} local steps/s, now {rate['now']:.0f} "
-                      f"({rate['now'] / rate['then']:.3f}x); spread now "
-                      f"{min(r['steps'] / r['seconds'] for r in runs['now']):.0f}.."
-                      f"{max(r['steps'] / r['seconds'] for r in runs['now']):.0f}; same run hash: {same}; {verdict}",
+                      f"({rate['now'] / rate['then']:.3f}x); spread now {min(rates['now']):.0f}.."
+                      f"{max(rates['now']):.0f}; same run hash: {same}; {verdict}",
                       flush=True)
                 emit(f"toy {method} k = 4, serial, now / {args.then}", rate["now"] / rate["then"], 1.0, "x",
                      higher_is_better=True, ok=verdict != "slower",
